@@ -1,0 +1,386 @@
+package storage
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Identity is who a verified token speaks for. It comes only from a verified
+// JWT, never from the URL, query or body.
+type Identity struct {
+	Tenant string
+	App    string
+	// User is empty for a client-credentials token (no sub, or sub equal to
+	// the client_id).
+	User string
+	// Scopes are the scopes the token grants; the effective scopes are these
+	// intersected with the app's declared scopes.
+	Scopes []string
+}
+
+func (id Identity) hasScope(s string) bool {
+	for _, g := range id.Scopes {
+		if g == s {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthConfig says how bearer tokens are verified. At least one of Keys and
+// Keyfunc must be set.
+type AuthConfig struct {
+	// Keys verify token signatures. A token whose header names a kid is
+	// verified only with the key whose ID equals it exactly; a kid that names
+	// no key is refused. A token without a kid is tried against every key of
+	// its algorithm's family. Only the algorithms these keys can verify are
+	// accepted: HS256/384/512 for secrets, RS256/384/512 and PS256/384/512
+	// for RSA, ES256/384/512 by the key's curve, EdDSA for Ed25519.
+	Keys []Key
+
+	// Keyfunc, when set, is used instead of Keys, for instance a JWKS key
+	// function from github.com/MicahParks/keyfunc/v3. Algorithms must then
+	// list the accepted algorithms.
+	Keyfunc jwt.Keyfunc
+	// Algorithms accepted with Keyfunc, such as []string{"RS256"}. Ignored
+	// with Keys. Never "none".
+	Algorithms []string
+
+	// Issuer, when set, must equal the token's iss. Default: not checked.
+	Issuer string
+	// Audience, when set, must be one of the token's aud. Default: not checked.
+	Audience string
+	// Leeway tolerated on exp and nbf for clock skew. Default 0.
+	Leeway time.Duration
+
+	// Claims names the claims that carry the identity. Defaults:
+	// tenantId, client_id, sub, scope.
+	Claims ClaimNames
+}
+
+// Key is one verification key: an HMAC secret or a PEM public key.
+type Key struct {
+	// ID, when set, is matched exactly against the token's kid header.
+	ID string
+	// Secret is an HMAC secret of at least 32 bytes.
+	Secret []byte
+	// PublicKeyPEM is a PEM "PUBLIC KEY" (PKIX: RSA, ECDSA or Ed25519),
+	// "RSA PUBLIC KEY" (PKCS#1) or "CERTIFICATE" block.
+	PublicKeyPEM []byte
+}
+
+// ClaimNames names the JWT claims that carry the identity.
+type ClaimNames struct {
+	Tenant string // default "tenantId"
+	App    string // default "client_id"
+	User   string // default "sub"
+	Scope  string // default "scope": a space-separated string or an array of strings
+}
+
+// maxAuthHeader caps the Authorization header before any parsing.
+const maxAuthHeader = 8 << 10
+
+// verifier checks bearer tokens. It is built once by New and never changes.
+type verifier struct {
+	keys    []verifyKey
+	keyfunc jwt.Keyfunc
+	parser  *jwt.Parser
+	claims  ClaimNames
+}
+
+type verifyKey struct {
+	id     string
+	key    any      // []byte, *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey
+	algs   []string // algorithms this key verifies
+	family string   // "hmac", "rsa", "ecdsa", "ed25519"
+}
+
+func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
+	v := &verifier{claims: c.Claims}
+	if v.claims.Tenant == "" {
+		v.claims.Tenant = "tenantId"
+	}
+	if v.claims.App == "" {
+		v.claims.App = "client_id"
+	}
+	if v.claims.User == "" {
+		v.claims.User = "sub"
+	}
+	if v.claims.Scope == "" {
+		v.claims.Scope = "scope"
+	}
+	var algs []string
+	switch {
+	case c.Keyfunc != nil:
+		if len(c.Algorithms) == 0 {
+			return nil, errors.New("Auth.Algorithms is required with Auth.Keyfunc")
+		}
+		for _, a := range c.Algorithms {
+			if a == "" || strings.EqualFold(a, "none") || jwt.GetSigningMethod(a) == nil {
+				return nil, fmt.Errorf("Auth.Algorithms: unsupported algorithm %q", a)
+			}
+		}
+		algs = c.Algorithms
+		v.keyfunc = c.Keyfunc
+	case len(c.Keys) > 0:
+		seen := map[string]bool{}
+		for i, k := range c.Keys {
+			vk, err := parseKey(k)
+			if err != nil {
+				return nil, fmt.Errorf("Auth.Keys[%d]: %w", i, err)
+			}
+			v.keys = append(v.keys, vk)
+			for _, a := range vk.algs {
+				if !seen[a] {
+					seen[a] = true
+					algs = append(algs, a)
+				}
+			}
+		}
+		v.keyfunc = v.lookup
+	default:
+		return nil, errors.New("Auth.Keys or Auth.Keyfunc is required")
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(c.Leeway),
+		jwt.WithTimeFunc(now),
+	}
+	if c.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(c.Issuer))
+	}
+	if c.Audience != "" {
+		opts = append(opts, jwt.WithAudience(c.Audience))
+	}
+	v.parser = jwt.NewParser(opts...)
+	return v, nil
+}
+
+func parseKey(k Key) (verifyKey, error) {
+	vk := verifyKey{id: k.ID}
+	switch {
+	case len(k.Secret) > 0 && len(k.PublicKeyPEM) > 0:
+		return vk, errors.New("set Secret or PublicKeyPEM, not both")
+	case len(k.Secret) > 0:
+		if len(k.Secret) < 32 {
+			return vk, errors.New("Secret must be at least 32 bytes")
+		}
+		vk.key, vk.family, vk.algs = append([]byte(nil), k.Secret...), "hmac", []string{"HS256", "HS384", "HS512"}
+		return vk, nil
+	case len(k.PublicKeyPEM) > 0:
+		block, _ := pem.Decode(k.PublicKeyPEM)
+		if block == nil {
+			return vk, errors.New("PublicKeyPEM holds no PEM block")
+		}
+		var pub any
+		var err error
+		switch block.Type {
+		case "PUBLIC KEY":
+			pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+		case "RSA PUBLIC KEY":
+			pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
+		case "CERTIFICATE":
+			var cert *x509.Certificate
+			cert, err = x509.ParseCertificate(block.Bytes)
+			if err == nil {
+				pub = cert.PublicKey
+			}
+		default:
+			return vk, fmt.Errorf("PEM block %q is not a public key", block.Type)
+		}
+		if err != nil {
+			return vk, fmt.Errorf("PublicKeyPEM: %w", err)
+		}
+		switch p := pub.(type) {
+		case *rsa.PublicKey:
+			vk.key, vk.family, vk.algs = p, "rsa", []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+		case *ecdsa.PublicKey:
+			vk.key, vk.family = p, "ecdsa"
+			switch p.Curve {
+			case elliptic.P256():
+				vk.algs = []string{"ES256"}
+			case elliptic.P384():
+				vk.algs = []string{"ES384"}
+			case elliptic.P521():
+				vk.algs = []string{"ES512"}
+			default:
+				return vk, errors.New("unsupported ECDSA curve")
+			}
+		case ed25519.PublicKey:
+			vk.key, vk.family, vk.algs = p, "ed25519", []string{"EdDSA"}
+		default:
+			return vk, fmt.Errorf("unsupported public key type %T", pub)
+		}
+		return vk, nil
+	}
+	return vk, errors.New("Secret or PublicKeyPEM is required")
+}
+
+// lookup is the jwt.Keyfunc over the configured keys: kid is compared
+// exactly and never used for anything else; keys are offered only for the
+// family of the token's (already allow-listed) algorithm.
+func (v *verifier) lookup(t *jwt.Token) (any, error) {
+	for _, h := range []string{"jku", "x5u", "jwk", "x5c"} {
+		if _, ok := t.Header[h]; ok {
+			return nil, fmt.Errorf("header %q is not accepted", h)
+		}
+	}
+	alg, _ := t.Header["alg"].(string)
+	var kid string
+	if raw, ok := t.Header["kid"]; ok {
+		s, ok := raw.(string)
+		if !ok {
+			return nil, errors.New("kid is not a string")
+		}
+		kid = s
+	}
+	_, hasKid := t.Header["kid"]
+	var set jwt.VerificationKeySet
+	for _, k := range v.keys {
+		if hasKid && k.id != kid {
+			continue
+		}
+		for _, a := range k.algs {
+			if a == alg {
+				set.Keys = append(set.Keys, k.key)
+				break
+			}
+		}
+	}
+	if len(set.Keys) == 0 {
+		return nil, errors.New("no key for this token")
+	}
+	return set, nil
+}
+
+// verify checks a bearer token and returns the identity it carries. Every
+// failure is invalid_token; the reason is for the log only.
+func (v *verifier) verify(raw string) (Identity, error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
+		return Identity{}, &Error{Code: CodeInvalidToken, Message: "the bearer token is not valid", Err: err}
+	}
+	str := func(name string) (string, bool) {
+		val, ok := claims[name]
+		if !ok {
+			return "", true
+		}
+		s, ok := val.(string)
+		return s, ok
+	}
+	bad := func(what string) (Identity, error) {
+		return Identity{}, errorf(CodeInvalidToken, "the token's %s claim is missing or not a valid id", what)
+	}
+	var id Identity
+	var ok bool
+	if id.Tenant, ok = str(v.claims.Tenant); !ok || !validID(id.Tenant) {
+		return bad(v.claims.Tenant)
+	}
+	if id.App, ok = str(v.claims.App); !ok || !validID(id.App) {
+		return bad(v.claims.App)
+	}
+	if id.User, ok = str(v.claims.User); !ok {
+		return bad(v.claims.User)
+	}
+	if id.User == id.App {
+		id.User = "" // a client-credentials token carries no user
+	}
+	if id.User != "" && !validID(id.User) {
+		return bad(v.claims.User)
+	}
+	switch s := claims[v.claims.Scope].(type) {
+	case nil:
+	case string:
+		id.Scopes = strings.Split(s, " ")
+	case []any:
+		for _, e := range s {
+			es, ok := e.(string)
+			if !ok {
+				return Identity{}, errorf(CodeInvalidToken, "the token's %s claim must hold strings", v.claims.Scope)
+			}
+			id.Scopes = append(id.Scopes, es)
+		}
+	default:
+		return Identity{}, errorf(CodeInvalidToken, "the token's %s claim must be a string or an array of strings", v.claims.Scope)
+	}
+	return id, nil
+}
+
+// bearer extracts the bearer token of a request, capped before any parsing.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", errorf(CodeInvalidToken, "missing Authorization: Bearer token")
+	}
+	if len(h) > 1 {
+		return "", errorf(CodeInvalidToken, "more than one Authorization header")
+	}
+	if len(h[0]) > maxAuthHeader {
+		return "", errorf(CodeInvalidToken, "the Authorization header is too long")
+	}
+	scheme, tok, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", errorf(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
+	}
+	return tok, nil
+}
+
+// authorize verifies the request's token, looks up its app and checks that
+// access a on tier t is both declared by the app and granted by the token.
+func (e *Engine) authorize(r *http.Request, t Tier, a Access) (Identity, error) {
+	tok, err := bearer(r)
+	if err != nil {
+		return Identity{}, err
+	}
+	id, err := e.verifier.verify(tok)
+	if err != nil {
+		return Identity{}, err
+	}
+	app, err := e.apps.lookup(r.Context(), id.App)
+	if err != nil {
+		return Identity{}, err
+	}
+	scope := Scope(t, a)
+	if !app.declares(scope) {
+		return Identity{}, errorf(CodeInvalidScope, "app %q did not declare the scope %s", id.App, scope)
+	}
+	if !id.hasScope(scope) {
+		return Identity{}, errorf(CodeInsufficientScope, "the token does not grant the scope %s", scope)
+	}
+	if t == TierUser && id.User == "" {
+		return Identity{}, errorf(CodeUserRequired, "the user tier needs a token that carries a user")
+	}
+	return id, nil
+}
+
+// authorizeAdmin checks the request's bearer against the configured admin
+// tokens in constant time (every token is compared, hashes of equal length).
+func (e *Engine) authorizeAdmin(r *http.Request) error {
+	tok, err := bearer(r)
+	if err != nil {
+		return err
+	}
+	got := sha256.Sum256([]byte(tok))
+	match := 0
+	for _, want := range e.adminTokens {
+		match |= subtle.ConstantTimeCompare(got[:], want[:])
+	}
+	if match != 1 {
+		return errorf(CodeInvalidToken, "not an admin token")
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+package cpodtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/alicebob/miniredis/v2"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	storage "github.com/cpod/storage"
+)
+
+// Environment variables that replace a fake with a real server. Each test
+// server then gets its own Redis key prefix, MongoDB database or S3 bucket,
+// removed when the test ends.
+const (
+	// EnvRedisURL is a Redis URL, such as redis://127.0.0.1:6379/0.
+	EnvRedisURL = "CPODTEST_REDIS_URL"
+	// EnvMongoURI is a MongoDB URI, such as mongodb://127.0.0.1:27017/.
+	EnvMongoURI = "CPODTEST_MONGO_URI"
+	// EnvS3URL is an S3 endpoint with its keys as user info, such as
+	// http://ACCESS_KEY:SECRET_KEY@127.0.0.1:9000 (https for TLS).
+	EnvS3URL = "CPODTEST_S3_URL"
+)
+
+// Claims describe the identity of a token minted by [Server.Token].
+type Claims struct {
+	Tenant string
+	App    string
+	// User is the token's sub; empty makes a client-credentials token.
+	User   string
+	Scopes []string
+	// TTL is the token's lifetime on the server's clock. Default one hour;
+	// negative makes an expired token.
+	TTL time.Duration
+}
+
+// Server is the real engine on an httptest.Server over in-process fakes (or
+// real servers, see the Env* variables and options).
+type Server struct {
+	// URL is the base URL of the engine, such as http://127.0.0.1:port.
+	URL string
+	// Engine is the engine under test.
+	Engine *storage.Engine
+	// AdminToken guards /v1/oauth/apps.
+	AdminToken string
+	// HTTP is the underlying test server.
+	HTTP *httptest.Server
+
+	// Backends, handed to the engine.
+	S3     *minio.Client
+	Bucket string
+	Mongo  *mongo.Database
+	Redis  redis.UniversalClient
+
+	mini      *miniredis.Miniredis
+	tokenKey  []byte
+	offset    atomic.Int64 // clock offset in nanoseconds, moved by FastForward
+	calls     counters
+	t         testing.TB
+	appsMu    sync.Mutex
+	appsKnown map[string]bool
+}
+
+// Option changes how NewServer builds a server.
+type Option func(*settings)
+
+type settings struct {
+	redisURL, mongoURI, s3URL string
+	config                    func(*storage.Config)
+	logger                    *slog.Logger
+}
+
+// WithRedisURL uses a real Redis instead of miniredis. Default: the
+// CPODTEST_REDIS_URL variable, else miniredis.
+func WithRedisURL(u string) Option { return func(s *settings) { s.redisURL = u } }
+
+// WithMongoURI uses a real MongoDB (or FerretDB) instead of the in-process
+// FerretDB on SQLite. Default: CPODTEST_MONGO_URI, else in-process.
+func WithMongoURI(u string) Option { return func(s *settings) { s.mongoURI = u } }
+
+// WithS3URL uses a real S3 endpoint instead of gofakes3. Default:
+// CPODTEST_S3_URL, else gofakes3 in memory.
+func WithS3URL(u string) Option { return func(s *settings) { s.s3URL = u } }
+
+// WithConfig changes the engine's Config before New is called, for instance
+// its Limits. Default: no change.
+func WithConfig(f func(*storage.Config)) Option { return func(s *settings) { s.config = f } }
+
+// WithLogger sets the engine's logger. Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
+
+// NewServer starts the engine over the fakes and registers its shutdown with
+// t.Cleanup. Any setup failure fails the test.
+func NewServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	set := settings{
+		redisURL: os.Getenv(EnvRedisURL),
+		mongoURI: os.Getenv(EnvMongoURI),
+		s3URL:    os.Getenv(EnvS3URL),
+		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, o := range opts {
+		o(&set)
+	}
+	s := &Server{t: t, appsKnown: map[string]bool{}}
+	id := randomHex(6)
+	s.tokenKey = []byte(randomHex(32))
+	s.AdminToken = "admin-" + randomHex(16)
+
+	s.startRedis(t, set.redisURL, id)
+	s.startMongo(t, set.mongoURI, id)
+	s.startS3(t, set.s3URL, id)
+
+	cfg := storage.Config{
+		S3:             s.S3,
+		Bucket:         s.Bucket,
+		Mongo:          s.Mongo,
+		Redis:          s.Redis,
+		RedisKeyPrefix: "cpodtest:" + id + ":",
+		Auth:           storage.AuthConfig{Keys: []storage.Key{{Secret: s.tokenKey}}},
+		AdminTokens:    []string{s.AdminToken},
+		SigningKey:     []byte(randomHex(32)),
+		Logger:         set.logger,
+		Now:            s.Now,
+	}
+	if set.config != nil {
+		set.config(&cfg)
+	}
+	e, err := storage.New(cfg)
+	if err != nil {
+		t.Fatalf("cpodtest: %v", err)
+	}
+	s.Engine = e
+	s.HTTP = httptest.NewServer(e)
+	s.URL = s.HTTP.URL
+	t.Cleanup(s.HTTP.Close)
+	return s
+}
+
+// Now is the server's clock: real time moved by FastForward.
+func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.offset.Load())) }
+
+// FastForward moves the engine's clock (token and signed URL expiry) and
+// miniredis' clock (TTLs) forward by d. With a real Redis it cannot move
+// Redis' clock, so it skips the calling test, naming the reason: call it from
+// the test's goroutine.
+func (s *Server) FastForward(d time.Duration) {
+	if s.mini == nil {
+		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s)", EnvRedisURL)
+	}
+	s.offset.Add(int64(d))
+	s.mini.FastForward(d)
+}
+
+// Miniredis returns the in-process Redis, or nil when a real Redis is used.
+func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
+
+// Token mints a token for the claims, signed with the server's key, valid
+// for c.TTL on the server's clock.
+func (s *Server) Token(c Claims) string {
+	ttl := c.TTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	now := s.Now()
+	claims := jwt.MapClaims{
+		"tenantId":  c.Tenant,
+		"client_id": c.App,
+		"scope":     strings.Join(c.Scopes, " "),
+		"iat":       now.Unix(),
+		"exp":       now.Add(ttl).Unix(),
+	}
+	if c.User != "" {
+		claims["sub"] = c.User
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.tokenKey)
+	if err != nil {
+		s.t.Fatalf("cpodtest: sign token: %v", err)
+	}
+	return tok
+}
+
+// TokenKey returns the HMAC secret that verifies the server's tokens, for
+// tests that mint their own.
+func (s *Server) TokenKey() []byte { return append([]byte(nil), s.tokenKey...) }
+
+// RegisterApp registers an app that declares the scopes, through the
+// engine's Go API. A failure (for instance a client_id already registered)
+// fails the test.
+func (s *Server) RegisterApp(t testing.TB, clientID string, scopes ...string) {
+	t.Helper()
+	if scopes == nil {
+		scopes = []string{}
+	}
+	if _, err := s.Engine.RegisterApp(context.Background(), storage.App{ClientID: clientID, Name: clientID, DeclaredScopes: scopes, AppType: "service"}); err != nil {
+		t.Fatalf("cpodtest: register app %q: %v", clientID, err)
+	}
+	s.appsMu.Lock()
+	s.appsKnown[clientID] = true
+	s.appsMu.Unlock()
+}
+
+// Calls counts the requests the engine sent to each backend so far: S3
+// requests, MongoDB commands on the documents collection, Redis commands.
+// Tests use it to prove that bad input was refused before any backend call.
+type Calls struct {
+	S3, Documents, Redis int64
+}
+
+type counters struct {
+	s3, documents, redis atomic.Int64
+}
+
+// Calls returns the backend calls so far.
+func (s *Server) Calls() Calls {
+	return Calls{S3: s.calls.s3.Load(), Documents: s.calls.documents.Load(), Redis: s.calls.redis.Load()}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// redisCounter is a go-redis hook that counts commands.
+type redisCounter struct{ n *atomic.Int64 }
+
+func (h redisCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h redisCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+func (s *Server) startRedis(t testing.TB, redisURL, id string) {
+	t.Helper()
+	if redisURL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			t.Fatalf("cpodtest: start miniredis: %v", err)
+		}
+		t.Cleanup(m.Close)
+		s.mini = m
+		redisURL = "redis://" + m.Addr()
+	}
+	o, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
+	}
+	c := redis.NewClient(o)
+	c.AddHook(redisCounter{&s.calls.redis})
+	s.Redis = c
+	if s.mini == nil {
+		t.Cleanup(func() {
+			// Remove this server's keys: the prefix is ours, never user input.
+			ctx := context.Background()
+			iter := c.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				c.Del(ctx, iter.Val())
+			}
+		})
+	}
+	t.Cleanup(func() { _ = c.Close() })
+}
+
+// quietLog keeps FerretDB's logs out of test output.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
+	t.Helper()
+	dbName := "cpod"
+	if mongoURI == "" {
+		f, err := ferretdb.New(&ferretdb.Config{
+			Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+			Handler:   "sqlite",
+			SQLiteURL: "file:" + t.TempDir() + "/",
+			Logger:    quietLog,
+		})
+		if err != nil {
+			t.Fatalf("cpodtest: start FerretDB: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = f.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		mongoURI = f.MongoDBURI()
+	} else {
+		dbName = "cpodtest_" + id
+	}
+	calls := &s.calls.documents
+	mon := &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+		// The first element of a command names its collection.
+		if el, err := ev.Command.IndexErr(0); err == nil {
+			if v, ok := el.Value().StringValueOK(); ok && strings.HasPrefix(v, "cpod_documents") {
+				calls.Add(1)
+			}
+		}
+	}}
+	c, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetMonitor(mon).SetTimeout(30 * time.Second))
+	if err != nil {
+		t.Fatalf("cpodtest: connect MongoDB: %v", err)
+	}
+	s.Mongo = c.Database(dbName)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if dbName != "cpod" {
+			_ = s.Mongo.Drop(ctx)
+		}
+		_ = c.Disconnect(ctx)
+	})
+}
+
+// countingHandler counts the requests that reach the fake S3.
+type countingHandler struct {
+	n    *atomic.Int64
+	next http.Handler
+}
+
+func (h countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.n.Add(1)
+	h.next.ServeHTTP(w, r)
+}
+
+// countingTransport counts the requests sent to a real S3.
+type countingTransport struct {
+	n    *atomic.Int64
+	next http.RoundTripper
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+func (s *Server) startS3(t testing.TB, s3URL, id string) {
+	t.Helper()
+	ctx := context.Background()
+	if s3URL == "" {
+		backend := s3mem.New()
+		faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
+		ts := httptest.NewServer(countingHandler{&s.calls.s3, faker.Server()})
+		t.Cleanup(ts.Close)
+		s.Bucket = "cpod"
+		if err := backend.CreateBucket(s.Bucket); err != nil {
+			t.Fatalf("cpodtest: create bucket: %v", err)
+		}
+		u, _ := url.Parse(ts.URL)
+		c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4("cpodtest", "cpodtest-secret", ""), Region: "us-east-1"})
+		if err != nil {
+			t.Fatalf("cpodtest: S3 client: %v", err)
+		}
+		s.S3 = c
+		return
+	}
+	u, err := url.Parse(s3URL)
+	if err != nil || u.Host == "" || u.User == nil {
+		t.Fatalf("cpodtest: %s must look like http://ACCESS_KEY:SECRET_KEY@host:port", EnvS3URL)
+	}
+	secret, _ := u.User.Password()
+	c, err := minio.New(u.Host, &minio.Options{
+		Creds:     credentials.NewStaticV4(u.User.Username(), secret, ""),
+		Secure:    u.Scheme == "https",
+		Region:    "us-east-1",
+		Transport: countingTransport{&s.calls.s3, http.DefaultTransport},
+	})
+	if err != nil {
+		t.Fatalf("cpodtest: S3 client: %v", err)
+	}
+	s.S3 = c
+	s.Bucket = "cpodtest-" + id
+	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("cpodtest: create bucket %s: %v", s.Bucket, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for obj := range c.ListObjects(ctx, s.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if obj.Err == nil {
+				_ = c.RemoveObject(ctx, s.Bucket, obj.Key, minio.RemoveObjectOptions{})
+			}
+		}
+		for up := range c.ListIncompleteUploads(ctx, s.Bucket, "", true) {
+			if up.Err == nil {
+				_ = c.RemoveIncompleteUpload(ctx, s.Bucket, up.Key)
+			}
+		}
+		_ = c.RemoveBucket(ctx, s.Bucket)
+	})
+}

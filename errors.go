@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+)
+
+// Code is the machine-readable error code of the wire contract. It is sent as
+// the "error" field of every error response, and it alone decides the HTTP
+// status (see [Code.Status]).
+type Code string
+
+// The codes of the wire contract.
+const (
+	CodeInvalidRequest     Code = "invalid_request"
+	CodeInvalidToken       Code = "invalid_token"
+	CodeInvalidScope       Code = "invalid_scope"
+	CodeInsufficientScope  Code = "insufficient_scope"
+	CodeUserRequired       Code = "user_required"
+	CodeNotFound           Code = "not_found"
+	CodeConflict           Code = "conflict"
+	CodeTooLarge           Code = "too_large"
+	CodeInvalidCursor      Code = "invalid_cursor"
+	CodeNotInteger         Code = "not_integer"
+	CodeExpired            Code = "expired"
+	CodeInvalidSignature   Code = "invalid_signature"
+	CodeBackendUnavailable Code = "backend_unavailable"
+	CodeInternal           Code = "internal"
+)
+
+// Status is the one place that maps an error code to its HTTP status.
+func (c Code) Status() int {
+	switch c {
+	case CodeInvalidRequest, CodeInvalidCursor:
+		return http.StatusBadRequest
+	case CodeInvalidToken:
+		return http.StatusUnauthorized
+	case CodeInvalidScope, CodeInsufficientScope, CodeUserRequired, CodeExpired, CodeInvalidSignature:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeConflict, CodeNotInteger:
+		return http.StatusConflict
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeBackendUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Error is the one error type of the engine. Its Code decides the response;
+// its Message is safe to show to the caller; Err, when set, is the internal
+// cause: it is logged, never sent.
+//
+// Use errors.Is with the sentinels (ErrNotFound, ...): an *Error matches a
+// sentinel when their codes are equal.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error
+	// status overrides Code.Status() for the few statuses that share a code
+	// (405, 416, 400 invalid_scope at registration). Zero means Code.Status().
+	status int
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	if e.Message == "" {
+		return string(e.Code)
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Unwrap returns the internal cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// HTTPStatus is the status the engine answers this error with.
+func (e *Error) HTTPStatus() int {
+	if e.status != 0 {
+		return e.status
+	}
+	return e.Code.Status()
+}
+
+// Sentinel errors, one per code, for errors.Is.
+var (
+	ErrInvalidRequest     = &Error{Code: CodeInvalidRequest}
+	ErrInvalidToken       = &Error{Code: CodeInvalidToken}
+	ErrInvalidScope       = &Error{Code: CodeInvalidScope}
+	ErrInsufficientScope  = &Error{Code: CodeInsufficientScope}
+	ErrUserRequired       = &Error{Code: CodeUserRequired}
+	ErrNotFound           = &Error{Code: CodeNotFound}
+	ErrConflict           = &Error{Code: CodeConflict}
+	ErrTooLarge           = &Error{Code: CodeTooLarge}
+	ErrInvalidCursor      = &Error{Code: CodeInvalidCursor}
+	ErrNotInteger         = &Error{Code: CodeNotInteger}
+	ErrExpired            = &Error{Code: CodeExpired}
+	ErrInvalidSignature   = &Error{Code: CodeInvalidSignature}
+	ErrBackendUnavailable = &Error{Code: CodeBackendUnavailable}
+	ErrInternal           = &Error{Code: CodeInternal}
+)
+
+// errorf builds an *Error with a message for the caller.
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// withStatus returns a copy of e answered with an explicit HTTP status.
+func withStatus(e *Error, status int) *Error {
+	c := *e
+	c.status = status
+	return &c
+}
+
+// backendError translates an error from a backend client that the adapter did
+// not recognise: connection failures and timeouts become 503
+// backend_unavailable, anything else 500 internal. The cause is kept for the
+// log and never reaches the response. Each adapter calls it once, after
+// handling the errors it knows (not found, duplicate key, ...).
+func backendError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if isUnavailable(err) {
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// isUnavailable reports whether err looks like the backend could not be
+// reached or did not answer in time.
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
+
+// toError converts any error into the *Error to answer with. Errors that are
+// not *Error are internal.
+func toError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Code: CodeBackendUnavailable, Message: "request canceled", Err: err}
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+}

@@ -1,0 +1,100 @@
+package storage_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/cpod/storage/cpodtest"
+)
+
+// resp is a response read whole.
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends one request to the server; body may be nil, a string, []byte or
+// any value sent as JSON.
+func do(t testing.TB, srv *cpodtest.Server, method, path, token string, body any) resp {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := srv.HTTP.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp{res.StatusCode, res.Header, b}
+}
+
+// wantStatus fails the test unless r has the status and, for errors, the code.
+func wantStatus(t testing.TB, r resp, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
+	}
+	if code == "" {
+		return
+	}
+	var e struct{ Error, Message string }
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", r.body, err)
+	}
+	if e.Error != code {
+		t.Fatalf("error code %q, want %q; body %s", e.Error, code, r.body)
+	}
+	if e.Message == "" {
+		t.Fatalf("error without message: %s", r.body)
+	}
+}
+
+// decode unmarshals the response body into v.
+func decode(t testing.TB, r resp, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+}
+
+// equal fails the test unless got == want.
+func equal[T comparable](t testing.TB, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
+}
+
+// allScopes is every storage scope.
+var allScopes = []string{
+	"storage.private.read", "storage.private.write",
+	"storage.user.read", "storage.user.write",
+	"storage.shared.read", "storage.shared.write",
+}

@@ -1,0 +1,269 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// kvRoutes binds the key-value endpoints (sdk.storage.kv).
+func (e *Engine) kvRoutes() []route {
+	return []route{
+		{"PUT", "/v1/storage/kv/{key...}", e.handleKVSet},
+		{"GET", "/v1/storage/kv/{key...}", e.handleKVGet},
+		{"HEAD", "/v1/storage/kv/{key...}", e.handleKVHead},
+		{"POST", "/v1/storage/kv/{key...}", e.handleKVIncr},
+		{"DELETE", "/v1/storage/kv/{key...}", e.handleKVDel},
+	}
+}
+
+const (
+	maxKVKey = 512
+	maxKVTTL = 365 * 24 * 60 * 60 // one year, in seconds
+	// incrDedupTTL is how long the result of one increment is remembered
+	// under its request nonce, so a retry of the same command (go-redis
+	// retries on network errors) returns it instead of counting again.
+	incrDedupTTL = 120
+)
+
+// kvKey authorizes the call and returns the Redis key of the request's kv
+// key. A user key maps to RedisKeyPrefix + "{" + location + key + "}": the
+// braces make it a Redis Cluster hash tag, so the key and its increment
+// nonces (see incrScript) always share a slot; the mapping is injective
+// because the closing brace is always last.
+func (e *Engine) kvKey(c *call, a Access) (string, error) {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return "", err
+	}
+	id, err := e.authorize(c.r, tier, a)
+	if err != nil {
+		return "", err
+	}
+	key := c.params["key"]
+	if len(key) == 0 || len(key) > maxKVKey {
+		return "", errorf(CodeInvalidRequest, "a kv key must be 1 to %d bytes", maxKVKey)
+	}
+	if !validText(key) {
+		return "", errorf(CodeInvalidRequest, "a kv key must be UTF-8 without control characters")
+	}
+	loc, err := Resolve(id, tier, key)
+	if err != nil {
+		return "", err
+	}
+	return e.cfg.RedisKeyPrefix + "{" + loc.Key + "}", nil
+}
+
+// kvBackendError translates a go-redis error once, here in the adapter.
+func kvBackendError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		if strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
+			return errorf(CodeNotInteger, "the stored value is not an integer, or the result would leave the int64 range")
+		}
+	}
+	return backendError("redis "+op, err)
+}
+
+func (e *Engine) handleKVSet(c *call) error {
+	k, err := e.kvKey(c, Write)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Value json.RawMessage `json:"value"`
+		TTL   *json.Number    `json:"ttl"`
+	}
+	// A JSON string can take up to 6 body bytes per stored byte (\u0000).
+	if err := decodeJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
+		return err
+	}
+	if len(body.Value) == 0 {
+		return errorf(CodeInvalidRequest, "value is required")
+	}
+	var value string
+	if body.Value[0] == '"' {
+		if err := json.Unmarshal(body.Value, &value); err != nil {
+			return errorf(CodeInvalidRequest, "value is not a valid JSON string")
+		}
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body.Value); err != nil {
+			return errorf(CodeInvalidRequest, "value is not valid JSON")
+		}
+		value = buf.String()
+	}
+	if len(value) > e.cfg.Limits.MaxKVValueSize {
+		return errorf(CodeTooLarge, "a kv value must be at most %d bytes", e.cfg.Limits.MaxKVValueSize)
+	}
+	var ttl time.Duration
+	if body.TTL != nil {
+		n, err := strconv.ParseInt(body.TTL.String(), 10, 64)
+		if err != nil || n < 1 || n > maxKVTTL {
+			return errorf(CodeInvalidRequest, "ttl must be a whole number of seconds from 1 to %d", maxKVTTL)
+		}
+		ttl = time.Duration(n) * time.Second
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
+		return kvBackendError("set", err)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ttlSeconds turns a PTTL reply into the contract's seconds: -1 for no
+// expiry, otherwise the seconds left rounded up (never 0 for a live key).
+func ttlSeconds(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// kvTTL reads a key's remaining time; found is false for a missing key.
+func (e *Engine) kvTTL(ctx context.Context, k string) (ttl int64, found bool, err error) {
+	d, err := e.cfg.Redis.PTTL(ctx, k).Result()
+	if err != nil {
+		return 0, false, kvBackendError("pttl", err)
+	}
+	switch d {
+	case -2: // missing key (go-redis keeps Redis' raw -2 and -1)
+		return 0, false, nil
+	case -1: // no expiry
+		return -1, true, nil
+	}
+	return ttlSeconds(d), true, nil
+}
+
+func (e *Engine) handleKVGet(c *call) error {
+	k, err := e.kvKey(c, Read)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	// One MULTI/EXEC, so value and ttl describe the same moment.
+	_, err = e.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return errorf(CodeNotFound, "no such key")
+	}
+	if err != nil {
+		return kvBackendError("get", err)
+	}
+	ttl := int64(-1)
+	if d := pttl.Val(); d > 0 {
+		ttl = ttlSeconds(d)
+	}
+	return c.json(http.StatusOK, struct {
+		Value string `json:"value"`
+		TTL   int64  `json:"ttl"`
+	}{get.Val(), ttl})
+}
+
+func (e *Engine) handleKVHead(c *call) error {
+	k, err := e.kvKey(c, Read)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	ttl, found, err := e.kvTTL(ctx, k)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errorf(CodeNotFound, "no such key")
+	}
+	c.w.Header().Set("Cpod-Ttl", strconv.FormatInt(ttl, 10))
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// incrScript increments KEYS[1] by ARGV[1] at most once per nonce: the result
+// is remembered under KEYS[2] (the nonce key, in the same hash slot) for
+// incrDedupTTL seconds, so when go-redis resends the script after a lost
+// reply the second run returns the first result instead of counting twice.
+// The value travels as a string: Lua numbers are doubles and would round
+// integers above 2^53.
+var incrScript = redis.NewScript(`
+local done = redis.call('GET', KEYS[2])
+if done then return done end
+local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(r) == 'table' and r.err then return r end
+local v = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[2], v, 'EX', tonumber(ARGV[2]))
+return v
+`)
+
+func (e *Engine) handleKVIncr(c *call) error {
+	k, err := e.kvKey(c, Write)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		By *json.Number `json:"by"`
+	}
+	if err := decodeOptionalJSON(c, 4096, &body); err != nil {
+		return err
+	}
+	by := int64(1)
+	if body.By != nil {
+		n, err := strconv.ParseInt(body.By.String(), 10, 64)
+		if err != nil {
+			return errorf(CodeInvalidRequest, "by must be an integer in the int64 range")
+		}
+		by = n
+	}
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	res, err := incrScript.Run(ctx, e.cfg.Redis,
+		[]string{k, k + ":incr:" + hex.EncodeToString(nonce[:])},
+		strconv.FormatInt(by, 10), incrDedupTTL).Text()
+	if err != nil {
+		return kvBackendError("incrby", err)
+	}
+	n, err := strconv.ParseInt(res, 10, 64)
+	if err != nil {
+		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	return c.json(http.StatusOK, struct {
+		Value int64 `json:"value"`
+	}{n})
+}
+
+func (e *Engine) handleKVDel(c *call) error {
+	k, err := e.kvKey(c, Write)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
+		return kvBackendError("del", err)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,510 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Config configures an Engine. The backends are the official clients, handed
+// in by the embedder; the engine never holds or logs their credentials.
+type Config struct {
+	// S3 stores files, in Bucket. Required.
+	S3 *minio.Client
+	// Bucket is the S3 bucket that holds every tenant's files under its
+	// location prefix. It must exist. Required.
+	Bucket string
+
+	// Mongo holds documents and the app registry. Required.
+	Mongo *mongo.Database
+	// DocumentsCollection is the one physical collection of every app's
+	// documents. Default "cpod_documents".
+	DocumentsCollection string
+	// AppsCollection is the app registry. Default "cpod_apps".
+	AppsCollection string
+
+	// Redis holds key-values: a single node, Sentinel or Cluster client.
+	// Required.
+	Redis redis.UniversalClient
+	// RedisKeyPrefix starts every Redis key the engine writes, so several
+	// engines (or tests) can share one Redis. It must not contain '{' or '}'.
+	// Default "cpod:".
+	RedisKeyPrefix string
+
+	// Auth says how bearer tokens are verified. Required.
+	Auth AuthConfig
+
+	// AdminTokens guard /v1/oauth/apps. Each must be at least 16 bytes.
+	// Default none: the admin API then answers 401 to everyone.
+	AdminTokens []string
+
+	// SigningKey is the engine's own secret for signed download URLs and
+	// cursors; it must differ from any JWT key and be at least 32 bytes.
+	// Required.
+	SigningKey []byte
+	// PublicURL is the absolute URL at which the engine is reachable, used to
+	// build signed download URLs, such as "https://api.example.com/storage".
+	// Default: derived from each request (Host header and TLS state).
+	PublicURL string
+
+	// Limits caps request sizes. Zero fields take their defaults.
+	Limits Limits
+
+	// BackendTimeout bounds each Redis and MongoDB call (not file streams).
+	// A call that does not answer in time is 503 backend_unavailable.
+	// Default 10s.
+	BackendTimeout time.Duration
+	// AppCacheTTL is how long an app lookup is cached in process. A change to
+	// an app's declared scopes applies to issued tokens after at most this
+	// long. Default 500ms; at most 1s; negative disables the cache.
+	AppCacheTTL time.Duration
+
+	// Logger receives backend failures with the request id. Tokens and URL
+	// signatures are never logged. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the engine's clock (token expiry, signed URL expiry).
+	// Default time.Now.
+	Now func() time.Time
+}
+
+// Limits caps request sizes. Zero fields take the defaults given.
+type Limits struct {
+	MaxFileSize      int64 // default 5 GiB
+	MaxDocumentSize  int   // bytes of a document's JSON value; default 1 MiB
+	MaxDocumentDepth int   // nesting depth of a document's value; default 32
+	MaxKVValueSize   int   // bytes of a stored kv value; default 1 MiB
+	MaxBatchOps      int   // ops in one batch; default 500
+	MaxQueryLimit    int   // items in one query page; default 1000
+	MaxListLimit     int   // items in one file listing page; default 1000
+}
+
+func (l *Limits) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = 5 << 30
+	}
+	def(&l.MaxDocumentSize, 1<<20)
+	def(&l.MaxDocumentDepth, 32)
+	def(&l.MaxKVValueSize, 1<<20)
+	def(&l.MaxBatchOps, 500)
+	def(&l.MaxQueryLimit, 1000)
+	def(&l.MaxListLimit, 1000)
+}
+
+// Engine is the cpod storage engine: an http.Handler serving /v1/...,
+// /healthz and /readyz. It is stateless but for a sub-second cache of app
+// lookups, so any number of replicas can serve the same backends.
+type Engine struct {
+	cfg         Config
+	now         func() time.Time
+	log         *slog.Logger
+	verifier    *verifier
+	adminTokens [][sha256.Size]byte
+	apps        *appRegistry
+	routes      []route
+}
+
+var _ http.Handler = (*Engine)(nil)
+
+// New checks cfg and returns an Engine. It makes no backend call: backends
+// may come up later, /readyz tells when they answer.
+func New(cfg Config) (*Engine, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if cfg.S3 == nil {
+		bad("Config.S3 is required")
+	}
+	if cfg.Bucket == "" {
+		bad("Config.Bucket is required")
+	}
+	if cfg.Mongo == nil {
+		bad("Config.Mongo is required")
+	}
+	if cfg.Redis == nil {
+		bad("Config.Redis is required")
+	}
+	if cfg.DocumentsCollection == "" {
+		cfg.DocumentsCollection = "cpod_documents"
+	}
+	if cfg.AppsCollection == "" {
+		cfg.AppsCollection = "cpod_apps"
+	}
+	if cfg.DocumentsCollection == cfg.AppsCollection {
+		bad("Config.DocumentsCollection and Config.AppsCollection must differ")
+	}
+	if cfg.RedisKeyPrefix == "" {
+		cfg.RedisKeyPrefix = "cpod:"
+	}
+	if strings.ContainsAny(cfg.RedisKeyPrefix, "{}") {
+		bad("Config.RedisKeyPrefix must not contain '{' or '}'")
+	}
+	if len(cfg.SigningKey) < 32 {
+		bad("Config.SigningKey is required and must be at least 32 bytes")
+	}
+	for i, k := range cfg.Auth.Keys {
+		if len(k.Secret) > 0 && len(cfg.SigningKey) > 0 && string(k.Secret) == string(cfg.SigningKey) {
+			bad("Config.SigningKey must differ from Config.Auth.Keys[%d].Secret", i)
+		}
+	}
+	for i, t := range cfg.AdminTokens {
+		if len(t) < 16 {
+			bad("Config.AdminTokens[%d] must be at least 16 bytes", i)
+		}
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("Config.PublicURL must be an absolute http(s) URL without query, such as https://api.example.com/storage")
+		}
+	}
+	if cfg.BackendTimeout <= 0 {
+		cfg.BackendTimeout = 10 * time.Second
+	}
+	switch {
+	case cfg.AppCacheTTL == 0:
+		cfg.AppCacheTTL = 500 * time.Millisecond
+	case cfg.AppCacheTTL > time.Second:
+		bad("Config.AppCacheTTL must be at most 1s")
+	case cfg.AppCacheTTL < 0:
+		cfg.AppCacheTTL = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits.setDefaults()
+	v, err := newVerifier(cfg.Auth, cfg.Now)
+	if err != nil {
+		bad("Config.%s", err)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
+	}
+	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
+	for _, t := range cfg.AdminTokens {
+		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
+	}
+	e.apps = &appRegistry{coll: cfg.Mongo.Collection(cfg.AppsCollection), ttl: cfg.AppCacheTTL, cache: map[string]cachedApp{}}
+	// Route groups are bound here, in one place; each area file lists its own.
+	e.routes = append(e.routes,
+		route{"GET", "/healthz", e.handleHealthz},
+		route{"GET", "/readyz", e.handleReadyz},
+	)
+	e.routes = append(e.routes, e.appsRoutes()...)
+	e.routes = append(e.routes, e.kvRoutes()...)
+	e.routes = append(e.routes, e.filesRoutes()...)
+	e.routes = append(e.routes, e.documentsRoutes()...)
+	return e, nil
+}
+
+// route is one endpoint: a method and a pattern of literal segments,
+// {name} segments and a final {name...} that takes the rest of the path.
+// Patterns are matched against the escaped path and never cleaned, so
+// "a/../b" reaches the handler (and is refused there) instead of being
+// redirected; values are percent-decoded exactly once.
+type route struct {
+	method  string
+	pattern string
+	handle  func(*call) error
+}
+
+// call is one request on its way through a handler.
+type call struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	ctx    context.Context
+	reqID  string
+	params map[string]string
+}
+
+// match reports whether the escaped path fits the pattern and returns its
+// decoded parameters. A parameter that is not valid percent-encoding fails
+// with invalid_request.
+func match(pattern, path string) (map[string]string, bool, error) {
+	ps := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
+	xs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	params := map[string]string{}
+	for i, p := range ps {
+		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "...}") {
+			if i >= len(xs) {
+				return nil, false, nil
+			}
+			v, err := url.PathUnescape(strings.Join(xs[i:], "/"))
+			if err != nil {
+				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
+			}
+			params[p[1:len(p)-4]] = v
+			return params, true, nil
+		}
+		if i >= len(xs) {
+			return nil, false, nil
+		}
+		if strings.HasPrefix(p, "{") {
+			v, err := url.PathUnescape(xs[i])
+			if err != nil {
+				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
+			}
+			params[p[1:len(p)-1]] = v
+			continue
+		}
+		if p != xs[i] {
+			return nil, false, nil
+		}
+	}
+	if len(xs) != len(ps) {
+		return nil, false, nil
+	}
+	return params, true, nil
+}
+
+// ServeHTTP routes a request to its endpoint.
+func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
+	w.Header().Set("X-Request-Id", c.reqID)
+	path := r.URL.EscapedPath()
+	var allowed []string
+	for _, rt := range e.routes {
+		params, ok, err := match(rt.pattern, path)
+		if !ok {
+			continue
+		}
+		if rt.method != r.Method {
+			allowed = append(allowed, rt.method)
+			continue
+		}
+		if err == nil {
+			c.params = params
+			err = rt.handle(c)
+		}
+		if err != nil {
+			e.writeError(c, err)
+		}
+		return
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
+		return
+	}
+	e.writeError(c, errorf(CodeNotFound, "no such endpoint"))
+}
+
+// requestID takes a well-formed X-Request-Id from the caller (a proxy or the
+// embedder's middleware) or makes one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 {
+		ok := true
+		for i := 0; i < len(id) && ok; i++ {
+			c := id[i]
+			ok = c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		}
+		if ok {
+			return id
+		}
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// json writes v as the JSON response body with the status.
+func (c *call) json(status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	h := c.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	c.w.WriteHeader(status)
+	_, _ = c.w.Write(append(b, '\n'))
+	return nil
+}
+
+// writeError is the one JSON error writer: {"error": code, "message": text}.
+// Internal and backend failures are logged with the request id; their causes
+// never reach the response.
+func (e *Engine) writeError(c *call, err error) {
+	ee := toError(err)
+	status := ee.HTTPStatus()
+	msg := ee.Message
+	switch ee.Code {
+	case CodeInternal:
+		msg = "internal error (request id " + c.reqID + ")"
+		e.log.Error("storage: request failed", "request_id", c.reqID, "method", c.r.Method, "code", ee.Code, "err", ee.Err)
+	case CodeBackendUnavailable:
+		c.w.Header().Set("Retry-After", "1")
+		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
+	case CodeInvalidToken, CodeInvalidScope, CodeInsufficientScope, CodeUserRequired:
+		c.w.Header().Set("WWW-Authenticate", `Bearer error="`+string(ee.Code)+`"`)
+	}
+	if msg == "" {
+		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
+	}
+	if c.r.Method == http.MethodHead {
+		c.w.Header().Set("X-Content-Type-Options", "nosniff")
+		c.w.WriteHeader(status)
+		return
+	}
+	_ = c.json(status, map[string]string{"error": string(ee.Code), "message": msg})
+}
+
+// decodeJSON reads a JSON request body of at most limit bytes into dst:
+// exactly one JSON value, no unknown fields. Too large is 413 too_large,
+// anything malformed 400 invalid_request.
+func decodeJSON(c *call, limit int64, dst any) error {
+	body := http.MaxBytesReader(c.w, c.r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return jsonError(err)
+		}
+		return errorf(CodeInvalidRequest, "the body must hold a single JSON value")
+	}
+	return nil
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may also be empty, which
+// leaves dst as it is.
+func decodeOptionalJSON(c *call, limit int64, dst any) error {
+	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	if err != nil {
+		return jsonError(err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	c.r.Body = io.NopCloser(bytes.NewReader(b))
+	return decodeJSON(c, limit, dst)
+}
+
+func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorf(CodeTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, io.EOF) {
+		return errorf(CodeInvalidRequest, "the request body must be JSON")
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "malformed JSON body: " + err.Error()}
+}
+
+// tierParam parses the ?tier= query parameter; it may be given once at most.
+func tierParam(r *http.Request) (Tier, error) {
+	v, err := queryParam(r, "tier")
+	if err != nil {
+		return "", err
+	}
+	return ParseTier(v)
+}
+
+// queryParam returns a query parameter given at most once.
+func queryParam(r *http.Request, name string) (string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", errorf(CodeInvalidRequest, "the query string is not valid")
+	}
+	vs := q[name]
+	if len(vs) > 1 {
+		return "", errorf(CodeInvalidRequest, "the query parameter %s may be given once", name)
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
+// validText reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1).
+func validText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7F && r <= 0x9F) {
+			return false
+		}
+	}
+	return true
+}
+
+// backendCtx bounds one Redis or MongoDB call.
+func (e *Engine) backendCtx(c *call) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
+}
+
+func (e *Engine) handleHealthz(c *call) error {
+	return c.json(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz answers 200 when all three backends answer, else 503 naming
+// the ones that did not (never their addresses).
+func (e *Engine) handleReadyz(c *call) error {
+	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	defer cancel()
+	checks := map[string]func() error{
+		"s3": func() error {
+			ok, err := e.cfg.S3.BucketExists(ctx, e.cfg.Bucket)
+			if err == nil && !ok {
+				err = errors.New("bucket does not exist")
+			}
+			return err
+		},
+		"mongodb": func() error { return e.cfg.Mongo.Client().Ping(ctx, nil) },
+		"redis":   func() error { return e.cfg.Redis.Ping(ctx).Err() },
+	}
+	type res struct {
+		name string
+		err  error
+	}
+	ch := make(chan res, len(checks))
+	for name, f := range checks {
+		go func() { ch <- res{name, f()} }()
+	}
+	status := map[string]string{}
+	ready := true
+	for range checks {
+		r := <-ch
+		status[r.name] = "ok"
+		if r.err != nil {
+			ready = false
+			status[r.name] = "unavailable"
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
+		}
+	}
+	if !ready {
+		c.w.Header().Set("Retry-After", "1")
+		return c.json(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "backends": status})
+	}
+	return c.json(http.StatusOK, map[string]any{"status": "ok", "backends": status})
+}
