@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,11 +70,20 @@ func kvBackendError(op string, err error) error {
 		return nil
 	}
 	var re redis.Error
-	if errors.As(err, &re) {
-		msg := re.Error()
-		if strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
-			return errorf(CodeNotInteger, "the stored value is not an integer, or the result would leave the int64 range")
+	if !errors.As(err, &re) {
+		// Not a reply from Redis: the client could not dial, write or read
+		// (refused, reset, timed out, pool exhausted), so Redis is
+		// unavailable to this engine whatever the error's type.
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("redis %s: %w", op, err)}
+	}
+	msg := re.Error()
+	for _, busy := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY"} {
+		if strings.HasPrefix(msg, busy) {
+			return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("redis %s: %w", op, err)}
 		}
+	}
+	if strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
+		return errorf(CodeNotInteger, "the stored value is not an integer, or the result would leave the int64 range")
 	}
 	return backendError("redis "+op, err)
 }
@@ -85,7 +95,7 @@ func (e *Engine) handleKVSet(c *call) error {
 	}
 	var body struct {
 		Value json.RawMessage `json:"value"`
-		TTL   *json.Number    `json:"ttl"`
+		TTL   json.RawMessage `json:"ttl"`
 	}
 	// A JSON string can take up to 6 body bytes per stored byte (\u0000).
 	if err := decodeJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
@@ -111,7 +121,7 @@ func (e *Engine) handleKVSet(c *call) error {
 	}
 	var ttl time.Duration
 	if body.TTL != nil {
-		n, err := strconv.ParseInt(body.TTL.String(), 10, 64)
+		n, err := parseInt64(body.TTL)
 		if err != nil || n < 1 || n > maxKVTTL {
 			return errorf(CodeInvalidRequest, "ttl must be a whole number of seconds from 1 to %d", maxKVTTL)
 		}
@@ -124,6 +134,12 @@ func (e *Engine) handleKVSet(c *call) error {
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// parseInt64 accepts a JSON integer literal in the int64 range: no string,
+// fraction or exponent.
+func parseInt64(raw json.RawMessage) (int64, error) {
+	return strconv.ParseInt(string(raw), 10, 64)
 }
 
 // ttlSeconds turns a PTTL reply into the contract's seconds: -1 for no
@@ -222,14 +238,14 @@ func (e *Engine) handleKVIncr(c *call) error {
 		return err
 	}
 	var body struct {
-		By *json.Number `json:"by"`
+		By json.RawMessage `json:"by"`
 	}
 	if err := decodeOptionalJSON(c, 4096, &body); err != nil {
 		return err
 	}
 	by := int64(1)
 	if body.By != nil {
-		n, err := strconv.ParseInt(body.By.String(), 10, 64)
+		n, err := parseInt64(body.By)
 		if err != nil {
 			return errorf(CodeInvalidRequest, "by must be an integer in the int64 range")
 		}

@@ -75,6 +75,7 @@ type Server struct {
 	Redis  redis.UniversalClient
 
 	mini      *miniredis.Miniredis
+	keyPrefix string
 	tokenKey  []byte
 	offset    atomic.Int64 // clock offset in nanoseconds, moved by FastForward
 	calls     counters
@@ -133,12 +134,13 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	s.startMongo(t, set.mongoURI, id)
 	s.startS3(t, set.s3URL, id)
 
+	s.keyPrefix = "cpodtest:" + id + ":"
 	cfg := storage.Config{
 		S3:             s.S3,
 		Bucket:         s.Bucket,
 		Mongo:          s.Mongo,
 		Redis:          s.Redis,
-		RedisKeyPrefix: "cpodtest:" + id + ":",
+		RedisKeyPrefix: s.keyPrefix,
 		Auth:           storage.AuthConfig{Keys: []storage.Key{{Secret: s.tokenKey}}},
 		AdminTokens:    []string{s.AdminToken},
 		SigningKey:     []byte(randomHex(32)),
@@ -176,6 +178,22 @@ func (s *Server) FastForward(d time.Duration) {
 
 // Miniredis returns the in-process Redis, or nil when a real Redis is used.
 func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
+
+// RedisKeys lists the Redis keys this server's engine has written, on
+// miniredis or a real Redis alike.
+func (s *Server) RedisKeys(t testing.TB) []string {
+	t.Helper()
+	var keys []string
+	ctx := context.Background()
+	iter := s.Redis.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("cpodtest: scan keys: %v", err)
+	}
+	return keys
+}
 
 // Token mints a token for the claims, signed with the server's key, valid
 // for c.TTL on the server's clock.
@@ -278,6 +296,9 @@ func (s *Server) startRedis(t testing.TB, redisURL, id string) {
 	if err != nil {
 		t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
 	}
+	// The engine's BackendTimeout bounds each call only when go-redis honours
+	// context deadlines.
+	o.ContextTimeoutEnabled = true
 	c := redis.NewClient(o)
 	c.AddHook(redisCounter{&s.calls.redis})
 	s.Redis = c

@@ -1,0 +1,114 @@
+package storage_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/cpodtest"
+)
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "GET", "/healthz", "", nil), 200, "")
+	r := do(t, srv, "GET", "/readyz", "", nil)
+	wantStatus(t, r, 200, "")
+	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"ok","redis":"ok","s3":"ok"},"status":"ok"}`)
+	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "not_found")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "not_found")
+	r = do(t, srv, "PATCH", "/v1/storage/kv/k", tok, nil)
+	wantStatus(t, r, 405, "invalid_request")
+	equal(t, "Allow", r.header.Get("Allow"), "PUT, GET, HEAD, POST, DELETE")
+	equal(t, "content type", r.header.Get("Content-Type"), "application/json")
+	if r.header.Get("X-Request-Id") == "" {
+		t.Fatal("no X-Request-Id")
+	}
+}
+
+// TestMountUnderPrefix mounts the engine with http.StripPrefix.
+func TestMountUnderPrefix(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	mux := http.NewServeMux()
+	mux.Handle("/storage-api/", http.StripPrefix("/storage-api", srv.Engine))
+	mux.HandleFunc("/own", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "mine") })
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	req, _ := http.NewRequest("PUT", ts.URL+"/storage-api/v1/storage/kv/a%2Fb", strings.NewReader(`{"value":"v"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	equal(t, "PUT through prefix", res.StatusCode, 204)
+	// The escaped slash reached the engine as part of one key.
+	r := do(t, srv, "GET", "/v1/storage/kv/a%2Fb", tok, nil)
+	wantStatus(t, r, 200, "")
+	res, err = http.Get(ts.URL + "/own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	equal(t, "own route", string(b), "mine")
+}
+
+// TestBackendDown: a Redis that refuses connections, or accepts and never
+// answers, gives 503 backend_unavailable with Retry-After within the
+// deadline, and the response names no host.
+func TestBackendDown(t *testing.T) {
+	t.Parallel()
+	stalled, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	go func() {
+		for {
+			c, err := stalled.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, never answer
+		}
+	}()
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := refused.Addr().String()
+	refused.Close()
+	for name, addr := range map[string]string{"refused": refusedAddr, "stalled": stalled.Addr().String()} {
+		t.Run(name, func(t *testing.T) {
+			srv := cpodtest.NewServer(t, cpodtest.WithRedisURL("redis://"+addr+"/0"),
+				cpodtest.WithConfig(func(c *storage.Config) { c.BackendTimeout = 300 * time.Millisecond }))
+			srv.RegisterApp(t, "app-a", allScopes...)
+			tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+			start := time.Now()
+			r := do(t, srv, "GET", "/v1/storage/kv/k", tok, nil)
+			wantStatus(t, r, 503, "backend_unavailable")
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("took %v", took)
+			}
+			equal(t, "Retry-After", r.header.Get("Retry-After"), "1")
+			host, port, _ := net.SplitHostPort(addr)
+			for _, leak := range []string{host, port, "t1/apps", "cpodtest:", "redis", "dial"} {
+				if strings.Contains(string(r.body), leak) {
+					t.Fatalf("response %s leaks %q", r.body, leak)
+				}
+			}
+			wantStatus(t, do(t, srv, "GET", "/readyz", "", nil), 503, "")
+		})
+	}
+}
