@@ -1,0 +1,83 @@
+package storage_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/cpod/storage/cpodtest"
+)
+
+// The KV benchmarks run the same operation through the engine (loopback HTTP,
+// token verification, app lookup, scope check) and as a direct go-redis call
+// to the same Redis, so the ratio of the two is the engine's overhead.
+//
+//	go test -run '^$' -bench 'BenchmarkKV' -count 10 . | tee kv.txt && benchstat kv.txt
+
+func benchServer(b *testing.B) (*cpodtest.Server, string) {
+	srv := cpodtest.NewServer(b)
+	srv.RegisterApp(b, "app-a", allScopes...)
+	return srv, srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+}
+
+func benchRequest(b *testing.B, srv *cpodtest.Server, method, path, tok, body string, want int) {
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := srv.HTTP.Client().Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != want {
+		b.Fatalf("status %d", res.StatusCode)
+	}
+}
+
+func BenchmarkKVGet(b *testing.B) {
+	srv, tok := benchServer(b)
+	benchRequest(b, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"a value of some thirty bytes."}`, 204)
+	b.Run("engine", func(b *testing.B) {
+		for b.Loop() {
+			benchRequest(b, srv, "GET", "/v1/storage/kv/k", tok, "", 200)
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		ctx := context.Background()
+		keys := srv.RedisKeys(b)
+		for b.Loop() {
+			if err := srv.Redis.Get(ctx, keys[0]).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkKVSet(b *testing.B) {
+	srv, tok := benchServer(b)
+	b.Run("engine", func(b *testing.B) {
+		for b.Loop() {
+			benchRequest(b, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"a value of some thirty bytes.","ttl":60}`, 204)
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		ctx := context.Background()
+		for b.Loop() {
+			if err := srv.Redis.Set(ctx, "cpodtest-direct", "a value of some thirty bytes.", 60e9).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkNewServer measures cpodtest.NewServer plus the first MongoDB
+// round trip: gofakes3, FerretDB on SQLite, miniredis and the engine (goal:
+// median <= 150 ms). Servers are closed when the benchmark ends.
+func BenchmarkNewServer(b *testing.B) {
+	for b.Loop() {
+		srv := cpodtest.NewServer(b)
+		srv.RegisterApp(b, "app-a")
+	}
+}
