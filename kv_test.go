@@ -431,29 +431,37 @@ func (p *dropProxy) serve(c net.Conn) {
 		return
 	}
 	defer up.Close()
+	var dropNext atomic.Bool
+	go func() {
+		// Replies: forwarded, except the first one after an armed hit.
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				return
+			}
+			if dropNext.Load() && p.dropped.CompareAndSwap(false, true) {
+				return // Redis ran it; the client never hears back
+			}
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
 	buf := make([]byte, 64<<10)
-	reply := make([]byte, 64<<10)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			return
 		}
-		req := buf[:n]
-		hit := bytes.Contains(bytes.ToLower(req), p.match)
-		if hit && p.armed.Load() {
+		if p.armed.Load() && bytes.Contains(bytes.ToLower(buf[:n]), p.match) {
 			p.seen.Add(1)
+			if !p.dropped.Load() {
+				dropNext.Store(true)
+			}
 		}
-		if _, err := up.Write(req); err != nil {
-			return
-		}
-		m, err := up.Read(reply)
-		if err != nil {
-			return
-		}
-		if hit && p.armed.Load() && p.dropped.CompareAndSwap(false, true) {
-			return // Redis ran it; the client never hears back
-		}
-		if _, err := c.Write(reply[:m]); err != nil {
+		if _, err := up.Write(buf[:n]); err != nil {
 			return
 		}
 	}
