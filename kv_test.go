@@ -343,6 +343,8 @@ func TestKVBadInput(t *testing.T) {
 		{"malformed JSON", "/v1/storage/kv/k", `{"value":`, 400, "invalid_request"},
 		{"no value", "/v1/storage/kv/k", `{"ttl":5}`, 400, "invalid_request"},
 		{"unknown field", "/v1/storage/kv/k", `{"value":"v","expire":5}`, 400, "invalid_request"},
+		{"case variant field", "/v1/storage/kv/k", `{"VALUE":"v"}`, 400, "invalid_request"},
+		{"repeated field", "/v1/storage/kv/k", `{"value":"v","value":"w"}`, 400, "invalid_request"},
 		{"two values", "/v1/storage/kv/k", `{"value":"v"} {"value":"w"}`, 400, "invalid_request"},
 		{"not an object", "/v1/storage/kv/k", `"v"`, 400, "invalid_request"},
 		{"empty body", "/v1/storage/kv/k", ``, 400, "invalid_request"},

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,12 @@ type Config struct {
 	// build signed download URLs, such as "https://api.example.com/storage".
 	// Default: derived from each request (Host header and TLS state).
 	PublicURL string
+	// S3PresignedURLs makes POST /v1/storage/signed-urls return S3 presigned
+	// GET URLs of the S3 endpoint instead of the engine's own signed URLs,
+	// for an S3 endpoint that end users can reach. They have S3's guarantees,
+	// not the engine's (no revocation, S3's errors and headers): see the
+	// notes in files.go. Default false.
+	S3PresignedURLs bool
 
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
@@ -375,11 +382,23 @@ func (e *Engine) writeError(c *call, err error) {
 }
 
 // decodeJSON reads a JSON request body of at most limit bytes into dst:
-// exactly one JSON value, no unknown fields. Too large is 413 too_large,
-// anything malformed 400 invalid_request.
+// exactly one JSON value; for a struct, an object whose field names match
+// its json tags exactly (encoding/json alone would accept "VALUE" for
+// "value" and let a repeated field win silently), each at most once. Too
+// large is 413 too_large, anything malformed 400 invalid_request.
 func decodeJSON(c *call, limit int64, dst any) error {
-	body := http.MaxBytesReader(c.w, c.r.Body, limit)
-	dec := json.NewDecoder(body)
+	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	if err != nil {
+		return jsonError(err)
+	}
+	return unmarshalStrict(b, dst)
+}
+
+func unmarshalStrict(b []byte, dst any) error {
+	if err := checkFieldNames(b, dst); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(dst); err != nil {
@@ -394,6 +413,46 @@ func decodeJSON(c *call, limit int64, dst any) error {
 	return nil
 }
 
+// checkFieldNames refuses, in a top-level JSON object decoded into a struct,
+// a field name that is not exactly one of the struct's json names, or one
+// given twice.
+func checkFieldNames(b []byte, dst any) error {
+	t := reflect.TypeOf(dst)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	for i := 0; i < t.Elem().NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Elem().Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			names[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: Decode reports it
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if !names[key] {
+			return errorf(CodeInvalidRequest, "unknown field %q", key)
+		}
+		if seen[key] {
+			return errorf(CodeInvalidRequest, "field %q is given twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 // decodeOptionalJSON is decodeJSON for a body that may also be empty, which
 // leaves dst as it is.
 func decodeOptionalJSON(c *call, limit int64, dst any) error {
@@ -404,8 +463,7 @@ func decodeOptionalJSON(c *call, limit int64, dst any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
 	}
-	c.r.Body = io.NopCloser(bytes.NewReader(b))
-	return decodeJSON(c, limit, dst)
+	return unmarshalStrict(b, dst)
 }
 
 func jsonError(err error) error {

@@ -176,6 +176,11 @@ func (s *Server) FastForward(d time.Duration) {
 	s.mini.FastForward(d)
 }
 
+// AdvanceClock moves only the engine's clock (token and signed URL expiry)
+// forward by d, not Redis TTLs, so it works with real servers too. Use
+// FastForward when key TTLs must move as well.
+func (s *Server) AdvanceClock(d time.Duration) { s.offset.Add(int64(d)) }
+
 // Miniredis returns the in-process Redis, or nil when a real Redis is used.
 func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 
