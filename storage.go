@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -291,6 +292,16 @@ func match(pattern, path string) (map[string]string, bool, error) {
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
 	w.Header().Set("X-Request-Id", c.reqID)
+	defer func() {
+		// A bug must not take the connection down without an answer, nor
+		// print a stack to the caller: it is a logged 500 internal.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			e.writeError(c, &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("panic: %v\n%s", v, debug.Stack())})
+		}
+	}()
 	path := r.URL.EscapedPath()
 	var allowed []string
 	for _, rt := range e.routes {

@@ -108,8 +108,8 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 	default:
 		return Location{}, errorf(CodeInvalidRequest, "tier must be private, user or shared")
 	}
-	// Defence in depth: the primitives reject these already.
-	if strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) {
+	// Defence in depth: every primitive refuses control characters already.
+	if strings.ContainsRune(name, 0) {
 		return Location{}, errorf(CodeInvalidRequest, "invalid name")
 	}
 	return Location{Prefix: prefix, Key: prefix + name}, nil

@@ -320,6 +320,9 @@ func (s *Server) startRedis(t testing.TB, redisURL, id string) {
 	t.Cleanup(func() { _ = c.Close() })
 }
 
+// ferretMu serialises ferretdb.New, which is not safe for concurrent use.
+var ferretMu sync.Mutex
+
 // quietLog keeps FerretDB's logs out of test output.
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -327,12 +330,16 @@ func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
 	t.Helper()
 	dbName := "cpod"
 	if mongoURI == "" {
+		// ferretdb.New writes a package-level variable (the version's
+		// Package field), so servers started by parallel tests take turns.
+		ferretMu.Lock()
 		f, err := ferretdb.New(&ferretdb.Config{
 			Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 			Handler:   "sqlite",
 			SQLiteURL: "file:" + t.TempDir() + "/",
 			Logger:    quietLog,
 		})
+		ferretMu.Unlock()
 		if err != nil {
 			t.Fatalf("cpodtest: start FerretDB: %v", err)
 		}
