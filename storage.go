@@ -350,17 +350,21 @@ func requestID(r *http.Request) string {
 
 // json writes v as the JSON response body with the status.
 func (c *call) json(status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// No HTML escaping: signed URLs keep their '&' (not \u0026), and the
+	// body is served as application/json with nosniff, never as HTML.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
 	}
 	h := c.w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	c.w.WriteHeader(status)
-	_, _ = c.w.Write(append(b, '\n'))
+	_, _ = c.w.Write(buf.Bytes())
 	return nil
 }
 
