@@ -1,6 +1,1199 @@
 package storage
 
-// filesRoutes binds the files endpoints (sdk.storage.files).
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// filesRoutes binds the files endpoints (sdk.storage.files) and the signed
+// download route.
 func (e *Engine) filesRoutes() []route {
+	return []route{
+		{"PUT", "/v1/storage/files/{path...}", e.handleFilePut},
+		{"GET", "/v1/storage/files/{path...}", e.handleFileGet},
+		{"HEAD", "/v1/storage/files/{path...}", e.handleFileGet},
+		{"DELETE", "/v1/storage/files/{path...}", e.handleFileDelete},
+		{"GET", "/v1/storage/files", e.handleFileList},
+		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate},
+		{"GET", signedPath + "{key...}", e.handleSignedDownload},
+		{"HEAD", signedPath + "{key...}", e.handleSignedDownload},
+		// A signed URL only allows GET (and HEAD); any other method is
+		// answered like a URL that was changed.
+		{"PUT", signedPath + "{key...}", e.handleSignedDownload},
+		{"POST", signedPath + "{key...}", e.handleSignedDownload},
+		{"PATCH", signedPath + "{key...}", e.handleSignedDownload},
+		{"DELETE", signedPath + "{key...}", e.handleSignedDownload},
+	}
+}
+
+// Files are S3 objects in Config.Bucket under the caller's location prefix
+// (see Resolve). The policies of this file, in one place:
+//
+// # Paths
+//
+// A file path is the part after /v1/storage/files/, percent-decoded exactly
+// once by the router. It must be valid UTF-8 without control characters (C0,
+// DEL, C1), without '\', without an empty segment (so no leading, trailing
+// or doubled '/'), without a "." or ".." segment, and the resolved S3 key
+// (location prefix + path) is at most 1024 bytes. A path that still holds a
+// percent-escape after that one decoding ('%' followed by two hex digits, as
+// in "%2e" from a double-encoded "%252e") is refused too: some component
+// between the client and the object store may decode once more, so such a
+// path is ambiguous. A bare '%' not followed by two hex digits ("100%.txt")
+// is fine. Anything refused is 400 invalid_request, checked before any
+// backend call; a path is never rewritten. Paths are byte strings: no Unicode
+// normalization, so NFC "café" and NFD "café" are two different files (as in
+// S3, which compares keys byte for byte).
+//
+// # Uploads
+//
+// With a Content-Length the body streams to S3 as one PutObject of that size
+// (a single PUT up to the S3 client's single-PUT limit, 5 GiB by default;
+// above it a multipart upload with the smallest part size that fits in the
+// part count limit). Without one (chunked), a body that ends within the first
+// MiB is one PUT; a longer one streams as a multipart upload with a bounded
+// part size (8 MiB, or more when Limits.MaxFileSize needs more than 10000
+// parts) and two part buffers (one is read from the client while the other
+// is sent), so an upload holds about 17 MiB whatever its size (measured by
+// BenchmarkFilesUploadHeap: about 25 MiB of peak heap for 1 GiB, about 20
+// MiB for 256 MiB). Multipart parts carry an unsigned payload, plus a
+// Content-MD5 when S3 is reached over plain HTTP. Limits.MaxFileSize
+// is checked from Content-Length before anything is sent to S3, and counted
+// while streaming; a body that exceeds it, a client that goes away and any
+// other failure abort the multipart upload (minio-go aborts it with a context
+// detached from the request's), and a single PUT that does not receive its
+// declared length is never stored by S3. The result is 413 too_large, or 400
+// invalid_request for a body that could not be read.
+//
+// # Downloads
+//
+// GET and HEAD send Content-Type (as stored; application/octet-stream when
+// none was given), Content-Length, ETag (the S3 entity tag, quoted),
+// Last-Modified, Accept-Ranges, "Cache-Control: private, no-cache" and
+// "X-Content-Type-Options: nosniff". A single bytes Range gives 206 (an
+// unsatisfiable or malformed one 416 with "Content-Range: bytes */size"); a
+// Range with several ranges or another unit is ignored (200, the whole
+// file), as RFC 9110 allows. If-Range, If-None-Match, If-Modified-Since (304)
+// and If-Match, If-Unmodified-Since (412 conflict) follow RFC 9110 section 13.
+//
+// Content types: nothing a tenant uploads may run script on the engine's
+// origin. Every file response carries "Content-Security-Policy: sandbox"
+// (the document gets an opaque origin, no script, no forms), except
+// application/pdf, which Chromium refuses to display in a sandboxed document
+// and whose own scripts run in the viewer, not in the origin. Only a short
+// list of types is shown inline (inlineTypes: common images, audio, video,
+// plain text, CSV, JSON, PDF, fonts, octet-stream); any other type, among
+// them HTML, SVG, XML, XHTML, JavaScript and anything that does not parse,
+// is also sent with "Content-Disposition: attachment", so a browser saves it
+// instead of rendering it.
+//
+// # Listing
+//
+// GET /v1/storage/files?prefix=&limit=&cursor= lists with the S3 prefix
+// location + prefix, and the location always ends with '/', so tenant "t1"
+// never sees "t10/..." and app "a" never sees "ab/...". limit is 1 to
+// Limits.MaxListLimit (default 100). The cursor is
+// "v1.<base64url(last key)>.<base64url(HMAC)>": the HMAC (Engine.mac,
+// purpose "files-cursor") covers the caller's location, the prefix and the
+// last key, so a cursor is only valid for the same location (tenant, tier,
+// app or user) and the same prefix: anything else, or any change to it, is
+// 400 invalid_cursor. Pages continue with S3's StartAfter, so a cursor stays
+// valid while files are added or removed.
+//
+// # Signed download URLs
+//
+// POST /v1/storage/signed-urls returns
+//
+//	{base}/v1/storage/signed/{location key}?app=..&expires=..&sig=..&tier=..
+//
+// where {base} is Config.PublicURL, or else "http(s)://" + the request's Host
+// (https when the request came over TLS). X-Forwarded-Host and -Proto are not
+// trusted: any client can send them, so behind a proxy that terminates TLS or
+// rewrites the path, set PublicURL. The location key is path-escaped segment
+// by segment, so the URL ends with the file's name. sig is the base64url
+// HMAC-SHA256 (Engine.mac, purpose "signed-url", a key derived from
+// Config.SigningKey, never a JWT key) of the method GET, the tier, the app
+// that signed, the expiry (Unix seconds) and the resolved location key: it is
+// bound to the location, not to the relative path. The download route
+// needs no Authorization header and checks, in this order: the exact set of
+// query parameters and the signature (403 invalid_signature for any change,
+// including a truncated signature or another method than GET or HEAD), the
+// expiry on the engine's clock (403 expired), then revocation: the signing
+// app must still be registered and still declare the tier's read scope (else
+// 403 invalid_signature), and the file must still exist (404). It serves the
+// file like GET above, Range included, plus "Referrer-Policy: no-referrer".
+// The engine never logs URLs, so signatures never reach a log. Expiry has no
+// leeway and there is no not-before, so replicas with slightly different
+// clocks never refuse a fresh URL; each one ends it at its own clock's
+// reading of the expiry.
+//
+// # Direct S3 presigned URLs (Config.S3PresignedURLs)
+//
+// When set, POST /v1/storage/signed-urls returns a SigV4 presigned GET URL of
+// the S3 endpoint itself (minio-go PresignedGetObject) for the same resolved
+// key, after the same checks (scope, path, the file exists, expiresIn). It
+// guarantees what S3 guarantees: the URL reads only that key of that bucket,
+// only with GET, until the expiry on S3's clock, and any change to it fails.
+// It does not give the engine's guarantees: downloads bypass the engine, so
+// errors are S3's XML, not this contract's 403 expired / invalid_signature;
+// there is no Referrer-Policy, nosniff or sandbox header (a type that is not
+// shown inline is presigned with response-content-disposition=attachment,
+// but the file is then served from the S3 origin, where other tenants' files
+// live too); no revocation (deleting the app or its scope does not end the
+// URL, only rotating the S3 credentials does); expiry follows S3's clock, not
+// the engine's (cpodtest's AdvanceClock and FastForward have no effect on
+// it, and gofakes3 checks neither expiry nor signature); and the URL shows the S3 endpoint, bucket, full location
+// key (tenant and app ids) and the access key id (never the secret). Use it
+// only with an S3 endpoint end users can reach and a bucket that holds
+// nothing else.
+
+const (
+	// maxFileKey caps the resolved S3 key, in bytes.
+	maxFileKey = 1024
+	// maxContentType caps a stored Content-Type.
+	maxContentType = 255
+	// defaultListLimit is the page size of a listing without limit.
+	defaultListLimit = 100
+	// maxListPerRequest is what S3 returns at most in one list request.
+	maxListPerRequest = 1000
+	// Signed URL lifetimes, in seconds.
+	defaultSignedURLExpiry = 3600
+	maxSignedURLExpiry     = 604800
+	// smallUpload is how much of a chunked body is read before deciding
+	// between one PUT and a multipart upload.
+	smallUpload = 1 << 20
+	// chunkedPartSize is the part size of a chunked upload (the AWS CLI's
+	// default), raised when Limits.MaxFileSize needs it.
+	chunkedPartSize = 8 << 20
+	// signedPath starts every signed download URL.
+	signedPath = "/v1/storage/signed/"
+	// Signed URL query parameters.
+	sigParamApp     = "app"
+	sigParamExpires = "expires"
+	sigParamSig     = "sig"
+	sigParamTier    = "tier"
+	// maxCursor caps a list cursor before it is decoded.
+	maxCursor = 4096
+)
+
+// errFileNotFound is the one answer for a file that is missing or not
+// visible to the caller: the same code and message either way.
+var errFileNotFound = errorf(CodeNotFound, "no such file")
+
+// errFileTooLarge ends an upload body that passes Limits.MaxFileSize.
+var errFileTooLarge = errors.New("file larger than the size limit")
+
+// checkFilePath applies the path rules of the wire contract (see the notes
+// above) to a relative file path.
+func checkFilePath(p string) error {
+	if p == "" {
+		return errorf(CodeInvalidRequest, "the file path is empty")
+	}
+	if err := checkPathText(p, "file path"); err != nil {
+		return err
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if err := checkSegment(seg, "file path"); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// checkListPrefix applies the path rules to a listing prefix: the same as a
+// path, except that it may be empty, and its last segment may be empty (a
+// trailing '/') or partial, even "." (to list ".env...").
+func checkListPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if err := checkPathText(p, "prefix"); err != nil {
+		return err
+	}
+	// Every segment but the last, which may be partial or empty.
+	segs := strings.Split(p, "/")
+	for _, seg := range segs[:len(segs)-1] {
+		if err := checkSegment(seg, "prefix"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPathText(p, what string) error {
+	if !utf8.ValidString(p) {
+		return errorf(CodeInvalidRequest, "the %s is not valid UTF-8", what)
+	}
+	if !validText(p) {
+		return errorf(CodeInvalidRequest, "the %s contains a control character", what)
+	}
+	if strings.ContainsRune(p, '\\') {
+		return errorf(CodeInvalidRequest, "the %s contains a backslash", what)
+	}
+	if hasPercentEscape(p) {
+		return errorf(CodeInvalidRequest, "the %s still contains a percent-escape after decoding (double encoding is refused)", what)
+	}
+	return nil
+}
+
+func checkSegment(seg, what string) error {
+	switch seg {
+	case "":
+		return errorf(CodeInvalidRequest, "the %s has an empty segment (a leading, trailing or double slash)", what)
+	case ".", "..":
+		return errorf(CodeInvalidRequest, "the %s has a \".\" or \"..\" segment", what)
+	}
+	return nil
+}
+
+// hasPercentEscape reports whether s holds '%' followed by two hex digits.
+func hasPercentEscape(s string) bool {
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '%' && isHex(s[i+1]) && isHex(s[i+2]) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// fileLocation checks a relative file path and resolves it: every files
+// endpoint goes through it before any backend call.
+func fileLocation(id Identity, t Tier, p string) (Location, error) {
+	if err := checkFilePath(p); err != nil {
+		return Location{}, err
+	}
+	loc, err := Resolve(id, t, p)
+	if err != nil {
+		return Location{}, err
+	}
+	if len(loc.Key) > maxFileKey {
+		return Location{}, errorf(CodeInvalidRequest, "the file path is too long: the stored key would exceed %d bytes", maxFileKey)
+	}
+	return loc, nil
+}
+
+// s3Error translates a minio-go error once, here in the adapter.
+func s3Error(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errFileTooLarge) {
+		return errorf(CodeTooLarge, "the file is larger than the size limit")
+	}
+	r := minio.ToErrorResponse(err)
+	switch r.Code {
+	case minio.NoSuchKey, "NotFound":
+		return errFileNotFound
+	case minio.InvalidRange:
+		return withStatus(errorf(CodeInvalidRequest, "the requested range is not satisfiable"), http.StatusRequestedRangeNotSatisfiable)
+	case "EntityTooLarge":
+		return errorf(CodeTooLarge, "the file is larger than the object store accepts")
+	case "KeyTooLongError":
+		return errorf(CodeInvalidRequest, "the file path is too long for the object store")
+	case "SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError":
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}
+	}
+	if r.StatusCode >= 500 {
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}
+	}
+	return backendError("s3 "+op, err)
+}
+
+// ---- upload ----
+
+// uploadBody counts a request body and ends it past the size limit. It is
+// read by minio-go, possibly from a transport goroutine, hence the lock.
+type uploadBody struct {
+	r   io.Reader
+	max int64
+
+	mu      sync.Mutex
+	n       int64
+	over    bool
+	readErr error // a failure to read the client's body (not EOF, not the limit)
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	over := b.over
+	b.mu.Unlock()
+	if over {
+		return 0, errFileTooLarge
+	}
+	n, err := b.r.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n += int64(n)
+	if b.n > b.max {
+		b.over = true
+		return 0, errFileTooLarge
+	}
+	if err != nil && err != io.EOF {
+		b.readErr = err
+	}
+	return n, err
+}
+
+func (b *uploadBody) state() (n int64, over bool, readErr error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n, b.over, b.readErr
+}
+
+var smallUploadBufs = sync.Pool{New: func() any { b := make([]byte, smallUpload); return &b }}
+
+// partSize is the part size of a multipart upload of at most size bytes:
+// at least chunkedPartSize, and large enough to fit in the client's part
+// count limit.
+func (e *Engine) partSize(size int64) uint64 {
+	l := e.cfg.S3.UploadLimits()
+	ps := max(int64(chunkedPartSize), l.MinPartSize)
+	if need := (size + l.MaxPartsCount - 1) / l.MaxPartsCount; need > ps {
+		ps = (need + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
+	}
+	return uint64(min(ps, l.MaxPartSize))
+}
+
+// upload streams body to key; size is the Content-Length, or -1.
+func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size int64, contentType string) (minio.UploadInfo, error) {
+	opts := minio.PutObjectOptions{ContentType: contentType}
+	// Parts are sent with an unsigned payload, not minio-go's streaming
+	// SHA-256 payload signature (gofakes3 v1.2.0 stores streaming-signed
+	// parts undecoded). Over plain HTTP, where minio-go would sign the
+	// payload, each part carries a Content-MD5 instead (covered by the
+	// request signature, checked by S3); over HTTPS, TLS protects it, as
+	// minio-go assumes too. A single PUT keeps minio-go's default (its
+	// Content-MD5 would need the whole body in memory first).
+	multipart := func(size int64) {
+		opts.PartSize = e.partSize(size)
+		opts.DisableContentSha256 = true
+		opts.SendContentMd5 = e.cfg.S3.EndpointURL().Scheme != "https"
+	}
+	if size == 0 {
+		// No payload to sign; a streaming signature of nothing is refused
+		// by some stores (gofakes3: MissingContentLength).
+		opts.DisableContentSha256 = true
+	}
+	if size >= 0 {
+		if size <= e.cfg.S3.UploadLimits().MaxSinglePutObjectSize {
+			opts.DisableMultipart = true
+		} else {
+			multipart(size)
+		}
+		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
+	}
+	bufp := smallUploadBufs.Get().(*[]byte)
+	defer smallUploadBufs.Put(bufp)
+	n, err := io.ReadFull(body, *bufp)
+	head := bytes.NewReader((*bufp)[:n])
+	switch err {
+	case io.EOF, io.ErrUnexpectedEOF: // the whole body: one PUT
+		opts.DisableMultipart = true
+		opts.DisableContentSha256 = n == 0
+		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, head, int64(n), opts)
+	case nil: // more to come: multipart with bounded parts
+		multipart(e.cfg.Limits.MaxFileSize)
+		// Two part buffers: the next part is read from the client while
+		// the previous one is sent to S3.
+		opts.ConcurrentStreamParts, opts.NumThreads = true, 2
+		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, io.MultiReader(head, body), -1, opts)
+	}
+	return minio.UploadInfo{}, err
+}
+
+// uploadContentType is the Content-Type to store: the request's, checked, or
+// application/octet-stream.
+func uploadContentType(r *http.Request) (string, error) {
+	vs := r.Header.Values("Content-Type")
+	if len(vs) > 1 {
+		return "", errorf(CodeInvalidRequest, "more than one Content-Type header")
+	}
+	if len(vs) == 0 || strings.TrimSpace(vs[0]) == "" {
+		return "application/octet-stream", nil
+	}
+	ct := strings.TrimSpace(vs[0])
+	if len(ct) > maxContentType || !validText(ct) {
+		return "", errorf(CodeInvalidRequest, "the Content-Type must be at most %d bytes of text", maxContentType)
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if typ, sub, ok := strings.Cut(mt, "/"); err != nil || !ok || typ == "" || sub == "" {
+		return "", errorf(CodeInvalidRequest, "the Content-Type is not a valid media type such as text/plain")
+	}
+	return ct, nil
+}
+
+// fileResult is the JSON of a stored file.
+type fileResult struct {
+	Key          string `json:"key"`
+	Tier         Tier   `json:"tier"`
+	Size         int64  `json:"size"`
+	ContentType  string `json:"contentType"`
+	ETag         string `json:"etag"`
+	LastModified string `json:"lastModified"`
+}
+
+func (e *Engine) handleFilePut(c *call) error {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return err
+	}
+	id, err := e.authorize(c.r, tier, Write)
+	if err != nil {
+		return err
+	}
+	name := c.params["path"]
+	loc, err := fileLocation(id, tier, name)
+	if err != nil {
+		return err
+	}
+	ct, err := uploadContentType(c.r)
+	if err != nil {
+		return err
+	}
+	limit := e.cfg.Limits.MaxFileSize
+	if c.r.ContentLength > limit {
+		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
+	}
+	body := &uploadBody{r: c.r.Body, max: limit}
+	info, err := e.upload(c.ctx, loc.Key, body, c.r.ContentLength, ct)
+	if err != nil {
+		_, over, readErr := body.state()
+		switch {
+		case over || errors.Is(err, errFileTooLarge):
+			return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
+		case readErr != nil || c.ctx.Err() != nil:
+			// The client went away or sent a broken body; nothing was stored.
+			return &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: readErr}
+		}
+		return s3Error("put", err)
+	}
+	n, _, _ := body.state()
+	res := fileResult{Key: name, Tier: tier, Size: n, ContentType: ct, ETag: quoteETag(info.ETag), LastModified: jsonTime(e.now())}
+	// S3's own ETag and Last-Modified, so that the write, GET and list agree
+	// (a multipart ETag is not always the one S3 reports later). If the file
+	// was removed or replaced by another size meanwhile, the write's own
+	// values stand.
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err == nil && st.Size == n {
+		res.ETag, res.LastModified = quoteETag(st.ETag), jsonTime(st.LastModified)
+	}
+	return c.json(http.StatusOK, res)
+}
+
+func quoteETag(etag string) string {
+	if etag == "" {
+		return ""
+	}
+	return `"` + etag + `"`
+}
+
+// jsonTime is the wire form of a file time: RFC 3339 in UTC, to the second
+// (the precision of HTTP's Last-Modified).
+func jsonTime(t time.Time) string {
+	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+// ---- download ----
+
+// inlineTypes are the media types a browser may render from the engine's
+// origin; every other type is sent as an attachment.
+var inlineTypes = map[string]bool{
+	"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true,
+	"image/avif": true, "image/bmp": true, "image/apng": true, "image/x-icon": true,
+	"image/vnd.microsoft.icon": true, "image/heic": true, "image/heif": true, "image/tiff": true,
+	"text/plain": true, "text/csv": true, "application/json": true, "application/pdf": true,
+	"font/woff": true, "font/woff2": true, "font/ttf": true, "font/otf": true, "application/octet-stream": true,
+}
+
+// contentTypeSafety classifies a stored Content-Type: inline (may be shown
+// in the browser) and pdf (not sandboxed, see the notes above).
+func contentTypeSafety(ct string) (inline, pdf bool) {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false, false
+	}
+	if inlineTypes[mt] {
+		return true, mt == "application/pdf"
+	}
+	typ, _, _ := strings.Cut(mt, "/")
+	return typ == "audio" || typ == "video", false
+}
+
+// fileMeta is what a download needs to know about an object.
+type fileMeta struct {
+	etag         string // unquoted, as minio-go returns it
+	size         int64
+	lastModified time.Time
+	contentType  string
+}
+
+func metaOf(o minio.ObjectInfo) fileMeta {
+	ct := o.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	return fileMeta{etag: o.ETag, size: o.Size, lastModified: o.LastModified, contentType: ct}
+}
+
+// setValidators sets the headers that a 304 also carries.
+func setValidators(h http.Header, m fileMeta) {
+	h.Set("Cache-Control", "private, no-cache")
+	if m.etag != "" {
+		h.Set("ETag", quoteETag(m.etag))
+	}
+	if !m.lastModified.IsZero() {
+		h.Set("Last-Modified", m.lastModified.UTC().Format(http.TimeFormat))
+	}
+}
+
+// setContentHeaders sets the headers of a response with the file's bytes.
+func setContentHeaders(h http.Header, m fileMeta) {
+	setValidators(h, m)
+	inline, pdf := contentTypeSafety(m.contentType)
+	h.Set("Content-Type", m.contentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Accept-Ranges", "bytes")
+	if !pdf {
+		h.Set("Content-Security-Policy", "sandbox")
+	}
+	if !inline {
+		h.Set("Content-Disposition", "attachment")
+	}
+}
+
+func (e *Engine) handleFileGet(c *call) error {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return err
+	}
+	id, err := e.authorize(c.r, tier, Read)
+	if err != nil {
+		return err
+	}
+	loc, err := fileLocation(id, tier, c.params["path"])
+	if err != nil {
+		return err
+	}
+	return e.serveFile(c, loc.Key)
+}
+
+// serveFile answers GET or HEAD for the object at key.
+func (e *Engine) serveFile(c *call, key string) error {
+	r := c.r
+	conditional := r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" ||
+		r.Header.Get("If-Modified-Since") != "" || r.Header.Get("If-Match") != "" ||
+		r.Header.Get("If-Unmodified-Since") != ""
+	if r.Method == http.MethodGet && !conditional {
+		// The common case: one S3 request, its headers describe the bytes.
+		body, info, err := e.openObject(c, key, minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		m := metaOf(info)
+		setContentHeaders(c.w.Header(), m)
+		c.w.Header().Set("Content-Length", strconv.FormatInt(m.size, 10))
+		c.w.WriteHeader(http.StatusOK)
+		e.copyBody(c, body)
+		return nil
+	}
+	// Stat first to decide 304, 412, 416 or 206; then read exactly the
+	// version that was described (If-Match), once more if it changed.
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := e.backendCtx(c)
+		info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{})
+		cancel()
+		if err != nil {
+			return s3Error("stat", err)
+		}
+		m := metaOf(info)
+		h := c.w.Header()
+		switch checkPreconditions(r, m) {
+		case http.StatusNotModified:
+			setValidators(h, m)
+			c.w.WriteHeader(http.StatusNotModified)
+			return nil
+		case http.StatusPreconditionFailed:
+			return withStatus(errorf(CodeConflict, "a precondition (If-Match or If-Unmodified-Since) failed"), http.StatusPreconditionFailed)
+		}
+		start, length, partial, ok := parseRange(r, m)
+		if !ok {
+			h.Set("Content-Range", "bytes */"+strconv.FormatInt(m.size, 10))
+			return withStatus(errorf(CodeInvalidRequest, "the requested range is not satisfiable"), http.StatusRequestedRangeNotSatisfiable)
+		}
+		status := http.StatusOK
+		if partial {
+			status = http.StatusPartialContent
+			h.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(start+length-1, 10)+"/"+strconv.FormatInt(m.size, 10))
+		}
+		if r.Method == http.MethodHead || length == 0 {
+			setContentHeaders(h, m)
+			h.Set("Content-Length", strconv.FormatInt(length, 10))
+			c.w.WriteHeader(status)
+			return nil
+		}
+		opts := minio.GetObjectOptions{}
+		if m.etag != "" {
+			_ = opts.SetMatchETag(m.etag)
+		}
+		if partial {
+			_ = opts.SetRange(start, start+length-1)
+		}
+		body, _, err := e.openObject(c, key, opts)
+		if err != nil {
+			if errors.Is(err, errReplaced) {
+				if attempt < 2 {
+					continue // replaced between stat and read: describe the new one
+				}
+				return &Error{Code: CodeBackendUnavailable, Message: "the file is being replaced, try again", Err: err}
+			}
+			return err
+		}
+		defer body.Close()
+		setContentHeaders(h, m)
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+		c.w.WriteHeader(status)
+		e.copyBody(c, body)
+		return nil
+	}
+}
+
+// errReplaced is an object that changed between its stat and its read.
+var errReplaced = errors.New("object replaced while being read")
+
+// openObject starts reading an object. The wait for the store's answer is
+// bounded by BackendTimeout (503 backend_unavailable); the stream that
+// follows is not, it lasts as long as the client reads. Closing the body
+// releases everything.
+func (e *Engine) openObject(c *call, key string, opts minio.GetObjectOptions) (io.ReadCloser, minio.ObjectInfo, error) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	timer := time.AfterFunc(e.cfg.BackendTimeout, cancel)
+	body, info, _, err := minio.Core{Client: e.cfg.S3}.GetObject(ctx, e.cfg.Bucket, key, opts)
+	if !timer.Stop() {
+		if err == nil {
+			body.Close()
+		}
+		cancel()
+		return nil, info, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: errors.New("s3 get: no answer within the backend timeout")}
+	}
+	if err != nil {
+		cancel()
+		if minio.ToErrorResponse(err).Code == minio.PreconditionFailed {
+			return nil, info, errReplaced
+		}
+		return nil, info, s3Error("get", err)
+	}
+	return cancelCloser{body, cancel}, info, nil
+}
+
+// cancelCloser closes a body and then cancels its context.
+type cancelCloser struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelCloser) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// s3Reader remembers a read failure of the object store.
+type s3Reader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *s3Reader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// copyBody streams an object to the client once the status is sent. A
+// failure can no longer change the response: the client sees a body shorter
+// than its Content-Length. Only store failures are logged (with the request
+// id, never the URL).
+func (e *Engine) copyBody(c *call, body io.Reader) {
+	src := &s3Reader{r: body}
+	if _, err := io.Copy(c.w, src); err != nil && src.err != nil && c.ctx.Err() == nil {
+		e.log.Warn("storage: file stream interrupted", "request_id", c.reqID, "err", src.err)
+	}
+}
+
+// checkPreconditions evaluates the conditional headers of RFC 9110 section
+// 13.2.2 for GET and HEAD: 0 (go on), 304 or 412.
+func checkPreconditions(r *http.Request, m fileMeta) int {
+	lm := m.lastModified.UTC().Truncate(time.Second)
+	if im := r.Header.Get("If-Match"); im != "" {
+		if !etagListMatches(im, m.etag, false) {
+			return http.StatusPreconditionFailed
+		}
+	} else if ius, err := http.ParseTime(r.Header.Get("If-Unmodified-Since")); err == nil && !lm.IsZero() {
+		if lm.After(ius) {
+			return http.StatusPreconditionFailed
+		}
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etagListMatches(inm, m.etag, true) {
+			return http.StatusNotModified
+		}
+	} else if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !lm.IsZero() {
+		if !lm.After(ims) {
+			return http.StatusNotModified
+		}
+	}
+	return 0
+}
+
+// etagListMatches reports whether the header value ("*" or a list of entity
+// tags) matches the object's entity tag, with the weak comparison (for
+// If-None-Match) or the strong one.
+func etagListMatches(list, etag string, weak bool) bool {
+	if strings.TrimSpace(list) == "*" {
+		return true
+	}
+	if etag == "" {
+		return false
+	}
+	for {
+		list = strings.TrimLeft(list, " \t,")
+		if list == "" {
+			return false
+		}
+		tag, rest, ok := scanETag(list)
+		if !ok {
+			return false
+		}
+		isWeak := strings.HasPrefix(tag, "W/")
+		if (weak || !isWeak) && strings.TrimPrefix(tag, "W/") == `"`+etag+`"` {
+			return true
+		}
+		list = rest
+	}
+}
+
+// scanETag reads one entity-tag (W/"x" or "x") from the start of s.
+func scanETag(s string) (tag, rest string, ok bool) {
+	start := 0
+	if strings.HasPrefix(s, "W/") {
+		start = 2
+	}
+	if len(s) <= start || s[start] != '"' {
+		return "", "", false
+	}
+	end := strings.IndexByte(s[start+1:], '"')
+	if end < 0 {
+		return "", "", false
+	}
+	end += start + 2
+	return s[:end], s[end:], true
+}
+
+// parseRange reads a Range header for an object: the whole object when
+// there is none, it is ignored (another unit, several ranges) or If-Range
+// does not match; ok is false for an unsatisfiable or malformed range.
+func parseRange(r *http.Request, m fileMeta) (start, length int64, partial, ok bool) {
+	h := r.Header.Get("Range")
+	spec, isBytes := strings.CutPrefix(h, "bytes=")
+	if h == "" || !isBytes || strings.Contains(spec, ",") || !ifRangeMatches(r.Header.Get("If-Range"), m) {
+		return 0, m.size, false, true
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	first, last = strings.TrimSpace(first), strings.TrimSpace(last)
+	if first == "" { // the last n bytes
+		n, ok := parseDigits(last)
+		if !ok || n == 0 || m.size == 0 {
+			return 0, 0, false, false
+		}
+		n = min(n, m.size)
+		return m.size - n, n, true, true
+	}
+	s, ok := parseDigits(first)
+	if !ok || s >= m.size {
+		return 0, 0, false, false
+	}
+	end := m.size - 1
+	if last != "" {
+		l, ok := parseDigits(last)
+		if !ok || l < s {
+			return 0, 0, false, false
+		}
+		end = min(l, end)
+	}
+	return s, end - s + 1, true, true
+}
+
+// ifRangeMatches evaluates If-Range: an entity tag must match strongly, a
+// date must equal Last-Modified.
+func ifRangeMatches(v string, m fileMeta) bool {
+	if v == "" {
+		return true
+	}
+	if strings.HasPrefix(v, `"`) || strings.HasPrefix(v, "W/") {
+		tag, rest, ok := scanETag(v)
+		return ok && strings.TrimSpace(rest) == "" && !strings.HasPrefix(tag, "W/") && m.etag != "" && tag == `"`+m.etag+`"`
+	}
+	t, err := http.ParseTime(v)
+	return err == nil && !m.lastModified.IsZero() && t.Equal(m.lastModified.UTC().Truncate(time.Second))
+}
+
+// parseDigits parses a non-negative decimal integer without sign or spaces.
+func parseDigits(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// ---- delete ----
+
+func (e *Engine) handleFileDelete(c *call) error {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return err
+	}
+	id, err := e.authorize(c.r, tier, Write)
+	if err != nil {
+		return err
+	}
+	loc, err := fileLocation(id, tier, c.params["path"])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	if err := e.cfg.S3.RemoveObject(ctx, e.cfg.Bucket, loc.Key, minio.RemoveObjectOptions{}); err != nil {
+		if err := s3Error("delete", err); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- list ----
+
+// listItem is one file of a listing.
+type listItem struct {
+	Key          string `json:"key"`
+	Size         int64  `json:"size"`
+	LastModified string `json:"lastModified"`
+	ETag         string `json:"etag"`
+}
+
+func (e *Engine) handleFileList(c *call) error {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return err
+	}
+	id, err := e.authorize(c.r, tier, Read)
+	if err != nil {
+		return err
+	}
+	prefix, err := queryParam(c.r, "prefix")
+	if err != nil {
+		return err
+	}
+	if err := checkListPrefix(prefix); err != nil {
+		return err
+	}
+	limit := min(defaultListLimit, e.cfg.Limits.MaxListLimit)
+	ls, err := queryParam(c.r, "limit")
+	if err != nil {
+		return err
+	}
+	if ls != "" {
+		n, ok := parseDigits(ls)
+		if !ok || n < 1 || n > int64(e.cfg.Limits.MaxListLimit) {
+			return errorf(CodeInvalidRequest, "limit must be a whole number from 1 to %d", e.cfg.Limits.MaxListLimit)
+		}
+		limit = int(n)
+	}
+	cursor, err := queryParam(c.r, "cursor")
+	if err != nil {
+		return err
+	}
+	loc, err := Resolve(id, tier, prefix)
+	if err != nil {
+		return err
+	}
+	if len(loc.Key) > maxFileKey {
+		return errorf(CodeInvalidRequest, "the prefix is too long: it would exceed %d bytes of stored key", maxFileKey)
+	}
+	var startAfter string
+	if cursor != "" {
+		last, err := e.openListCursor(loc.Prefix, prefix, cursor)
+		if err != nil {
+			return err
+		}
+		startAfter = loc.Prefix + last
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	noOwner := false
+	items := make([]listItem, 0, min(limit, 64))
+	more := false
+	for obj := range e.cfg.S3.ListObjectsIter(ctx, e.cfg.Bucket, minio.ListObjectsOptions{
+		Prefix:     loc.Key,
+		Recursive:  true,
+		StartAfter: startAfter,
+		MaxKeys:    min(limit+1, maxListPerRequest),
+		FetchOwner: &noOwner,
+	}) {
+		if obj.Err != nil {
+			return s3Error("list", obj.Err)
+		}
+		rel, ok := strings.CutPrefix(obj.Key, loc.Prefix)
+		if !ok || !strings.HasPrefix(obj.Key, loc.Key) {
+			continue // never from a correct store; never shown
+		}
+		if len(items) == limit {
+			more = true
+			break
+		}
+		items = append(items, listItem{Key: rel, Size: obj.Size, LastModified: jsonTime(obj.LastModified), ETag: quoteETag(obj.ETag)})
+	}
+	var next *string
+	if more {
+		s := e.listCursor(loc.Prefix, prefix, items[len(items)-1].Key)
+		next = &s
+	}
+	return c.json(http.StatusOK, struct {
+		Items      []listItem `json:"items"`
+		NextCursor *string    `json:"nextCursor"`
+	}{items, next})
+}
+
+// listCursorMsg is what a list cursor's HMAC covers: the location, the
+// listing prefix and the last key returned (neither of the first two holds
+// a NUL; the key comes last).
+func listCursorMsg(location, prefix, last string) []byte {
+	return []byte(location + "\x00" + prefix + "\x00" + last)
+}
+
+func (e *Engine) listCursor(location, prefix, last string) string {
+	sum := e.mac("files-cursor", listCursorMsg(location, prefix, last))
+	return "v1." + base64.RawURLEncoding.EncodeToString([]byte(last)) + "." + base64.RawURLEncoding.EncodeToString(sum)
+}
+
+// openListCursor checks a cursor against the caller's location and prefix
+// and returns the last key it carries.
+func (e *Engine) openListCursor(location, prefix, cursor string) (string, error) {
+	bad := errorf(CodeInvalidCursor, "the cursor is not valid for this listing")
+	if len(cursor) > maxCursor {
+		return "", bad
+	}
+	parts := strings.Split(cursor, ".")
+	if len(parts) != 3 || parts[0] != "v1" {
+		return "", bad
+	}
+	last, err1 := base64.RawURLEncoding.DecodeString(parts[1])
+	sum, err2 := base64.RawURLEncoding.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || !e.validMAC("files-cursor", listCursorMsg(location, prefix, string(last)), sum) {
+		return "", bad
+	}
+	return string(last), nil
+}
+
+// ---- signed URLs ----
+
+// signedURLMsg is what a signed URL's HMAC covers. The tier is one of three
+// words, the app id holds no control character, the expiry is digits and
+// the key comes last, so the encoding is unambiguous.
+func signedURLMsg(tier Tier, app string, expires int64, key string) []byte {
+	return []byte("GET\n" + string(tier) + "\n" + app + "\n" + strconv.FormatInt(expires, 10) + "\n" + key)
+}
+
+func (e *Engine) handleSignedURLCreate(c *call) error {
+	// Refuse anonymous callers before reading the body; the tier to
+	// authorize is in the body.
+	tok, err := bearer(c.r)
+	if err != nil {
+		return err
+	}
+	if _, err := e.verifier.verify(tok); err != nil {
+		return err
+	}
+	var in struct {
+		Key       *string         `json:"key"`
+		Tier      string          `json:"tier"`
+		ExpiresIn json.RawMessage `json:"expiresIn"`
+	}
+	if err := decodeJSON(c, 16<<10, &in); err != nil {
+		return err
+	}
+	tier, err := ParseTier(in.Tier)
+	if err != nil {
+		return err
+	}
+	id, err := e.authorize(c.r, tier, Read)
+	if err != nil {
+		return err
+	}
+	if in.Key == nil {
+		return errorf(CodeInvalidRequest, "key is required")
+	}
+	expiresIn := int64(defaultSignedURLExpiry)
+	if raw := string(in.ExpiresIn); raw != "" && raw != "null" {
+		n, ok := parseDigits(raw)
+		if !ok || n < 1 || n > maxSignedURLExpiry {
+			return errorf(CodeInvalidRequest, "expiresIn must be a whole number of seconds from 1 to %d", maxSignedURLExpiry)
+		}
+		expiresIn = n
+	}
+	loc, err := fileLocation(id, tier, *in.Key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
+	if err != nil {
+		return s3Error("stat", err)
+	}
+	now := e.now()
+	expires := now.Unix() + expiresIn
+	var u string
+	if e.cfg.S3PresignedURLs {
+		params := url.Values{}
+		if inline, _ := contentTypeSafety(metaOf(info).contentType); !inline {
+			params.Set("response-content-disposition", "attachment")
+		}
+		pu, err := e.cfg.S3.PresignedGetObject(ctx, e.cfg.Bucket, loc.Key, time.Duration(expiresIn)*time.Second, params)
+		if err != nil {
+			return s3Error("presign", err)
+		}
+		u = pu.String()
+	} else {
+		sum := e.mac("signed-url", signedURLMsg(tier, id.App, expires, loc.Key))
+		q := url.Values{
+			sigParamTier:    {string(tier)},
+			sigParamApp:     {id.App},
+			sigParamExpires: {strconv.FormatInt(expires, 10)},
+			sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+		}
+		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + q.Encode()
+	}
+	return c.json(http.StatusOK, struct {
+		URL       string `json:"url"`
+		ExpiresAt string `json:"expiresAt"`
+	}{u, jsonTime(time.Unix(expires, 0))})
+}
+
+// publicBase is the absolute URL the engine is reached at: Config.PublicURL,
+// or the request's scheme and Host plus the prefix the engine is mounted
+// under. X-Forwarded-* headers are not trusted.
+func (e *Engine) publicBase(r *http.Request) string {
+	if e.cfg.PublicURL != "" {
+		return strings.TrimSuffix(e.cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + mountPrefix(r)
+}
+
+// mountPrefix is the path prefix that an http.StripPrefix in front of the
+// engine removed ("/storage-api" for a mount at /storage-api/), found by
+// comparing the request line's path with the path the engine received; ""
+// when the engine is mounted at the root or the two do not line up.
+func mountPrefix(r *http.Request) string {
+	reqPath, _, _ := strings.Cut(r.RequestURI, "?")
+	got := r.URL.EscapedPath()
+	if !strings.HasPrefix(reqPath, "/") || !strings.HasSuffix(reqPath, got) {
+		return ""
+	}
+	prefix := reqPath[:len(reqPath)-len(got)]
+	for i := 0; i < len(prefix); i++ {
+		if c := prefix[i]; c <= ' ' || c >= 0x7F || c == '"' || c == '<' || c == '>' || c == '\\' {
+			return ""
+		}
+	}
+	return prefix
+}
+
+// escapeKey path-escapes a location key segment by segment.
+func escapeKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+// handleSignedDownload serves a signed URL: no Authorization header; the
+// signature, the expiry and the signing app's scope are checked instead.
+func (e *Engine) handleSignedDownload(c *call) error {
+	c.w.Header().Set("Referrer-Policy", "no-referrer")
+	invalid := errorf(CodeInvalidSignature, "the URL signature is not valid")
+	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
+		return invalid
+	}
+	q, err := url.ParseQuery(c.r.URL.RawQuery)
+	if err != nil || len(q) != 4 {
+		return invalid
+	}
+	for _, vs := range q {
+		if len(vs) != 1 {
+			return invalid
+		}
+	}
+	tier, app, exp, sig := Tier(q.Get(sigParamTier)), q.Get(sigParamApp), q.Get(sigParamExpires), q.Get(sigParamSig)
+	if tier != TierPrivate && tier != TierUser && tier != TierShared {
+		return invalid
+	}
+	expires, ok := parseDigits(exp)
+	sum, err := base64.RawURLEncoding.DecodeString(sig)
+	key := c.params["key"]
+	if !ok || err != nil || !validID(app) || len(key) > maxFileKey ||
+		!e.validMAC("signed-url", signedURLMsg(tier, app, expires, key), sum) {
+		return invalid
+	}
+	if !e.now().Before(time.Unix(expires, 0)) {
+		return errorf(CodeExpired, "the signed URL has expired")
+	}
+	// Revocation: the app that signed must still be registered and still
+	// declare read access to the tier.
+	ctx, cancel := e.backendCtx(c)
+	a, err := e.apps.lookup(ctx, app)
+	cancel()
+	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(tier, Read)) {
+		return errorf(CodeInvalidSignature, "the signed URL was revoked")
+	}
+	if err != nil {
+		return err
+	}
+	return e.serveFile(c, key)
 }

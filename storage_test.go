@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -55,6 +56,35 @@ func TestMountUnderPrefix(t *testing.T) {
 	// The escaped slash reached the engine as part of one key.
 	r := do(t, srv, "GET", "/v1/storage/kv/a%2Fb", tok, nil)
 	wantStatus(t, r, 200, "")
+	// A signed URL asked for through the prefix carries the prefix, and
+	// downloads through it without a token.
+	req, _ = http.NewRequest("PUT", ts.URL+"/storage-api/v1/storage/files/doc.txt", strings.NewReader("hello"))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if res, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	equal(t, "file PUT through prefix", res.StatusCode, 200)
+	req, _ = http.NewRequest("POST", ts.URL+"/storage-api/v1/storage/signed-urls", strings.NewReader(`{"key":"doc.txt"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if res, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var signed struct{ URL string }
+	if err := json.NewDecoder(res.Body).Decode(&signed); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if !strings.HasPrefix(signed.URL, ts.URL+"/storage-api/v1/") {
+		t.Fatalf("signed URL %q does not carry the mount prefix", signed.URL)
+	}
+	if res, err = http.Get(signed.URL); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	equal(t, "signed download", string(body), "hello")
+
 	res, err = http.Get(ts.URL + "/own")
 	if err != nil {
 		t.Fatal(err)
