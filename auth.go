@@ -170,6 +170,14 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 	return v, nil
 }
 
+// Validate reports whether the key can be used: a secret of at least 32
+// bytes, or a PEM public key of a supported type. New calls it for every key
+// of Config.Auth.Keys; a server can call it to check its configuration early.
+func (k Key) Validate() error {
+	_, err := parseKey(k)
+	return err
+}
+
 func parseKey(k Key) (verifyKey, error) {
 	vk := verifyKey{id: k.ID}
 	switch {
