@@ -78,6 +78,68 @@
 // with Retry-After, anything unexpected 500 internal; the cause is logged with
 // the request id (X-Request-Id) and never sent.
 //
+// # Documents layout
+//
+// Every app's documents live in one physical MongoDB collection,
+// Config.DocumentsCollection (default "cpod_documents"); never one collection
+// per app or tenant. Each logical document is one MongoDB document:
+//
+//	_id      location + collection + "/" + key, such as "t1/apps/app-a/prefs/theme"
+//	loc      the location prefix from Resolve, tenant first: "t1/apps/app-a/"
+//	coll     the logical collection name: "prefs"
+//	key      the document key: "theme"
+//	json     the value as compact JSON text, returned byte for byte
+//	v        the value as BSON, used only by filters and sorts
+//	created, updated   BSON dates
+//
+// Locations end with "/" and collection names cannot hold one, so _id spells
+// (location, collection, key) injectively. The engine creates the unique
+// index loc_coll_key_unique on {loc: 1, coll: 1, key: 1} on first use.
+// Set, get and delete address a document by _id alone (on FerretDB that is
+// the only filter pushed down to its storage); a query filters on loc and
+// coll equality, an _id range of the same prefix, the caller's equalities
+// on v, and the keyset position, never a skip.
+//
+// Sharding: shard the collection on {_id: 1}, ranged. _id begins with the
+// tenant (then the tier's app or user, then the collection), so the tenant
+// leads the shard key: each tenant's documents form contiguous chunk ranges
+// (zones can pin a tenant to a region), every set, get and delete targets
+// one shard, and a query's _id range targets the shards of that one
+// collection. MongoDB allows a unique index only on a shard key prefix, so
+// on a sharded cluster create loc_coll_key_unique on {loc: 1, coll: 1, key: 1}
+// yourself, without unique, before sharding; the engine accepts an index of
+// that name with other options, and _id, unique as the shard key, keeps
+// (location, collection, key) unique.
+//
+// Values. The json field keeps the value exactly as sent, less insignificant
+// whitespace: field order, number spelling (1.0, 1e2, integers beyond
+// int64), escapes and any field name, including "", names with '.' or a
+// leading '$'. A field name given twice in one object is 400 naming it. The
+// v field is for matching and ordering: objects keep their order with names
+// escaped ('%' to %25, '.' to %2E, NUL to %00, a leading '$' to %24, "" to
+// %), arrays become objects keyed "0", "1", ... (so a path segment may be an
+// index, and no MongoDB array semantics apply), integer literals in the
+// int64 range are int64, other numbers float64 (clamped to ±MaxFloat64).
+//
+// Queries. A filter is equalities of dotted paths to scalars: numbers match
+// equal numbers of any spelling, null matches null and missing fields. A
+// sort orders by up to four paths, ties broken by key; across types the
+// order is MongoDB's: null and missing < numbers < strings < objects and
+// arrays (compared as documents) < booleans. The cursor is HMAC-protected
+// and bound to the caller's location and collection; it carries the query's
+// filter, sort and the last item's sort values and key, so the next page is
+// "after that position" in this order, spelled with explicit type brackets
+// ($gt and $lt only compare within a type). A sort value over 1 KiB (a large
+// object) travels as its hash and is read back from the document at the
+// position; if that document changed meanwhile, the cursor is
+// invalid_cursor.
+//
+// FerretDB v1 (the test server of cpodtest) pushes down only a single _id
+// equality, and even that does not use its _id index on SQLite: every call
+// scans the collection, so its timings grow with the whole collection. On
+// MongoDB the _id index and loc_coll_key_unique bound each call to the
+// document or collection it names.
+//
 // # Testing
 //
 // Package cpodtest starts the real engine over in-process fakes (gofakes3,

@@ -1,6 +1,1372 @@
 package storage
 
-// documentsRoutes binds the documents endpoints (sdk.storage.db).
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// documentsRoutes binds the documents endpoints (sdk.storage.db). A document
+// key named "query" or "batch" still works: set, get and delete use other
+// methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
+	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection)}
+	return []route{
+		{"PUT", "/v1/storage/db/{collection}/{key}", d.handleSet},
+		{"GET", "/v1/storage/db/{collection}/{key}", d.handleGet},
+		{"DELETE", "/v1/storage/db/{collection}/{key}", d.handleDelete},
+		{"POST", "/v1/storage/db/{collection}/query", d.handleQuery},
+		{"POST", "/v1/storage/db/{collection}/batch", d.handleBatch},
+	}
+}
+
+// The stored form of a document, one MongoDB document in the one physical
+// collection Config.DocumentsCollection (see "Documents layout" in doc.go):
+//
+//	_id      location + collection + "/" + key: the document's identity as one
+//	         string. Locations end with "/" and collection names hold no "/",
+//	         so the mapping is injective; it starts with the tenant.
+//	loc      the location prefix from Resolve, such as "t1/apps/app-a/"
+//	coll     the logical collection name
+//	key      the document key
+//	json     the value as compact JSON text: what get and query return, so
+//	         field order, number spelling and escapes round-trip exactly
+//	v        the value as BSON, for filters and sorting only (see bsonValue)
+//	created  first set, updated  last set (BSON dates)
+const (
+	fieldLoc     = "loc"
+	fieldColl    = "coll"
+	fieldKey     = "key"
+	fieldJSON    = "json"
+	fieldValue   = "v"
+	fieldCreated = "created"
+	fieldUpdated = "updated"
+
+	docsIndexName = "loc_coll_key_unique"
+)
+
+// Limits of the documents API that are not in Config.Limits.
+const (
+	maxDocKey         = 512       // bytes of a document key
+	maxCollectionName = 64        // bytes of a collection name
+	maxFieldPath      = 256       // bytes of a filter or sort field path
+	maxFilterFields   = 16        // fields in one filter
+	maxSortFields     = 4         // fields in one sort
+	maxFilterString   = 4096      // bytes of a string in a filter
+	defaultQueryLimit = 20        // items per page without a limit
+	maxQueryBody      = 256 << 10 // a query body, cursor included
+	// maxInlineSortValue is the largest sort value (BSON bytes) a cursor
+	// carries; a larger one (an object at a sort field) is carried as its
+	// hash and read back from the document at the cursor's position.
+	maxInlineSortValue = 1024
+	// maxPageBytes caps the JSON of one query page: a page stops early,
+	// with a nextCursor, once its values pass this size.
+	maxPageBytes = 16 << 20
+	// minBatchBody is the smallest batch body accepted; it grows to hold at
+	// least two documents of the configured maximum size.
+	minBatchBody = 16 << 20
+	// mongoMaxDocument is MongoDB's (and FerretDB's) BSON document limit,
+	// less room for the command around it.
+	mongoMaxDocument = 16<<20 - 64<<10
+	// mongoMaxDepth caps Limits.MaxDocumentDepth below MongoDB's nesting
+	// limit of 100, counting the levels the stored form adds.
+	mongoMaxDepth = 96
+)
+
+// documents is the documents area: the physical collection and whether its
+// index has been ensured by this process.
+type documents struct {
+	e    *Engine
+	coll *mongo.Collection
+
+	mu      sync.Mutex
+	indexed bool
+}
+
+// ensureIndex creates the unique index on (loc, coll, key) once per process;
+// a failure fails the request and is retried on the next one. An index of
+// that name that exists with other options (IndexOptionsConflict, code 85)
+// is accepted: on a cluster sharded on _id the operator creates it without
+// unique beforehand (see doc.go), since MongoDB allows unique indexes only
+// on a shard key prefix.
+func (d *documents) ensureIndex(ctx context.Context) error {
+	d.mu.Lock()
+	done := d.indexed
+	d.mu.Unlock()
+	if done {
+		return nil
+	}
+	_, err := d.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}},
+		Options: options.Index().SetUnique(true).SetName(docsIndexName),
+	})
+	var ce mongo.CommandError
+	if err != nil && !(errors.As(err, &ce) && ce.Code == 85) {
+		return docsBackendError("documents index", err)
+	}
+	d.mu.Lock()
+	d.indexed = true
+	d.mu.Unlock()
 	return nil
+}
+
+// docsBackendError translates a driver error the caller did not handle:
+// timeouts and network failures are 503, anything else 500.
+func docsBackendError(op string, err error) error {
+	if mongo.IsTimeout(err) || mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
+	}
+	return backendError(op, err)
+}
+
+// target is where a request's documents live: the caller's location and the
+// logical collection.
+type target struct {
+	loc  string // Location.Prefix, such as "t1/apps/app-a/"
+	coll string
+}
+
+// id is the _id of the document at key.
+func (t target) id(key string) string { return t.loc + t.coll + "/" + key }
+
+// idRange bounds the _ids of the target's documents: [lo, hi).
+func (t target) idRange() (lo, hi string) { return t.loc + t.coll + "/", t.loc + t.coll + "0" }
+
+// scope authorizes the call for access a and returns its target. Nothing
+// here reads the body or calls a backend but the auth's app lookup.
+func (d *documents) scope(c *call, a Access) (target, error) {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return target{}, err
+	}
+	id, err := d.e.authorize(c.r, tier, a)
+	if err != nil {
+		return target{}, err
+	}
+	coll := c.params["collection"]
+	if err := validCollection(coll); err != nil {
+		return target{}, err
+	}
+	loc, err := Resolve(id, tier, coll)
+	if err != nil {
+		return target{}, err
+	}
+	return target{loc: loc.Prefix, coll: coll}, nil
+}
+
+// validCollection checks a collection name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+func validCollection(s string) error {
+	ok := len(s) > 0 && len(s) <= maxCollectionName
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		alnum := (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		ok = alnum || (i > 0 && (c == '_' || c == '.' || c == '-'))
+	}
+	if !ok {
+		return errorf(CodeInvalidRequest, "a collection name must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+	}
+	return nil
+}
+
+// validDocKey checks a document key: 1 to 512 bytes of UTF-8 without control
+// characters.
+func validDocKey(k string) error {
+	if len(k) == 0 || len(k) > maxDocKey {
+		return errorf(CodeInvalidRequest, "a document key must be 1 to %d bytes", maxDocKey)
+	}
+	if !validText(k) {
+		return errorf(CodeInvalidRequest, "a document key must be UTF-8 without control characters")
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Values: exact JSON text plus a BSON form for filters and sorting.
+
+// docValue is a request's document value, parsed and checked.
+type docValue struct {
+	json []byte // compact JSON text, byte for byte what get returns
+	bson any    // the BSON form (see bsonValue)
+}
+
+// maxDepth is the effective nesting limit of values.
+func (d *documents) maxDepth() int { return min(d.e.cfg.Limits.MaxDocumentDepth, mongoMaxDepth) }
+
+// parseValue checks a JSON value and builds its two stored forms. raw must
+// hold exactly one JSON value. The policy for names (see doc.go): any field
+// name round-trips exactly, including "", names with '.' or a leading '$';
+// a name given twice in one object is a 400 that names it, since the value
+// would otherwise not round-trip through any JSON parser the same way.
+func (d *documents) parseValue(raw []byte) (docValue, error) {
+	if !utf8.Valid(raw) {
+		return docValue{}, errorf(CodeInvalidRequest, "the value must be UTF-8 JSON")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return docValue{}, errorf(CodeInvalidRequest, "the value is not valid JSON: %v", err)
+	}
+	if buf.Len() == 0 {
+		return docValue{}, errorf(CodeInvalidRequest, "a value is required")
+	}
+	if buf.Len() > d.e.cfg.Limits.MaxDocumentSize {
+		return docValue{}, errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", d.e.cfg.Limits.MaxDocumentSize)
+	}
+	p := valueParser{dec: json.NewDecoder(bytes.NewReader(buf.Bytes())), maxDepth: d.maxDepth()}
+	p.dec.UseNumber()
+	tok, err := p.dec.Token()
+	if err != nil {
+		return docValue{}, errorf(CodeInvalidRequest, "the value is not valid JSON: %v", err)
+	}
+	v, err := p.value(tok, 0, "")
+	if err != nil {
+		return docValue{}, err
+	}
+	if _, err := p.dec.Token(); err != io.EOF {
+		return docValue{}, errorf(CodeInvalidRequest, "the body must hold a single JSON value")
+	}
+	return docValue{json: buf.Bytes(), bson: v}, nil
+}
+
+// valueParser turns JSON tokens into the BSON form of a value:
+//
+//   - an object becomes a document whose field names are escaped with
+//     escapeName (MongoDB and FerretDB refuse '.', a leading '$' and NUL in
+//     names), in the same order;
+//   - an array becomes a document whose field names are the indexes "0",
+//     "1", ...: no BSON arrays are stored, so MongoDB's array semantics
+//     (matching any element, sorting by the smallest element) never apply,
+//     and a path segment "0" addresses the first element;
+//   - an integer literal in the int64 range becomes an int64; any other
+//     number a float64 (beyond the float64 range, ±MaxFloat64: FerretDB
+//     refuses infinities);
+//   - strings, booleans and null as themselves.
+type valueParser struct {
+	dec      *json.Decoder
+	maxDepth int
+}
+
+func (p *valueParser) value(tok json.Token, depth int, path string) (any, error) {
+	switch t := tok.(type) {
+	case json.Delim:
+		if depth+1 > p.maxDepth {
+			return nil, errorf(CodeInvalidRequest, "the value nests deeper than %d levels", p.maxDepth)
+		}
+		doc := bson.D{}
+		var seen map[string]bool
+		for i := 0; p.dec.More(); i++ {
+			name := strconv.Itoa(i)
+			if t == '{' {
+				kt, err := p.dec.Token()
+				if err != nil {
+					return nil, errorf(CodeInvalidRequest, "the value is not valid JSON: %v", err)
+				}
+				name = kt.(string)
+				esc := escapeName(name)
+				if seen == nil && len(doc) >= 16 {
+					seen = make(map[string]bool, 2*len(doc))
+					for _, e := range doc {
+						seen[e.Key] = true
+					}
+				}
+				dup := false
+				if seen != nil {
+					dup = seen[esc]
+					seen[esc] = true
+				} else {
+					for _, e := range doc {
+						dup = dup || e.Key == esc
+					}
+				}
+				if dup {
+					where := "at the top level"
+					if path != "" {
+						where = "in the object at " + strconv.Quote(path)
+					}
+					return nil, errorf(CodeInvalidRequest, "the value has the field name %q twice %s: each name may appear once per object", name, where)
+				}
+			}
+			vt, err := p.dec.Token()
+			if err != nil {
+				return nil, errorf(CodeInvalidRequest, "the value is not valid JSON: %v", err)
+			}
+			sub := name
+			if path != "" {
+				sub = path + "." + name
+			}
+			v, err := p.value(vt, depth+1, sub)
+			if err != nil {
+				return nil, err
+			}
+			doc = append(doc, bson.E{Key: escapeName(name), Value: v})
+		}
+		if _, err := p.dec.Token(); err != nil { // the closing delimiter
+			return nil, errorf(CodeInvalidRequest, "the value is not valid JSON: %v", err)
+		}
+		return doc, nil
+	case json.Number:
+		return jsonNumber(string(t)), nil
+	case string, bool, nil:
+		return t, nil
+	}
+	return nil, errorf(CodeInvalidRequest, "the value is not valid JSON")
+}
+
+// jsonNumber is the BSON form of a JSON number literal.
+func jsonNumber(s string) any {
+	if !strings.ContainsAny(s, ".eE") {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+	}
+	f, _ := strconv.ParseFloat(s, 64) // a valid literal: only range errors
+	switch {
+	case math.IsInf(f, 1):
+		f = math.MaxFloat64
+	case math.IsInf(f, -1):
+		f = -math.MaxFloat64
+	}
+	return f
+}
+
+// escapeName maps a JSON field name to a BSON field name that MongoDB and
+// FerretDB store and address as one path segment: "%" becomes "%25", "."
+// "%2E", NUL "%00", a leading "$" "%24", and the empty name "%". The mapping
+// is injective, and leaves names without those characters as they are.
+func escapeName(s string) string {
+	if s == "" {
+		return "%"
+	}
+	if s[0] != '$' && !strings.ContainsAny(s, "%.\x00") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%':
+			b.WriteString("%25")
+		case c == '.':
+			b.WriteString("%2E")
+		case c == 0:
+			b.WriteString("%00")
+		case c == '$' && i == 0:
+			b.WriteString("%24")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// ---------------------------------------------------------------------------
+// set, get, delete
+
+// readValue reads a set body: one JSON value, at most MaxDocumentSize bytes
+// once compacted (the body may carry as much again in whitespace).
+func (d *documents) readValue(c *call) (docValue, error) {
+	limit := int64(d.e.cfg.Limits.MaxDocumentSize)
+	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 2*limit+4096))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return docValue{}, errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
+		}
+		return docValue{}, errorf(CodeInvalidRequest, "the request body could not be read")
+	}
+	return d.parseValue(b)
+}
+
+// setModel is the upsert that stores value at key: json and v replace the
+// old ones, loc, coll, key and created are written only on insert.
+func (d *documents) setModel(t target, key string, v docValue, now time.Time) (filter, update bson.D, err error) {
+	set, err := bson.Marshal(bson.D{
+		{Key: fieldJSON, Value: string(v.json)},
+		{Key: fieldValue, Value: v.bson},
+		{Key: fieldUpdated, Value: now},
+	})
+	if err != nil {
+		return nil, nil, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	if len(set) > mongoMaxDocument {
+		return nil, nil, errorf(CodeTooLarge, "the stored form of this value exceeds the database's 16 MiB document limit")
+	}
+	filter = bson.D{{Key: "_id", Value: t.id(key)}}
+	update = bson.D{
+		{Key: "$set", Value: bson.Raw(set)},
+		{Key: "$setOnInsert", Value: bson.D{
+			{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll},
+			{Key: fieldKey, Value: key}, {Key: fieldCreated, Value: now},
+		}},
+	}
+	return filter, update, nil
+}
+
+func (d *documents) handleSet(c *call) error {
+	t, err := d.scope(c, Write)
+	if err != nil {
+		return err
+	}
+	key := c.params["key"]
+	if err := validDocKey(key); err != nil {
+		return err
+	}
+	v, err := d.readValue(c)
+	if err != nil {
+		return err
+	}
+	filter, update, err := d.setModel(t, key, v, d.e.now().UTC().Truncate(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := d.e.backendCtx(c)
+	defer cancel()
+	if err := d.ensureIndex(ctx); err != nil {
+		return err
+	}
+	opts := options.UpdateOne().SetUpsert(true)
+	_, err = d.coll.UpdateOne(ctx, filter, update, opts)
+	if mongo.IsDuplicateKeyError(err) {
+		// Two upserts of a new key raced; the other one inserted it, so
+		// this one now updates it.
+		_, err = d.coll.UpdateOne(ctx, filter, update, opts)
+	}
+	if err != nil {
+		return docsBackendError("documents set", err)
+	}
+	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
+}
+
+func (d *documents) handleGet(c *call) error {
+	t, err := d.scope(c, Read)
+	if err != nil {
+		return err
+	}
+	key := c.params["key"]
+	if err := validDocKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := d.e.backendCtx(c)
+	defer cancel()
+	raw, err := d.coll.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}},
+		options.FindOne().SetProjection(bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}),
+	).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return errorf(CodeNotFound, "no such document")
+	}
+	if err != nil {
+		return docsBackendError("documents get", err)
+	}
+	// Defence in depth: the _id spells the location, but check the fields.
+	loc, _ := raw.Lookup(fieldLoc).StringValueOK()
+	coll, _ := raw.Lookup(fieldColl).StringValueOK()
+	k, _ := raw.Lookup(fieldKey).StringValueOK()
+	js, ok := raw.Lookup(fieldJSON).StringValueOK()
+	if loc != t.loc || coll != t.coll || k != key || !ok {
+		return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents get: stored document %q does not match its _id", t.id(key))}
+	}
+	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, []byte(js)))
+}
+
+func (d *documents) handleDelete(c *call) error {
+	t, err := d.scope(c, Write)
+	if err != nil {
+		return err
+	}
+	key := c.params["key"]
+	if err := validDocKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := d.e.backendCtx(c)
+	defer cancel()
+	if _, err := d.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}}); err != nil {
+		return docsBackendError("documents delete", err)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// itemJSON appends {"key":key,"value":value} to b; value is JSON text.
+func itemJSON(b []byte, key string, value []byte) []byte {
+	k, _ := json.Marshal(key)
+	b = append(b, `{"key":`...)
+	b = append(b, k...)
+	b = append(b, `,"value":`...)
+	b = append(b, value...)
+	return append(b, '}')
+}
+
+// writeRawJSON writes a response body that is JSON text already, with the
+// headers of call.json. Values are written as stored, so the JSON of a
+// document is returned byte for byte (call.json would re-escape <, > and &).
+func writeRawJSON(c *call, status int, b []byte) error {
+	h := c.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	c.w.WriteHeader(status)
+	_, _ = c.w.Write(append(b, '\n'))
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// query
+
+// fieldPath is a validated dotted path into a value.
+type fieldPath struct {
+	text  string   // as the caller sent it, such as "a.b"
+	mongo string   // the stored field, such as "v.a.b"
+	segs  []string // escaped segments, for reading the value back
+}
+
+// parseFieldPath checks a filter or sort path: 1 to 256 bytes, segments
+// separated by '.', none empty, none starting with '$', UTF-8 without
+// control characters, and no deeper than values may nest.
+func (d *documents) parseFieldPath(what, s string) (fieldPath, error) {
+	bad := func(why string) (fieldPath, error) {
+		return fieldPath{}, errorf(CodeInvalidRequest, "%s field %q: %s", what, truncate(s, 64), why)
+	}
+	if len(s) == 0 || len(s) > maxFieldPath {
+		return bad(fmt.Sprintf("a field path must be 1 to %d bytes", maxFieldPath))
+	}
+	if !validText(s) {
+		return bad("a field path must be UTF-8 without control characters")
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) > d.maxDepth() {
+		return bad(fmt.Sprintf("a field path has at most %d segments", d.maxDepth()))
+	}
+	segs := make([]string, len(parts))
+	for i, p := range parts {
+		if p == "" {
+			return bad("a field path has no empty segments")
+		}
+		if p[0] == '$' {
+			return bad("a path segment must not start with '$': no query operators")
+		}
+		segs[i] = escapeName(p)
+	}
+	return fieldPath{text: s, mongo: fieldValue + "." + strings.Join(segs, "."), segs: segs}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// filterTerm is one equality of a filter: the field at path equals val.
+type filterTerm struct {
+	path fieldPath
+	val  bson.RawValue
+}
+
+// sortTerm is one sort field.
+type sortTerm struct {
+	path fieldPath
+	desc bool
+}
+
+// queryPlan is a query with its position: what a cursor carries.
+type queryPlan struct {
+	filter []filterTerm
+	sort   []sortTerm
+	// after is set for a continued query: the position of the last item
+	// returned, whose sort values are pos (one per sort term) and key.
+	after bool
+	pos   []cursorPos
+	key   string
+}
+
+// cursorPos is the value of one sort field at a cursor's position: Value,
+// or for a value larger than maxInlineSortValue its hash in Hash (Value is
+// then null).
+type cursorPos struct {
+	Value bson.RawValue `bson:"v"`
+	Hash  []byte        `bson:"h,omitempty"`
+}
+
+func rawOf(v any) bson.RawValue {
+	if v == nil {
+		return bson.RawValue{Type: bson.TypeNull}
+	}
+	t, b, err := bson.MarshalValue(v)
+	if err != nil {
+		panic(err) // only scalars of our own making reach here
+	}
+	return bson.RawValue{Type: t, Value: b}
+}
+
+// parseFilter reads {"path": scalar, ...} keeping the order sent.
+func (d *documents) parseFilter(raw json.RawMessage) ([]filterTerm, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errorf(CodeInvalidRequest, "filter must be an object of field paths and values")
+	}
+	var terms []filterTerm
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
+		}
+		p, err := d.parseFieldPath("filter", kt.(string))
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range terms {
+			if t.path.text == p.text {
+				return nil, errorf(CodeInvalidRequest, "filter field %q is given twice", p.text)
+			}
+		}
+		if len(terms) == maxFilterFields {
+			return nil, errorf(CodeInvalidRequest, "a filter has at most %d fields", maxFilterFields)
+		}
+		vt, err := dec.Token()
+		if err != nil {
+			return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
+		}
+		var v any
+		switch x := vt.(type) {
+		case json.Delim:
+			return nil, errorf(CodeInvalidRequest, "filter field %q: the value must be a string, number, boolean or null (equality only: no objects, arrays or operators such as $ne)", truncate(p.text, 64))
+		case json.Number:
+			v = jsonNumber(string(x))
+		case string:
+			if len(x) > maxFilterString {
+				return nil, errorf(CodeInvalidRequest, "filter field %q: a string value must be at most %d bytes", truncate(p.text, 64), maxFilterString)
+			}
+			v = x
+		default: // bool, nil
+			v = x
+		}
+		terms = append(terms, filterTerm{path: p, val: rawOf(v)})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
+	}
+	return terms, nil
+}
+
+// parseSort reads {"path": 1 or -1, ...} keeping the order sent (a Go map
+// would lose it).
+func (d *documents) parseSort(raw json.RawMessage) ([]sortTerm, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errorf(CodeInvalidRequest, "sort must be an object of field paths and 1 or -1")
+	}
+	var terms []sortTerm
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
+		}
+		p, err := d.parseFieldPath("sort", kt.(string))
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range terms {
+			if t.path.text == p.text {
+				return nil, errorf(CodeInvalidRequest, "sort field %q is given twice", p.text)
+			}
+		}
+		if len(terms) == maxSortFields {
+			return nil, errorf(CodeInvalidRequest, "a sort has at most %d fields", maxSortFields)
+		}
+		vt, err := dec.Token()
+		if err != nil {
+			return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
+		}
+		switch n, _ := vt.(json.Number); n {
+		case "1":
+			terms = append(terms, sortTerm{path: p})
+		case "-1":
+			terms = append(terms, sortTerm{path: p, desc: true})
+		default:
+			return nil, errorf(CodeInvalidRequest, "sort field %q must be 1 or -1", truncate(p.text, 64))
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
+	}
+	return terms, nil
+}
+
+func (d *documents) handleQuery(c *call) error {
+	t, err := d.scope(c, Read)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Filter json.RawMessage `json:"filter"`
+		Sort   json.RawMessage `json:"sort"`
+		Limit  json.RawMessage `json:"limit"`
+		Cursor *string         `json:"cursor"`
+	}
+	if err := decodeOptionalJSON(c, maxQueryBody, &body); err != nil {
+		return err
+	}
+	limit := defaultQueryLimit
+	if len(body.Limit) > 0 && string(body.Limit) != "null" {
+		n, err := strconv.ParseInt(string(body.Limit), 10, 64)
+		if err != nil || n < 1 || n > int64(d.e.cfg.Limits.MaxQueryLimit) {
+			return errorf(CodeInvalidRequest, "limit must be a whole number from 1 to %d", d.e.cfg.Limits.MaxQueryLimit)
+		}
+		limit = int(n)
+	}
+	// A filter and sort sent with a cursor are ignored, but still checked:
+	// malformed input is refused whatever comes with it.
+	if !utf8.Valid(body.Filter) || !utf8.Valid(body.Sort) {
+		return errorf(CodeInvalidRequest, "the body must be UTF-8 JSON")
+	}
+	var plan queryPlan
+	if plan.filter, err = d.parseFilter(body.Filter); err != nil {
+		return err
+	}
+	if plan.sort, err = d.parseSort(body.Sort); err != nil {
+		return err
+	}
+	if body.Cursor != nil {
+		if plan, err = d.decodeCursor(t, *body.Cursor); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := d.e.backendCtx(c)
+	defer cancel()
+	if err := d.ensureIndex(ctx); err != nil {
+		return err
+	}
+	if err := d.resolveHashedPos(ctx, t, &plan); err != nil {
+		return err
+	}
+	return d.runQuery(ctx, c, t, plan, limit)
+}
+
+// resolveHashedPos reads back the sort values that a cursor carries as
+// hashes, from the document at the cursor's position. If that document or
+// value changed since, the cursor cannot continue.
+func (d *documents) resolveHashedPos(ctx context.Context, t target, plan *queryPlan) error {
+	var proj bson.D
+	for i, p := range plan.pos {
+		if p.Hash != nil {
+			proj = append(proj, bson.E{Key: plan.sort[i].path.mongo, Value: 1})
+		}
+	}
+	if proj == nil {
+		return nil
+	}
+	raw, err := d.coll.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(plan.key)}}, options.FindOne().SetProjection(proj)).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return errorf(CodeInvalidCursor, "the document at this cursor's position was deleted; run the query again without a cursor")
+	}
+	if err != nil {
+		return docsBackendError("documents query", err)
+	}
+	for i, p := range plan.pos {
+		if p.Hash == nil {
+			continue
+		}
+		v := sortValue(raw, plan.sort[i].path)
+		if !bytes.Equal(hashValue(v), p.Hash) {
+			return errorf(CodeInvalidCursor, "the document at this cursor's position changed; run the query again without a cursor")
+		}
+		plan.pos[i] = cursorPos{Value: v}
+	}
+	return nil
+}
+
+func hashValue(v bson.RawValue) []byte {
+	h := sha256.New()
+	h.Write([]byte{byte(v.Type)})
+	h.Write(v.Value)
+	return h.Sum(nil)
+}
+
+// sortValue reads the value at path from a stored (projected) document;
+// missing, or a path through a non-object, is null, as in MongoDB's sort.
+func sortValue(doc bson.Raw, p fieldPath) bson.RawValue {
+	v, err := doc.LookupErr(append([]string{fieldValue}, p.segs...)...)
+	if err != nil {
+		return bson.RawValue{Type: bson.TypeNull}
+	}
+	return v
+}
+
+// The order of query results. MongoDB (and FerretDB) sort values of
+// different BSON types by type: null and missing < numbers < strings <
+// objects < booleans. The stored form holds no BSON arrays (arrays are
+// documents keyed by index) and no other types, so that is the whole order:
+// numbers by value (int64 and double compared exactly), strings by UTF-8
+// bytes, objects field by field (type, escaped name, value, then length),
+// false < true. Ties are broken by key, ascending, whatever the direction.
+//
+// Comparison operators ($gt, $lt) only match values of the operand's type
+// bracket, so the keyset condition "after the position" spells out the
+// brackets: for each sort field i, the documents equal on fields 0..i-1 and
+// after the position on field i, or equal on all fields with a larger _id.
+
+// typeBracket lists the BSON types of the stored form in sort order; null
+// (including missing) comes first and has no $type test (missing fields have
+// no type): it is matched by equality with null.
+var typeBracket = []string{"null", "number", "string", "object", "bool"}
+
+func bracketOf(v bson.RawValue) (int, error) {
+	switch v.Type {
+	case bson.TypeNull:
+		return 0, nil
+	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble:
+		return 1, nil
+	case bson.TypeString:
+		return 2, nil
+	case bson.TypeEmbeddedDocument:
+		return 3, nil
+	case bson.TypeBoolean:
+		return 4, nil
+	}
+	return 0, fmt.Errorf("unexpected BSON type %v in a sort value", v.Type)
+}
+
+// inBrackets matches the values of brackets lo..hi (inclusive); nil if none.
+func inBrackets(field string, lo, hi int) []bson.D {
+	var out []bson.D
+	if lo <= 0 && hi >= 0 {
+		out = append(out, bson.D{{Key: field, Value: nil}})
+		lo = 1
+	}
+	if lo <= hi {
+		types := bson.A{}
+		for _, t := range typeBracket[lo : hi+1] {
+			types = append(types, t)
+		}
+		out = append(out, bson.D{{Key: field, Value: bson.D{{Key: "$type", Value: types}}}})
+	}
+	return out
+}
+
+// equalTo matches values that sort equal to v (also filter equality: null
+// matches null and missing, numbers match equal numbers of any type).
+func equalTo(field string, v bson.RawValue) bson.D {
+	if v.Type == bson.TypeNull {
+		return bson.D{{Key: field, Value: nil}} // null or missing
+	}
+	return bson.D{{Key: field, Value: bson.D{{Key: "$eq", Value: v}}}}
+}
+
+// after matches values that sort strictly after v in the direction; nil when
+// none can.
+func after(field string, v bson.RawValue, desc bool) ([]bson.D, error) {
+	b, err := bracketOf(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []bson.D
+	if !desc {
+		switch {
+		case v.Type == bson.TypeBoolean:
+			if !v.Boolean() {
+				out = append(out, bson.D{{Key: field, Value: true}})
+			}
+		case b > 0:
+			out = append(out, bson.D{{Key: field, Value: bson.D{{Key: "$gt", Value: v}}}})
+		}
+		return append(out, inBrackets(field, b+1, len(typeBracket)-1)...), nil
+	}
+	switch {
+	case v.Type == bson.TypeBoolean:
+		if v.Boolean() {
+			out = append(out, bson.D{{Key: field, Value: false}})
+		}
+	case b > 0:
+		out = append(out, bson.D{{Key: field, Value: bson.D{{Key: "$lt", Value: v}}}})
+	}
+	return append(out, inBrackets(field, 0, b-1)...), nil
+}
+
+// mongoQuery builds the find filter, sort and projection of a plan.
+func (d *documents) mongoQuery(t target, plan queryPlan) (filter, sort, proj bson.D, err error) {
+	lo, hi := t.idRange()
+	filter = bson.D{
+		{Key: fieldLoc, Value: t.loc},
+		{Key: fieldColl, Value: t.coll},
+		{Key: "_id", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: hi}}},
+	}
+	for _, f := range plan.filter {
+		filter = append(filter, equalTo(f.path.mongo, f.val)[0])
+	}
+	if plan.after {
+		var branches bson.A
+		for i := 0; i <= len(plan.sort); i++ {
+			var and bson.A
+			for j := 0; j < i; j++ {
+				and = append(and, equalTo(plan.sort[j].path.mongo, plan.pos[j].Value))
+			}
+			if i < len(plan.sort) {
+				alts, err := after(plan.sort[i].path.mongo, plan.pos[i].Value, plan.sort[i].desc)
+				if err != nil {
+					return nil, nil, nil, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+				}
+				if len(alts) == 0 {
+					continue
+				}
+				or := bson.A{}
+				for _, a := range alts {
+					or = append(or, a)
+				}
+				and = append(and, bson.D{{Key: "$or", Value: or}})
+			} else {
+				and = append(and, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: t.id(plan.key)}}}})
+			}
+			branches = append(branches, bson.D{{Key: "$and", Value: and}})
+		}
+		filter = append(filter, bson.E{Key: "$or", Value: branches})
+	}
+	proj = bson.D{{Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}
+	for _, s := range plan.sort {
+		dir := 1
+		if s.desc {
+			dir = -1
+		}
+		sort = append(sort, bson.E{Key: s.path.mongo, Value: dir})
+		// Project each sort path once; a path under another projected one
+		// would be a path collision.
+		covered := false
+		for _, o := range plan.sort {
+			covered = covered || (o.path.mongo != s.path.mongo && strings.HasPrefix(s.path.mongo, o.path.mongo+"."))
+		}
+		if !covered {
+			proj = append(proj, bson.E{Key: s.path.mongo, Value: 1})
+		}
+	}
+	sort = append(sort, bson.E{Key: "_id", Value: 1})
+	return filter, sort, proj, nil
+}
+
+func (d *documents) runQuery(ctx context.Context, c *call, t target, plan queryPlan, limit int) error {
+	filter, sort, proj, err := d.mongoQuery(t, plan)
+	if err != nil {
+		return err
+	}
+	cur, err := d.coll.Find(ctx, filter, options.Find().
+		SetSort(sort).SetProjection(proj).
+		SetLimit(int64(limit+1)).SetBatchSize(int32(limit+1)).
+		SetAllowDiskUse(true))
+	if err != nil {
+		return docsBackendError("documents query", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	out := append(make([]byte, 0, 4096), `{"items":[`...)
+	n := 0
+	var last bson.Raw
+	more := false
+	for cur.Next(ctx) {
+		if n == limit || len(out) > maxPageBytes {
+			more = true
+			break
+		}
+		key, ok1 := cur.Current.Lookup(fieldKey).StringValueOK()
+		js, ok2 := cur.Current.Lookup(fieldJSON).StringValueOK()
+		if !ok1 || !ok2 {
+			return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents query: a stored document lacks key or json")}
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = itemJSON(out, key, []byte(js))
+		last = append(last[:0], cur.Current...)
+		n++
+	}
+	if err := cur.Err(); err != nil {
+		return docsBackendError("documents query", err)
+	}
+	out = append(out, `],"nextCursor":`...)
+	if more {
+		next := plan
+		next.after = true
+		next.key, _ = last.Lookup(fieldKey).StringValueOK()
+		next.pos = make([]cursorPos, len(plan.sort))
+		for i, s := range plan.sort {
+			v := sortValue(last, s.path)
+			if len(v.Value) > maxInlineSortValue {
+				next.pos[i] = cursorPos{Value: bson.RawValue{Type: bson.TypeNull}, Hash: hashValue(v)}
+			} else {
+				next.pos[i] = cursorPos{Value: v}
+			}
+		}
+		s, err := d.encodeCursor(t, next)
+		if err != nil {
+			return err
+		}
+		out = append(out, '"')
+		out = append(out, s...)
+		out = append(out, '"')
+	} else {
+		out = append(out, "null"...)
+	}
+	out = append(out, '}')
+	return writeRawJSON(c, http.StatusOK, out)
+}
+
+// ---------------------------------------------------------------------------
+// cursors
+
+// A cursor is base64url(version 1 || BSON payload || HMAC-SHA256). The MAC
+// (purpose "documents-cursor") covers the caller's location and collection
+// as well as the payload, so a cursor continues only the query that made it,
+// for the same tenant, tier (and app or user) and collection: anything else
+// fails the MAC and is 400 invalid_cursor. The payload is the query's filter
+// and sort and the position of the last item returned (its sort values and
+// key); it names no location. It is readable by its holder, who sent the
+// filter and owns the values.
+const cursorVersion = 1
+
+type cursorPayload struct {
+	Filter []cursorFilter `bson:"f"`
+	Sort   []cursorSort   `bson:"s"`
+	Pos    []cursorPos    `bson:"p"`
+	Key    string         `bson:"k"`
+}
+
+type cursorFilter struct {
+	Path  string        `bson:"p"`
+	Value bson.RawValue `bson:"v"`
+}
+
+type cursorSort struct {
+	Path string `bson:"p"`
+	Desc bool   `bson:"d"`
+}
+
+func cursorMACInput(t target, payload []byte) []byte {
+	m := make([]byte, 0, len(t.loc)+len(t.coll)+len(payload)+8)
+	m = append(m, cursorVersion, 0)
+	m = append(m, t.loc...)
+	m = append(m, 0)
+	m = append(m, t.coll...)
+	m = append(m, 0)
+	return append(m, payload...)
+}
+
+func (d *documents) encodeCursor(t target, plan queryPlan) (string, error) {
+	p := cursorPayload{Pos: plan.pos, Key: plan.key, Filter: []cursorFilter{}, Sort: []cursorSort{}}
+	for _, f := range plan.filter {
+		p.Filter = append(p.Filter, cursorFilter{Path: f.path.text, Value: f.val})
+	}
+	for _, s := range plan.sort {
+		p.Sort = append(p.Sort, cursorSort{Path: s.path.text, Desc: s.desc})
+	}
+	payload, err := bson.Marshal(p)
+	if err != nil {
+		return "", &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	b := append([]byte{cursorVersion}, payload...)
+	b = append(b, d.e.mac("documents-cursor", cursorMACInput(t, payload))...)
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (d *documents) decodeCursor(t target, s string) (queryPlan, error) {
+	bad := errorf(CodeInvalidCursor, "the cursor is not valid for this query: it was changed, or belongs to another collection, tier or account")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 1+5+sha256.Size || b[0] != cursorVersion {
+		return queryPlan{}, bad
+	}
+	payload, sum := b[1:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if !d.e.validMAC("documents-cursor", cursorMACInput(t, payload), sum) {
+		return queryPlan{}, bad
+	}
+	// The MAC proves the engine made this payload; still check its shape.
+	var p cursorPayload
+	if err := bson.Unmarshal(payload, &p); err != nil || len(p.Sort) > maxSortFields || len(p.Pos) != len(p.Sort) || len(p.Filter) > maxFilterFields || validDocKey(p.Key) != nil {
+		return queryPlan{}, bad
+	}
+	plan := queryPlan{after: true, pos: p.Pos, key: p.Key}
+	for _, f := range p.Filter {
+		fp, err := d.parseFieldPath("filter", f.Path)
+		if err != nil {
+			return queryPlan{}, bad
+		}
+		plan.filter = append(plan.filter, filterTerm{path: fp, val: f.Value})
+	}
+	for i, s := range p.Sort {
+		sp, err := d.parseFieldPath("sort", s.Path)
+		if err != nil {
+			return queryPlan{}, bad
+		}
+		if _, err := bracketOf(p.Pos[i].Value); err != nil {
+			return queryPlan{}, bad
+		}
+		plan.sort = append(plan.sort, sortTerm{path: sp, desc: s.Desc})
+	}
+	return plan, nil
+}
+
+// ---------------------------------------------------------------------------
+// batch
+
+// batchOp is one parsed operation of a batch.
+type batchOp struct {
+	op, key string
+	value   docValue
+	err     error // set when the op is invalid or failed
+	filter  bson.D
+	update  bson.D
+}
+
+type batchResult struct {
+	Key   string          `json:"key"`
+	Op    string          `json:"op"`
+	OK    bool            `json:"ok"`
+	Error *batchResultErr `json:"error,omitempty"`
+}
+
+type batchResultErr struct {
+	Code    Code   `json:"error"`
+	Message string `json:"message"`
+}
+
+// parseOp reads one operation: {"op":"set","key":k,"value":v} or
+// {"op":"delete","key":k}; field names exact, each at most once.
+func (d *documents) parseOp(raw json.RawMessage) batchOp {
+	var op batchOp
+	fail := func(format string, args ...any) batchOp {
+		op.err = errorf(CodeInvalidRequest, format, args...)
+		return op
+	}
+	if !utf8.Valid(raw) {
+		return fail("the op must be UTF-8 JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fail(`an op must be an object {"op","key","value"}`)
+	}
+	var value json.RawMessage
+	var haveOp, haveKey, haveValue bool
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return fail("the op is not valid JSON")
+		}
+		name := kt.(string)
+		var seen *bool
+		switch name {
+		case "op":
+			seen = &haveOp
+		case "key":
+			seen = &haveKey
+		case "value":
+			seen = &haveValue
+		default:
+			return fail("unknown op field %q", truncate(name, 64))
+		}
+		if *seen {
+			return fail("op field %q is given twice", name)
+		}
+		*seen = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fail("the op is not valid JSON")
+		}
+		switch name {
+		case "op", "key":
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fail("op field %q must be a string", name)
+			}
+			if name == "op" {
+				op.op = s
+			} else {
+				op.key = s
+			}
+		case "value":
+			value = v
+		}
+	}
+	switch {
+	case !haveOp || (op.op != "set" && op.op != "delete"):
+		return fail(`op must be "set" or "delete"`)
+	case !haveKey:
+		return fail("key is required")
+	}
+	if err := validDocKey(op.key); err != nil {
+		op.err = err
+		return op
+	}
+	switch {
+	case op.op == "set" && !haveValue:
+		return fail("a set needs a value")
+	case op.op == "delete" && haveValue:
+		return fail("a delete takes no value")
+	case op.op == "set":
+		op.value, op.err = d.parseValue(value)
+	}
+	return op
+}
+
+func (d *documents) handleBatch(c *call) error {
+	t, err := d.scope(c, Write)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Ops *[]json.RawMessage `json:"ops"`
+	}
+	limit := max(minBatchBody, 2*int64(d.e.cfg.Limits.MaxDocumentSize)+64<<10)
+	if err := decodeJSON(c, limit, &body); err != nil {
+		return err
+	}
+	if body.Ops == nil {
+		return errorf(CodeInvalidRequest, "ops is required")
+	}
+	if len(*body.Ops) > d.e.cfg.Limits.MaxBatchOps {
+		return errorf(CodeInvalidRequest, "a batch has at most %d ops", d.e.cfg.Limits.MaxBatchOps)
+	}
+	now := d.e.now().UTC().Truncate(time.Millisecond)
+	ops := make([]batchOp, len(*body.Ops))
+	valid := 0
+	for i, raw := range *body.Ops {
+		ops[i] = d.parseOp(raw)
+		switch {
+		case ops[i].err != nil:
+		case ops[i].op == "set":
+			ops[i].filter, ops[i].update, ops[i].err = d.setModel(t, ops[i].key, ops[i].value, now)
+		default:
+			ops[i].filter = bson.D{{Key: "_id", Value: t.id(ops[i].key)}}
+		}
+		if ops[i].err == nil {
+			valid++
+		}
+	}
+	if valid > 0 {
+		ctx, cancel := d.e.backendCtx(c)
+		err := d.ensureIndex(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := d.applyBatch(c, ops); err != nil {
+			return err
+		}
+	}
+	res := struct {
+		Succeeded int           `json:"succeeded"`
+		Failed    int           `json:"failed"`
+		Results   []batchResult `json:"results"`
+	}{Results: make([]batchResult, len(ops))}
+	for i, op := range ops {
+		r := batchResult{Key: op.key, Op: op.op, OK: op.err == nil}
+		if op.err != nil {
+			ee := toError(op.err)
+			r.Error = &batchResultErr{Code: ee.Code, Message: ee.Message}
+			res.Failed++
+		} else {
+			res.Succeeded++
+		}
+		res.Results[i] = r
+	}
+	return c.json(http.StatusOK, res)
+}
+
+// applyBatch writes the valid ops in rounds. Ops on different keys commute,
+// so round r holds the r-th op on each key: within a round every key is
+// distinct and the round is one unordered bulk write (one update command
+// for the sets, one delete command for the deletes), while the ops on one
+// key run in the order sent. A batch without repeated keys takes one round.
+// Each op succeeds or fails on its own. A transport failure or timeout fails
+// the request (503): every op is idempotent, so the caller can retry it.
+// Each bulk write is one backend call, bounded by Config.BackendTimeout.
+func (d *documents) applyBatch(c *call, ops []batchOp) error {
+	var rounds [][]int
+	seen := map[string]int{}
+	for i, op := range ops {
+		if op.err != nil {
+			continue
+		}
+		r := seen[op.key]
+		seen[op.key] = r + 1
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	for _, round := range rounds {
+		retry, err := d.writeRound(c, ops, round)
+		if err != nil {
+			return err
+		}
+		if len(retry) > 0 {
+			// Upserts that raced with another writer's insert of the same
+			// new key: the document exists now, so the retry updates it.
+			// A second race leaves the op failed with conflict.
+			for _, i := range retry {
+				ops[i].err = nil
+			}
+			if _, err := d.writeRound(c, ops, retry); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeRound sends the ops at idx (distinct keys) as one unordered bulk
+// write and records each op's failure. It returns the sets that failed with
+// a duplicate key error (marked conflict), which may be retried.
+func (d *documents) writeRound(c *call, ops []batchOp, idx []int) (retry []int, err error) {
+	models := make([]mongo.WriteModel, len(idx))
+	for j, i := range idx {
+		if ops[i].op == "set" {
+			models[j] = mongo.NewUpdateOneModel().SetFilter(ops[i].filter).SetUpdate(ops[i].update).SetUpsert(true)
+		} else {
+			models[j] = mongo.NewDeleteOneModel().SetFilter(ops[i].filter)
+		}
+	}
+	ctx, cancel := d.e.backendCtx(c)
+	defer cancel()
+	_, err = d.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err == nil {
+		return nil, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, docsBackendError("documents batch", err)
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= len(idx) {
+			return nil, docsBackendError("documents batch", err)
+		}
+		i := idx[we.Index]
+		if we.HasErrorCode(11000) && ops[i].op == "set" {
+			retry = append(retry, i)
+			ops[i].err = &Error{Code: CodeConflict, Message: "a concurrent write to this key won; try again"}
+			continue
+		}
+		ops[i].err = &Error{Code: CodeInternal, Message: "internal error (request id " + c.reqID + ")"}
+		d.e.log.Error("storage: batch op failed", "request_id", c.reqID, "code", we.Code, "err", we.Message)
+	}
+	return retry, nil
 }
