@@ -1,0 +1,209 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error is the one error type of the API: every non-2xx response becomes an
+// *Error carrying the HTTP status and the contract's error code and message.
+// Compare it with the sentinels using errors.Is, which matches on Code:
+//
+//	if errors.Is(err, client.ErrNotFound) { ... }
+//
+// or take it apart with errors.As:
+//
+//	var e *client.Error
+//	if errors.As(err, &e) && e.Status == http.StatusServiceUnavailable { ... }
+type Error struct {
+	// Status is the HTTP status code of the response, or 0 when the client
+	// rejected the call before sending it (for example an empty key).
+	Status int
+	// Code is the machine-readable error code, such as "not_found". It is
+	// empty when the response did not carry a contract error body (a proxy's
+	// 502 page, say).
+	Code string
+	// Message is the explanation meant for a person.
+	Message string
+	// RetryAfter is the delay asked for by a Retry-After header, sent with
+	// 503 backend_unavailable; 0 when absent.
+	RetryAfter time.Duration
+}
+
+// Error returns "cpod storage: <status> <code>: <message>".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("cpod storage: ")
+	if e.Status != 0 {
+		b.WriteString(strconv.Itoa(e.Status))
+		b.WriteByte(' ')
+	}
+	if e.Code != "" {
+		b.WriteString(e.Code)
+	} else {
+		b.WriteString(http.StatusText(e.Status))
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Is reports whether target is an *Error with the same, non-empty Code, so
+// that errors.Is(err, ErrNotFound) holds for every not_found error whatever
+// its status or message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code != "" && t.Code == e.Code
+}
+
+// Sentinels, one for each error code of the wire contract. Use them with
+// errors.Is; they are never returned themselves.
+var (
+	// ErrInvalidRequest (400): a malformed path, key, tier, body or option.
+	ErrInvalidRequest = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "invalid request"}
+	// ErrInvalidToken (401): a missing, malformed or expired token, or one
+	// for an app that is not registered.
+	ErrInvalidToken = &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "invalid token"}
+	// ErrInvalidScope (403): the app did not declare the scope the call
+	// needs; no token can grant it.
+	ErrInvalidScope = &Error{Status: http.StatusForbidden, Code: "invalid_scope", Message: "scope not declared by the app"}
+	// ErrInsufficientScope (403): the app declared the scope but the token
+	// does not carry it.
+	ErrInsufficientScope = &Error{Status: http.StatusForbidden, Code: "insufficient_scope", Message: "scope not granted to the token"}
+	// ErrUserRequired (403): a user-tier call with a token that has no user.
+	ErrUserRequired = &Error{Status: http.StatusForbidden, Code: "user_required", Message: "user tier needs a user token"}
+	// ErrNotFound (404): the file or key does not exist. Collection.Get and
+	// KV.Get report a missing value with found == false instead.
+	ErrNotFound = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
+	// ErrConflict (409): the request conflicts with the current state, such
+	// as registering an app whose client_id exists.
+	ErrConflict = &Error{Status: http.StatusConflict, Code: "conflict", Message: "conflict"}
+	// ErrTooLarge (413): a file, document or value over the server's limit.
+	ErrTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "too large"}
+	// ErrInvalidCursor (400): a cursor that was altered or belongs to
+	// another query.
+	ErrInvalidCursor = &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: "invalid cursor"}
+	// ErrNotInteger (409): KV.Incr on a value that is not an integer, or
+	// whose result would leave the int64 range.
+	ErrNotInteger = &Error{Status: http.StatusConflict, Code: "not_integer", Message: "value is not an integer"}
+	// ErrExpired (403): a signed URL past its expiry.
+	ErrExpired = &Error{Status: http.StatusForbidden, Code: "expired", Message: "signed URL expired"}
+	// ErrInvalidSignature (403): a signed URL that was changed.
+	ErrInvalidSignature = &Error{Status: http.StatusForbidden, Code: "invalid_signature", Message: "invalid signature"}
+	// ErrBackendUnavailable (503): a backing store did not answer; retry
+	// after Error.RetryAfter.
+	ErrBackendUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "backend_unavailable", Message: "backend unavailable"}
+	// ErrInternal (500): an unexpected server failure.
+	ErrInternal = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+)
+
+// localError is the error for a call rejected before it is sent.
+func localError(msg string) *Error {
+	return &Error{Code: ErrInvalidRequest.Code, Message: msg}
+}
+
+// CheckResponse returns nil when resp has a 2xx status and an *Error built
+// from its status, headers and JSON error body otherwise. It reads, but does
+// not close, resp.Body. The client uses it for every call; it is exported for
+// callers that fetch signed URLs (from [Files.URL]) with their own HTTP
+// client and want the same typed errors, such as [ErrExpired].
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	e := &Error{Status: resp.StatusCode}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if n, err := strconv.Atoi(ra); err == nil && n >= 0 {
+			e.RetryAfter = time.Duration(n) * time.Second
+		} else if t, err := http.ParseTime(ra); err == nil {
+			e.RetryAfter = max(time.Until(t), 0)
+		}
+	}
+	var body struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
+		e.Code, e.Message = body.Error, body.Message
+		return e
+	}
+	// No contract body: a HEAD response, or something in between (a proxy,
+	// a router). Take the code from WWW-Authenticate (RFC 6750) when there
+	// is one, or from the status for a HEAD, whose errors have no body.
+	if code := bearerError(resp.Header.Get("WWW-Authenticate")); code != "" {
+		e.Code = code
+	} else if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		e.Code = statusCode(resp.StatusCode)
+	}
+	e.Message = strings.TrimSpace(string(raw))
+	if len(e.Message) > 512 {
+		e.Message = e.Message[:512]
+	}
+	return e
+}
+
+// bearerError returns the error parameter of a Bearer WWW-Authenticate
+// challenge, "" when there is none.
+func bearerError(h string) string {
+	const key = `error="`
+	i := strings.Index(h, key)
+	if i < 0 || !strings.HasPrefix(strings.TrimSpace(strings.ToLower(h)), "bearer") {
+		return ""
+	}
+	rest := h[i+len(key):]
+	j := strings.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return rest[:j]
+}
+
+// statusCode guesses the contract code of a bodyless error response.
+func statusCode(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return ErrInvalidRequest.Code
+	case http.StatusUnauthorized:
+		return ErrInvalidToken.Code
+	case http.StatusNotFound:
+		return ErrNotFound.Code
+	case http.StatusRequestEntityTooLarge:
+		return ErrTooLarge.Code
+	case http.StatusServiceUnavailable:
+		return ErrBackendUnavailable.Code
+	case http.StatusInternalServerError:
+		return ErrInternal.Code
+	}
+	return ""
+}
+
+// errorBody decodes an {"error","message"} object or a bare code string, as
+// found in batch results.
+func errorBody(b []byte) (*Error, error) {
+	var code string
+	if err := json.Unmarshal(b, &code); err == nil {
+		if code == "" {
+			return nil, nil
+		}
+		return &Error{Code: code}, nil
+	}
+	var obj struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, fmt.Errorf("error is neither a string nor an object: %w", err)
+	}
+	if obj.Error == "" && obj.Message == "" {
+		return nil, nil
+	}
+	return &Error{Code: obj.Error, Message: obj.Message}, nil
+}
