@@ -1,0 +1,302 @@
+// Command httpserver runs cpod storage as an HTTP server.
+//
+//	go run ./httpserver
+//
+// With no configuration it listens on 127.0.0.1:8080 and keeps its data under
+// ./cpod-data: files in an embedded S3 (gofakes3 on a bolt file), documents in
+// an embedded FerretDB on SQLite, kv values in an in-memory miniredis (lost
+// when the server stops). On first start it generates a token-signing secret,
+// a URL-signing key and an admin token in the data directory.
+//
+//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write
+//
+// mints a bearer token signed with that secret. Flags and environment
+// variables select real S3, MongoDB, Redis and JWT verification instead; run
+// with -h or see README.md for the reference.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	storage "github.com/cpod/storage"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit code.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCommand(args[1:], getenv, stdout, stderr)
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cpod storage: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	// From here on, a signal during start-up is a graceful stop too.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	srv, err := start(cfg, log, stderr)
+	if err != nil {
+		log.Error("cpod storage cannot start: " + cfg.redact(err.Error()))
+		return 1
+	}
+	return srv.serve(signals)
+}
+
+// server is a started server: listening, not yet serving.
+type server struct {
+	cfg      *serverConfig
+	log      *slog.Logger
+	http     *http.Server
+	ln       net.Listener
+	backends *backends
+	dir      *dataDir
+}
+
+// start prepares everything the server needs, in order: data directory,
+// secrets, backends, engine, listener. Any failure names its setting.
+func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, err error) {
+	s := &server{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.stopBackends()
+		}
+	}()
+
+	var localSecret string
+	signingKey := cfg.URLSigningKey
+	adminTokens := cfg.AdminTokens
+	var generated []string
+	if cfg.needsDataDir() {
+		if s.dir, err = openDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if s.dir.loosePermissions() {
+			log.Warn("the data directory is readable by other users; chmod 700 it", "data_dir", cfg.DataDir)
+		}
+		secret := func(file, prefix string) (string, error) {
+			v, created, err := s.dir.secret(file, prefix)
+			if err != nil {
+				return "", fmt.Errorf("%s (%s): %w", file, n("data-dir"), err)
+			}
+			if created {
+				generated = append(generated, file)
+			}
+			return v, nil
+		}
+		if cfg.localJWT() {
+			if localSecret, err = secret(tokenSecretFile, ""); err != nil {
+				return nil, err
+			}
+		}
+		if signingKey == "" {
+			if signingKey, err = secret(urlSigningKeyFile, ""); err != nil {
+				return nil, err
+			}
+		}
+		if len(adminTokens) == 0 {
+			t, err := secret(adminTokenFile, "cpod-admin-")
+			if err != nil {
+				return nil, err
+			}
+			adminTokens = []string{t}
+		}
+	}
+
+	if s.backends, err = openBackends(cfg, s.dir, log); err != nil {
+		return nil, err
+	}
+	auth, err := authConfig(cfg, localSecret, log, s.backends)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := storage.New(storage.Config{
+		S3:              s.backends.S3,
+		Bucket:          s.backends.Bucket,
+		Mongo:           s.backends.Mongo,
+		Redis:           s.backends.Redis,
+		RedisKeyPrefix:  cfg.RedisKeyPrefix,
+		Auth:            auth,
+		AdminTokens:     adminTokens,
+		SigningKey:      []byte(signingKey),
+		PublicURL:       cfg.PublicURL,
+		S3PresignedURLs: cfg.S3Presigned,
+		Limits:          cfg.Limits,
+		BackendTimeout:  cfg.BackendTimeout,
+		Logger:          log.With("component", "storage"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	s.http = &http.Server{
+		Handler:           accessLog{next: engine, log: log, ioTimeout: cfg.IOTimeout},
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		// No ReadTimeout or WriteTimeout: a large upload or download may
+		// take as long as it keeps moving; accessLog ends a transfer that
+		// stalls for IOTimeout.
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s / %s: %w", n("tls-cert-file"), n("tls-key-file"), err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("%s: %w", n("addr"), err)
+	}
+	s.announce(generated, stderr)
+	return s, nil
+}
+
+// baseURL is where a local client reaches the server.
+func (s *server) baseURL() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	host, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if s.http.TLSConfig != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// announce logs where the server listens, what each backend is, and how to
+// use the generated credentials (their file names, never their values).
+func (s *server) announce(generated []string, stderr io.Writer) {
+	kinds := make([]string, 0, len(s.backends.Kinds))
+	for k := range s.backends.Kinds {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		s.log.Info("backend", "store", k, "backend", s.backends.Kinds[k])
+	}
+	if s.cfg.embeddedRedis() {
+		s.log.Warn("kv values are EPHEMERAL: the embedded Redis keeps them in memory and loses them when the server stops; set CPOD_REDIS_URL to keep them")
+	}
+	if len(generated) > 0 {
+		s.log.Info("generated secrets in the data directory (0600 files)", "data_dir", s.cfg.DataDir, "files", strings.Join(generated, ","))
+	}
+	if s.dir != nil && !s.cfg.embeddedS3() && s.cfg.URLSigningKey == "" {
+		s.log.Warn("the URL-signing key was taken from the data directory: every replica must use the same one; set CPOD_URL_SIGNING_KEY", "data_dir", s.cfg.DataDir)
+	}
+	base := s.baseURL()
+	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
+
+	if s.dir == nil || s.cfg.LogFormat != "text" {
+		return
+	}
+	// A how-to for people, on stderr beside the log. Paths only: the
+	// secrets stay in their files.
+	dirFlag := ""
+	if s.cfg.DataDir != lookupSetting("data-dir").def {
+		dirFlag = " --data-dir " + shellQuote(s.cfg.DataDir)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ncpod storage is running at %s\n\n", base)
+	if len(s.cfg.AdminTokens) == 0 {
+		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
+		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
+		fmt.Fprintf(&b, "      -d '{\"client_id\":\"app-demo\",\"name\":\"Demo\",\"declared_scopes\":[\"storage.private.read\",\"storage.private.write\"],\"app_type\":\"service\"}'\n\n")
+	}
+	if s.cfg.localJWT() {
+		fmt.Fprintf(&b, "  Bearer token for an app and user (signed with %s):\n", shellQuote(s.dir.path+"/"+tokenSecretFile))
+		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write)\"\n", dirFlag)
+		fmt.Fprintf(&b, "    curl -X PUT %s/v1/storage/kv/hello -H \"Authorization: Bearer $TOKEN\" -d '{\"value\":\"world\"}'\n\n", base)
+	}
+	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
+	_, _ = io.WriteString(stderr, b.String())
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./_-:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// serve serves until a signal, then shuts down gracefully: the listener
+// closes at once (new connections are refused), in-flight requests finish
+// until ShutdownTimeout, then the backends stop. A second signal stops at
+// once. The exit code is 0 after a clean shutdown.
+func (s *server) serve(signals chan os.Signal) int {
+	defer s.stopBackends()
+	errc := make(chan error, 1)
+	go func() {
+		if s.http.TLSConfig != nil {
+			errc <- s.http.ServeTLS(s.ln, "", "")
+		} else {
+			errc <- s.http.Serve(s.ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		s.log.Error("server failed", "err", err)
+		return 1
+	case sig := <-signals:
+		s.log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", s.cfg.ShutdownTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-signals:
+			s.log.Warn("second signal: stopping now", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Warn("in-flight requests were cut off", "err", err)
+		_ = s.http.Close()
+		return 1
+	}
+	<-errc
+	s.log.Info("stopped")
+	return 0
+}
+
+func (s *server) stopBackends() {
+	if s.backends != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.backends.close(ctx)
+		cancel()
+		s.backends = nil
+	}
+	if s.dir != nil {
+		s.dir.unlock()
+		s.dir = nil
+	}
+}
