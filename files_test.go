@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -1277,4 +1278,35 @@ func TestFilesPresignedS3Mode(t *testing.T) {
 	equal(t, "S3 Content-Disposition", d.header.Get("Content-Disposition"), "attachment")
 	img, _ := url.Parse(signURL(t, srv, tok, map[string]any{"key": "p/img.png"}))
 	equal(t, "inline type not forced", img.Query().Get("response-content-disposition"), "")
+}
+
+// TestFilesPresignedS3Enforced checks, on a real S3, what the direct presign
+// mode leaves to S3: a tampered URL and an expired one are refused. It is
+// skipped on gofakes3, which checks neither signatures nor expiry
+// (FIDELITY.md).
+func TestFilesPresignedS3Enforced(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(cpodtest.EnvS3URL) == "" {
+		t.Skip("needs a real S3 (CPODTEST_S3_URL): gofakes3 enforces neither presigned signatures nor expiry")
+	}
+	srv, tok := fileServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.S3PresignedURLs = true }))
+	putFile(t, srv, tok, "p/a.txt", "", "text/plain", "alpha")
+	u := signURL(t, srv, tok, map[string]any{"key": "p/a.txt", "expiresIn": 1})
+	wantStatus(t, getURL(t, "GET", u, nil), http.StatusOK, "")
+	pu, _ := url.Parse(u)
+	q := pu.Query()
+	sig := q.Get("X-Amz-Signature")
+	q.Set("X-Amz-Signature", strings.Repeat("0", len(sig)))
+	pu.RawQuery = q.Encode()
+	if r := getURL(t, "GET", pu.String(), nil); r.status != http.StatusForbidden {
+		t.Fatalf("tampered presigned URL: status %d, want 403", r.status)
+	}
+	other := strings.Replace(u, "/t1/apps/a/p/a.txt", "/t1/apps/b/p/a.txt", 1)
+	if r := getURL(t, "GET", other, nil); r.status != http.StatusForbidden {
+		t.Fatalf("presigned URL moved to another location: status %d, want 403", r.status)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if r := getURL(t, "GET", u, nil); r.status != http.StatusForbidden {
+		t.Fatalf("expired presigned URL: status %d, want 403", r.status)
+	}
 }
