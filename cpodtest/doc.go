@@ -14,6 +14,21 @@
 //		// call srv.URL with "Authorization: Bearer "+tok, or use srv.Client(claims)
 //	}
 //
+// # Testing
+//
+// [Server.Client] returns a ready Go client for an identity, registering its
+// app with the claims' scopes first; [Server.Token] mints a bearer token for
+// raw HTTP tests against [Server.URL]; [Server.RegisterApp] registers an app
+// through the engine's Go API. Servers are independent: tests that call
+// t.Parallel() with a server each are safe, also under -race.
+//
+// # Errors
+//
+// Setup failures (a fake that does not start, an unreachable real server, a
+// bad CPODTEST_* variable) fail the test with t.Fatalf; nothing is returned
+// to check. Errors of the engine itself arrive as its HTTP answers (or as
+// client.Error values through [Server.Client]), exactly as in production.
+//
 // # Time
 //
 // [Server.FastForward] moves the engine's clock (token and signed-URL expiry)
