@@ -347,6 +347,17 @@ func bearer(r *http.Request) (string, error) {
 	return tok, nil
 }
 
+// authorizeCall reads the request's ?tier= and authorizes access a on it:
+// the prologue of every storage endpoint whose tier is in the query.
+func (e *Engine) authorizeCall(c *call, a Access) (Identity, Tier, error) {
+	tier, err := tierParam(c.r)
+	if err != nil {
+		return Identity{}, "", err
+	}
+	id, err := e.authorize(c.r, tier, a)
+	return id, tier, err
+}
+
 // authorize verifies the request's token, looks up its app and checks that
 // access a on tier t is both declared by the app and granted by the token.
 func (e *Engine) authorize(r *http.Request, t Tier, a Access) (Identity, error) {

@@ -151,11 +151,7 @@ func (t target) idRange() (lo, hi string) { return t.loc + t.coll + "/", t.loc +
 // scope authorizes the call for access a and returns its target. Nothing
 // here reads the body or calls a backend but the auth's app lookup.
 func (d *documents) scope(c *call, a Access) (target, error) {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return target{}, err
-	}
-	id, err := d.e.authorize(c.r, tier, a)
+	id, tier, err := d.e.authorizeCall(c, a)
 	if err != nil {
 		return target{}, err
 	}
@@ -616,106 +612,91 @@ func rawOf(v any) bson.RawValue {
 	return bson.RawValue{Type: t, Value: b}
 }
 
-// parseFilter reads {"path": scalar, ...} keeping the order sent.
-func (d *documents) parseFilter(raw json.RawMessage) ([]filterTerm, error) {
+// parseFields reads a JSON object of field paths (a filter or a sort) in
+// the order sent — a Go map would lose it — and calls each for every path
+// and its value token. Paths are checked and may appear once; an object or
+// array value reaches each as a json.Delim.
+func (d *documents) parseFields(what string, raw json.RawMessage, max int, each func(p fieldPath, v json.Token) error) error {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errorf(CodeInvalidRequest, "filter must be an object of field paths and values")
+		return errorf(CodeInvalidRequest, "%s must be an object of field paths", what)
 	}
-	var terms []filterTerm
+	var seen []string
 	for dec.More() {
 		kt, err := dec.Token()
 		if err != nil {
-			return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
+			return errorf(CodeInvalidRequest, "%s is not valid JSON", what)
 		}
-		p, err := d.parseFieldPath("filter", kt.(string))
+		p, err := d.parseFieldPath(what, kt.(string))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, t := range terms {
-			if t.path.text == p.text {
-				return nil, errorf(CodeInvalidRequest, "filter field %q is given twice", p.text)
+		for _, s := range seen {
+			if s == p.text {
+				return errorf(CodeInvalidRequest, "%s field %q is given twice", what, p.text)
 			}
 		}
-		if len(terms) == maxFilterFields {
-			return nil, errorf(CodeInvalidRequest, "a filter has at most %d fields", maxFilterFields)
+		if len(seen) == max {
+			return errorf(CodeInvalidRequest, "a %s has at most %d fields", what, max)
 		}
+		seen = append(seen, p.text)
 		vt, err := dec.Token()
 		if err != nil {
-			return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
+			return errorf(CodeInvalidRequest, "%s is not valid JSON", what)
 		}
+		if err := each(p, vt); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return errorf(CodeInvalidRequest, "%s is not valid JSON", what)
+	}
+	return nil
+}
+
+// parseFilter reads {"path": scalar, ...}: equality on scalars only.
+func (d *documents) parseFilter(raw json.RawMessage) ([]filterTerm, error) {
+	var terms []filterTerm
+	err := d.parseFields("filter", raw, maxFilterFields, func(p fieldPath, vt json.Token) error {
 		var v any
 		switch x := vt.(type) {
 		case json.Delim:
-			return nil, errorf(CodeInvalidRequest, "filter field %q: the value must be a string, number, boolean or null (equality only: no objects, arrays or operators such as $ne)", truncate(p.text, 64))
+			return errorf(CodeInvalidRequest, "filter field %q: the value must be a string, number, boolean or null (equality only: no objects, arrays or operators such as $ne)", truncate(p.text, 64))
 		case json.Number:
 			v = jsonNumber(string(x))
 		case string:
 			if len(x) > maxFilterString {
-				return nil, errorf(CodeInvalidRequest, "filter field %q: a string value must be at most %d bytes", truncate(p.text, 64), maxFilterString)
+				return errorf(CodeInvalidRequest, "filter field %q: a string value must be at most %d bytes", truncate(p.text, 64), maxFilterString)
 			}
 			v = x
 		default: // bool, nil
 			v = x
 		}
 		terms = append(terms, filterTerm{path: p, val: rawOf(v)})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errorf(CodeInvalidRequest, "filter is not valid JSON")
-	}
-	return terms, nil
+		return nil
+	})
+	return terms, err
 }
 
-// parseSort reads {"path": 1 or -1, ...} keeping the order sent (a Go map
-// would lose it).
+// parseSort reads {"path": 1 or -1, ...}.
 func (d *documents) parseSort(raw json.RawMessage) ([]sortTerm, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errorf(CodeInvalidRequest, "sort must be an object of field paths and 1 or -1")
-	}
 	var terms []sortTerm
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
-		}
-		p, err := d.parseFieldPath("sort", kt.(string))
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range terms {
-			if t.path.text == p.text {
-				return nil, errorf(CodeInvalidRequest, "sort field %q is given twice", p.text)
-			}
-		}
-		if len(terms) == maxSortFields {
-			return nil, errorf(CodeInvalidRequest, "a sort has at most %d fields", maxSortFields)
-		}
-		vt, err := dec.Token()
-		if err != nil {
-			return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
-		}
+	err := d.parseFields("sort", raw, maxSortFields, func(p fieldPath, vt json.Token) error {
 		switch n, _ := vt.(json.Number); n {
 		case "1":
 			terms = append(terms, sortTerm{path: p})
 		case "-1":
 			terms = append(terms, sortTerm{path: p, desc: true})
 		default:
-			return nil, errorf(CodeInvalidRequest, "sort field %q must be 1 or -1", truncate(p.text, 64))
+			return errorf(CodeInvalidRequest, "sort field %q must be 1 or -1", truncate(p.text, 64))
 		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errorf(CodeInvalidRequest, "sort is not valid JSON")
-	}
-	return terms, nil
+		return nil
+	})
+	return terms, err
 }
 
 func (d *documents) handleQuery(c *call) error {

@@ -451,11 +451,7 @@ type fileResult struct {
 }
 
 func (e *Engine) handleFilePut(c *call) error {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return err
-	}
-	id, err := e.authorize(c.r, tier, Write)
+	id, tier, err := e.authorizeCall(c, Write)
 	if err != nil {
 		return err
 	}
@@ -581,11 +577,7 @@ func setContentHeaders(h http.Header, m fileMeta) {
 }
 
 func (e *Engine) handleFileGet(c *call) error {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return err
-	}
-	id, err := e.authorize(c.r, tier, Read)
+	id, tier, err := e.authorizeCall(c, Read)
 	if err != nil {
 		return err
 	}
@@ -879,11 +871,7 @@ func parseDigits(s string) (int64, bool) {
 // ---- delete ----
 
 func (e *Engine) handleFileDelete(c *call) error {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return err
-	}
-	id, err := e.authorize(c.r, tier, Write)
+	id, tier, err := e.authorizeCall(c, Write)
 	if err != nil {
 		return err
 	}
@@ -913,11 +901,7 @@ type listItem struct {
 }
 
 func (e *Engine) handleFileList(c *call) error {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return err
-	}
-	id, err := e.authorize(c.r, tier, Read)
+	id, tier, err := e.authorizeCall(c, Read)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,7 @@ const (
 // nonces (see incrScript) always share a slot; the mapping is injective
 // because the closing brace is always last.
 func (e *Engine) kvKey(c *call, a Access) (string, error) {
-	tier, err := tierParam(c.r)
-	if err != nil {
-		return "", err
-	}
-	id, err := e.authorize(c.r, tier, a)
+	id, tier, err := e.authorizeCall(c, a)
 	if err != nil {
 		return "", err
 	}
