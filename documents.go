@@ -1118,16 +1118,15 @@ type batchOp struct {
 	update  bson.D
 }
 
+// batchResult is one op's outcome. A failed op carries the error the same
+// way an error response does, flattened into the result: "error" is the
+// code and "message" the text for a person.
 type batchResult struct {
-	Key   string          `json:"key"`
-	Op    string          `json:"op"`
-	OK    bool            `json:"ok"`
-	Error *batchResultErr `json:"error,omitempty"`
-}
-
-type batchResultErr struct {
-	Code    Code   `json:"error"`
-	Message string `json:"message"`
+	Key     string `json:"key"`
+	Op      string `json:"op"`
+	OK      bool   `json:"ok"`
+	Error   Code   `json:"error,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // parseOp reads one operation: {"op":"set","key":k,"value":v} or
@@ -1262,7 +1261,7 @@ func (d *documents) handleBatch(c *call) error {
 		r := batchResult{Key: op.key, Op: op.op, OK: op.err == nil}
 		if op.err != nil {
 			ee := toError(op.err)
-			r.Error = &batchResultErr{Code: ee.Code, Message: ee.Message}
+			r.Error, r.Message = ee.Code, ee.Message
 			res.Failed++
 		} else {
 			res.Succeeded++

@@ -712,9 +712,9 @@ func TestDocumentsBatch(t *testing.T) {
 	var res struct {
 		Succeeded, Failed int
 		Results           []struct {
-			Key, Op string
-			OK      bool
-			Error   *struct{ Error, Message string }
+			Key, Op        string
+			OK             bool
+			Error, Message string
 		}
 	}
 	decode(t, r, &res)
@@ -746,7 +746,7 @@ func TestDocumentsBatch(t *testing.T) {
 		if w.code == "" {
 			okN++
 		}
-		if got.OK != (w.code == "") || (w.code != "" && (got.Error == nil || got.Error.Error != w.code || got.Error.Message == "")) || (w.code == "" && got.Error != nil) {
+		if got.OK != (w.code == "") || (w.code != "" && (got.Error != w.code || got.Message == "")) || (w.code == "" && (got.Error != "" || got.Message != "")) {
 			t.Fatalf("op %d: got %+v (error %+v), want %+v", i, got, got.Error, w)
 		}
 		if got.Key != w.key && got.Key != "" {

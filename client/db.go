@@ -307,14 +307,15 @@ type BatchOpResult struct {
 	Error *Error
 }
 
-// UnmarshalJSON decodes a result, whose "error" may be a code or an
-// {"error","message"} object.
+// UnmarshalJSON decodes a result: a failed op carries "error" (the code)
+// and "message"; an {"error","message"} object under "error" is accepted too.
 func (r *BatchOpResult) UnmarshalJSON(b []byte) error {
 	var w struct {
-		Key   string          `json:"key"`
-		Op    string          `json:"op"`
-		OK    bool            `json:"ok"`
-		Error json.RawMessage `json:"error"`
+		Key     string          `json:"key"`
+		Op      string          `json:"op"`
+		OK      bool            `json:"ok"`
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -324,6 +325,9 @@ func (r *BatchOpResult) UnmarshalJSON(b []byte) error {
 		e, err := errorBody(w.Error)
 		if err != nil {
 			return err
+		}
+		if e != nil && e.Message == "" {
+			e.Message = w.Message
 		}
 		r.Error = e
 	}

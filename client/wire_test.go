@@ -381,7 +381,7 @@ func TestQueryBodyKeepsSortOrder(t *testing.T) {
 func TestBatchWire(t *testing.T) {
 	rec := newRecorder(t, jsonReply(200, `{"succeeded":1,"failed":2,"results":[
 		{"key":"a","op":"set","ok":true},
-		{"key":"b","op":"set","ok":false,"error":"too_large"},
+		{"key":"b","op":"set","ok":false,"error":"too_large","message":"value too large"},
 		{"key":"c","op":"delete","ok":false,"error":{"error":"invalid_request","message":"bad key"}}]}`))
 	c := newClient(t, rec.URL)
 	res, err := c.Storage.DB.Collection("cache", nil).Batch(context.Background(), []client.BatchOp{
@@ -402,8 +402,8 @@ func TestBatchWire(t *testing.T) {
 	if r := res.Results[0]; !r.OK || r.Error != nil || r.Key != "a" || r.Op != "set" {
 		t.Errorf("results[0] = %+v", r)
 	}
-	if r := res.Results[1]; r.OK || !errors.Is(r.Error, client.ErrTooLarge) {
-		t.Errorf("results[1] = %+v, want a too_large error", r)
+	if r := res.Results[1]; r.OK || !errors.Is(r.Error, client.ErrTooLarge) || r.Error.Message != "value too large" {
+		t.Errorf("results[1] = %+v, want too_large: value too large", r)
 	}
 	if r := res.Results[2]; r.OK || !errors.Is(r.Error, client.ErrInvalidRequest) || r.Error.Message != "bad key" {
 		t.Errorf("results[2] = %+v, want invalid_request: bad key", r)
