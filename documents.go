@@ -166,6 +166,20 @@ func (d *documents) scope(c *call, a Access) (target, error) {
 	return target{loc: loc.Prefix, coll: coll}, nil
 }
 
+// scopeKey is scope for the endpoints on one document: it also checks the
+// {key} of the path.
+func (d *documents) scopeKey(c *call, a Access) (target, string, error) {
+	t, err := d.scope(c, a)
+	if err != nil {
+		return target{}, "", err
+	}
+	key := c.params["key"]
+	if err := validDocKey(key); err != nil {
+		return target{}, "", err
+	}
+	return t, key, nil
+}
+
 // validCollection checks a collection name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
 func validCollection(s string) error {
 	ok := len(s) > 0 && len(s) <= maxCollectionName
@@ -413,12 +427,8 @@ func (d *documents) setModel(t target, key string, v docValue, now time.Time) (f
 }
 
 func (d *documents) handleSet(c *call) error {
-	t, err := d.scope(c, Write)
+	t, key, err := d.scopeKey(c, Write)
 	if err != nil {
-		return err
-	}
-	key := c.params["key"]
-	if err := validDocKey(key); err != nil {
 		return err
 	}
 	v, err := d.readValue(c)
@@ -448,12 +458,8 @@ func (d *documents) handleSet(c *call) error {
 }
 
 func (d *documents) handleGet(c *call) error {
-	t, err := d.scope(c, Read)
+	t, key, err := d.scopeKey(c, Read)
 	if err != nil {
-		return err
-	}
-	key := c.params["key"]
-	if err := validDocKey(key); err != nil {
 		return err
 	}
 	ctx, cancel := d.e.backendCtx(c)
@@ -479,12 +485,8 @@ func (d *documents) handleGet(c *call) error {
 }
 
 func (d *documents) handleDelete(c *call) error {
-	t, err := d.scope(c, Write)
+	t, key, err := d.scopeKey(c, Write)
 	if err != nil {
-		return err
-	}
-	key := c.params["key"]
-	if err := validDocKey(key); err != nil {
 		return err
 	}
 	ctx, cancel := d.e.backendCtx(c)
