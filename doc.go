@@ -118,7 +118,10 @@
 //     documents and filters are those of the single layout, two names whose
 //     hashes collided would share a collection, never each other's data.
 //   - auto (the default): partitioned when the server's buildInfo carries
-//     ferretdbVersion, single otherwise, decided once per process.
+//     ferretdbVersion, single otherwise, decided once per process. A
+//     FerretDB whose single collection already holds documents (written by
+//     an engine from before the partitioned layout) keeps single, with a
+//     warning in the log: moving them is an export and import.
 //
 // Sharding (single layout): shard the collection on {_id: 1}, ranged. _id
 // begins with the tenant (then the tier's app or user, then the collection),

@@ -97,7 +97,9 @@ const (
 // "Documents layout" in doc.go).
 const (
 	// DocumentsLayoutAuto is partitioned on FerretDB and single on any other
-	// server; the engine asks the server (buildInfo) once per process.
+	// server; the engine asks the server (buildInfo) once per process. A
+	// FerretDB whose single collection already holds documents (written
+	// before this layout existed) keeps the single layout.
 	DocumentsLayoutAuto = "auto"
 	// DocumentsLayoutSingle keeps every document in the one collection
 	// Config.DocumentsCollection, with the index loc_coll_key_unique.
@@ -168,6 +170,19 @@ func (d *documents) ready(ctx context.Context) (docsBackend, error) {
 	case DocumentsLayoutSingle:
 	default:
 		b.partitioned = b.ferret
+		if b.ferret {
+			// Documents written before the partitioned layout existed stay
+			// where they are: a FerretDB whose single collection holds any
+			// keeps the single layout.
+			err := d.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+			switch {
+			case err == nil:
+				b.partitioned = false
+				d.e.log.Warn("storage: FerretDB holds documents in the single layout, which scans every tenant's documents on each call: keeping it; see Config.DocumentsLayout", "collection", d.e.cfg.DocumentsCollection)
+			case !errors.Is(err, mongo.ErrNoDocuments):
+				return b, docsBackendError("documents layout", err)
+			}
+		}
 	}
 	if !b.partitioned {
 		_, err := d.coll.Indexes().CreateOne(ctx, mongo.IndexModel{

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
 )
@@ -245,7 +247,7 @@ func TestDocumentsLayout(t *testing.T) {
 				equalKeys(t, fmt.Sprintf("%v: query of all", w), keysOf(p.Items), []string{"k", "k3"})
 			}
 
-			names, err := srv.Mongo.ListCollectionNames(context.Background(), map[string]any{})
+			names, err := srv.Mongo.ListCollectionNames(context.Background(), bson.D{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,4 +292,55 @@ func TestDocumentsLayoutConfig(t *testing.T) {
 	if _, err := storage.New(cfg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDocumentsLayoutKeepsData: documents that an engine from before the
+// partitioned layout wrote into the single collection stay readable (auto
+// keeps the single layout then), and a fresh FerretDB gets the partitioned
+// layout.
+func TestDocumentsLayoutKeepsData(t *testing.T) {
+	t.Parallel()
+	// Auto only: another layout forced through the environment is not what
+	// this test is about.
+	auto := cpodtest.WithConfig(func(c *storage.Config) { c.DocumentsLayout = storage.DocumentsLayoutAuto })
+
+	old := cpodtest.NewServer(t, auto)
+	old.RegisterApp(t, "app-a", allScopes...)
+	// The stored form of doc.go, as the old engine wrote it.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	_, err := old.Mongo.Collection("cpod_documents").InsertOne(context.Background(), bson.D{
+		{Key: "_id", Value: "t1/apps/app-a/notes/k"}, {Key: "loc", Value: "t1/apps/app-a/"},
+		{Key: "coll", Value: "notes"}, {Key: "key", Value: "k"},
+		{Key: "json", Value: `{"old":true}`}, {Key: "v", Value: bson.D{{Key: "old", Value: true}}},
+		{Key: "created", Value: now}, {Key: "updated", Value: now},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dbAs{t: t, srv: old, tok: old.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})}
+	v, found := db.getValue("notes", "k")
+	if !found || v != `{"old":true}` {
+		t.Fatalf("a document of the single layout: found %v, value %s", found, v)
+	}
+	db.mustSet("notes", "k2", `2`)
+	equalKeys(t, "query", keysOf(db.page("notes", `{}`).Items), []string{"k", "k2"})
+
+	fresh := cpodtest.NewServer(t, auto)
+	fresh.RegisterApp(t, "app-a", allScopes...)
+	db = dbAs{t: t, srv: fresh, tok: fresh.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})}
+	db.mustSet("notes", "k", `1`)
+	var info bson.M
+	if err := fresh.Mongo.RunCommand(context.Background(), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fresh.Mongo.ListCollectionNames(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := false
+	for _, n := range names {
+		single = single || n == "cpod_documents"
+	}
+	_, ferret := info["ferretdbVersion"]
+	equal(t, "single layout on a fresh server", single, !ferret)
 }

@@ -45,7 +45,8 @@ type Config struct {
 	// for MongoDB and sharding), DocumentsLayoutPartitioned (one collection
 	// per location and logical collection, for FerretDB, which scans a whole
 	// collection on every call) or DocumentsLayoutAuto, which picks
-	// partitioned on FerretDB and single otherwise, asking the server once.
+	// partitioned on FerretDB (unless its single collection already holds
+	// documents) and single otherwise, asking the server once.
 	// Default DocumentsLayoutAuto.
 	DocumentsLayout string
 	// AppsCollection is the app registry. Default "cpod_apps".
