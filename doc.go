@@ -113,10 +113,13 @@
 //     an insert is checked against the _id index). One collection per
 //     location and collection keeps those scans to the caller's own
 //     documents, so another tenant's data costs nothing. The collection is
-//     created by the first insert; it needs no index but _id's. The name
-//     prefixes group a tenant's, then a location's, collections. As the
-//     documents and filters are those of the single layout, two names whose
-//     hashes collided would share a collection, never each other's data.
+//     created by the first insert (measured: 4 to 6 ms on FerretDB-SQLite,
+//     9 to 16 ms on FerretDB-PostgreSQL, against about 1 ms for a set into
+//     an existing one; FerretDB creates one at a time); it needs no index
+//     but _id's. The name prefixes group a tenant's, then a location's,
+//     collections. As the documents and filters are those of the single
+//     layout, two names whose hashes collided would share a collection,
+//     never each other's data.
 //   - auto (the default): partitioned when the server's buildInfo carries
 //     ferretdbVersion, single otherwise, decided once per process. A
 //     FerretDB whose single collection already holds documents (written by
