@@ -1,8 +1,9 @@
 // Package cpodtest runs the real cpod storage engine for tests, the way
 // net/http/httptest runs a handler: [NewServer] starts the engine on an
-// httptest.Server over in-process fakes — gofakes3 in memory for S3,
-// FerretDB on SQLite (in t.TempDir()) for MongoDB, miniredis for Redis — and
-// registers its shutdown with t.Cleanup. It starts in about 50 ms with no
+// httptest.Server over in-process fakes — package embedded's S3 on a
+// temporary directory, FerretDB on SQLite for MongoDB, miniredis for Redis,
+// the same backends as `go run ./httpserver` — and registers its shutdown
+// with t.Cleanup. It starts in about 50 ms with no
 // network and nothing installed. Setup failures fail the test; nothing is
 // returned to check.
 //

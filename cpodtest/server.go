@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
@@ -29,6 +25,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/embedded"
 )
 
 // Environment variables that replace a fake with a real server. Each test
@@ -75,6 +72,7 @@ type Server struct {
 	Redis  redis.UniversalClient
 
 	mini      *miniredis.Miniredis
+	fakes     *embedded.Backends
 	keyPrefix string
 	tokenKey  []byte
 	offset    atomic.Int64 // clock offset in nanoseconds, moved by FastForward
@@ -120,7 +118,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		redisURL: os.Getenv(EnvRedisURL),
 		mongoURI: os.Getenv(EnvMongoURI),
 		s3URL:    os.Getenv(EnvS3URL),
-		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:   slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(&set)
@@ -130,6 +128,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	s.tokenKey = []byte(randomHex(32))
 	s.AdminToken = "admin-" + randomHex(16)
 
+	s.startFakes(t, set)
 	s.startRedis(t, set.redisURL, id)
 	s.startMongo(t, set.mongoURI, id)
 	s.startS3(t, set.s3URL, id)
@@ -286,16 +285,54 @@ func (h redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
+// startFakes starts the in-process backends that no real server replaces,
+// through package embedded (the same code as httpserver's defaults), on a
+// temporary directory and loopback ports.
+func (s *Server) startFakes(t testing.TB, set settings) {
+	t.Helper()
+	if set.redisURL != "" && set.mongoURI != "" && set.s3URL != "" {
+		return
+	}
+	mon := &event.CommandMonitor{Started: s.countDocuments}
+	b, err := embedded.Start(context.Background(), embedded.Config{
+		Loopback:      true,
+		KVManualClock: true,
+		Logger:        quietLog,
+		MongoTimeout:  30 * time.Second,
+		MongoMonitor:  mon,
+		S3Transport:   func(rt http.RoundTripper) http.RoundTripper { return countingTransport{&s.calls.s3, rt} },
+		NoFiles:       set.s3URL != "",
+		NoDocuments:   set.mongoURI != "",
+		NoKV:          set.redisURL != "",
+	})
+	if err != nil {
+		t.Fatalf("cpodtest: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	s.fakes = b
+}
+
+// countDocuments counts the commands on the documents collection.
+func (s *Server) countDocuments(_ context.Context, ev *event.CommandStartedEvent) {
+	// The first element of a command names its collection.
+	if el, err := ev.Command.IndexErr(0); err == nil {
+		if v, ok := el.Value().StringValueOK(); ok && strings.HasPrefix(v, "cpod_documents") {
+			s.calls.documents.Add(1)
+		}
+	}
+}
+
 func (s *Server) startRedis(t testing.TB, redisURL, id string) {
 	t.Helper()
 	if redisURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.Start(); err != nil {
-			t.Fatalf("cpodtest: start miniredis: %v", err)
-		}
-		t.Cleanup(m.Close)
-		s.mini = m
-		redisURL = "redis://" + m.Addr()
+		s.mini = s.fakes.Miniredis
+		s.fakes.Redis.AddHook(redisCounter{&s.calls.redis})
+		s.Redis = s.fakes.Redis
+		return
 	}
 	o, err := redis.ParseURL(redisURL)
 	if err != nil {
@@ -307,59 +344,28 @@ func (s *Server) startRedis(t testing.TB, redisURL, id string) {
 	c := redis.NewClient(o)
 	c.AddHook(redisCounter{&s.calls.redis})
 	s.Redis = c
-	if s.mini == nil {
-		t.Cleanup(func() {
-			// Remove this server's keys: the prefix is ours, never user input.
-			ctx := context.Background()
-			iter := c.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
-			for iter.Next(ctx) {
-				c.Del(ctx, iter.Val())
-			}
-		})
-	}
+	t.Cleanup(func() {
+		// Remove this server's keys: the prefix is ours, never user input.
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
 	t.Cleanup(func() { _ = c.Close() })
 }
 
-// ferretMu serialises ferretdb.New, which is not safe for concurrent use.
-var ferretMu sync.Mutex
-
-// quietLog keeps FerretDB's logs out of test output.
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quietLog keeps the fakes' logs out of test output.
+var quietLog = slog.New(slog.DiscardHandler)
 
 func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
 	t.Helper()
-	dbName := "cpod"
 	if mongoURI == "" {
-		// ferretdb.New writes a package-level variable (the version's
-		// Package field), so servers started by parallel tests take turns.
-		ferretMu.Lock()
-		f, err := ferretdb.New(&ferretdb.Config{
-			Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-			Handler:   "sqlite",
-			SQLiteURL: "file:" + t.TempDir() + "/",
-			Logger:    quietLog,
-		})
-		ferretMu.Unlock()
-		if err != nil {
-			t.Fatalf("cpodtest: start FerretDB: %v", err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = f.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		mongoURI = f.MongoDBURI()
-	} else {
-		dbName = "cpodtest_" + id
+		s.Mongo = s.fakes.Mongo
+		return
 	}
-	calls := &s.calls.documents
-	mon := &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
-		// The first element of a command names its collection.
-		if el, err := ev.Command.IndexErr(0); err == nil {
-			if v, ok := el.Value().StringValueOK(); ok && strings.HasPrefix(v, "cpod_documents") {
-				calls.Add(1)
-			}
-		}
-	}}
+	dbName := "cpodtest_" + id
+	mon := &event.CommandMonitor{Started: s.countDocuments}
 	c, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetMonitor(mon).SetTimeout(30 * time.Second))
 	if err != nil {
 		t.Fatalf("cpodtest: connect MongoDB: %v", err)
@@ -368,25 +374,12 @@ func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if dbName != "cpod" {
-			_ = s.Mongo.Drop(ctx)
-		}
+		_ = s.Mongo.Drop(ctx)
 		_ = c.Disconnect(ctx)
 	})
 }
 
-// countingHandler counts the requests that reach the fake S3.
-type countingHandler struct {
-	n    *atomic.Int64
-	next http.Handler
-}
-
-func (h countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.n.Add(1)
-	h.next.ServeHTTP(w, r)
-}
-
-// countingTransport counts the requests sent to a real S3.
+// countingTransport counts the requests sent to the S3.
 type countingTransport struct {
 	n    *atomic.Int64
 	next http.RoundTripper
@@ -401,20 +394,7 @@ func (s *Server) startS3(t testing.TB, s3URL, id string) {
 	t.Helper()
 	ctx := context.Background()
 	if s3URL == "" {
-		backend := s3mem.New()
-		faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
-		ts := httptest.NewServer(countingHandler{&s.calls.s3, faker.Server()})
-		t.Cleanup(ts.Close)
-		s.Bucket = "cpod"
-		if err := backend.CreateBucket(s.Bucket); err != nil {
-			t.Fatalf("cpodtest: create bucket: %v", err)
-		}
-		u, _ := url.Parse(ts.URL)
-		c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4("cpodtest", "cpodtest-secret", ""), Region: "us-east-1"})
-		if err != nil {
-			t.Fatalf("cpodtest: S3 client: %v", err)
-		}
-		s.S3 = c
+		s.S3, s.Bucket = s.fakes.S3, s.fakes.Bucket
 		return
 	}
 	u, err := url.Parse(s3URL)

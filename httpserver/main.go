@@ -3,9 +3,10 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (gofakes3 on a bolt file), documents in
-// an embedded FerretDB on SQLite, kv values in an in-memory miniredis (lost
-// when the server stops). On first start it generates a token-signing secret,
+// ./cpod-data: files in an embedded S3 (files on disk), documents in an
+// embedded FerretDB on SQLite, kv values in an in-memory miniredis saved to a
+// snapshot on a graceful stop (package embedded runs all three). On first
+// start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
 //	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write
@@ -29,6 +30,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +75,10 @@ type server struct {
 	ln       net.Listener
 	backends *backends
 	dir      *dataDir
+	// stopBy is the shutdown deadline once a signal arrived: the backends
+	// stop by then too, whatever they are doing.
+	stopBy  time.Time
+	stopNow atomic.Bool
 }
 
 // start prepares everything the server needs, in order: data directory,
@@ -203,7 +209,7 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 		s.log.Info("backend", "store", k, "backend", s.backends.Kinds[k])
 	}
 	if s.cfg.embeddedRedis() {
-		s.log.Warn("kv values are EPHEMERAL: the embedded Redis keeps them in memory and loses them when the server stops; set CPOD_REDIS_URL to keep them")
+		s.log.Warn("kv values live in memory: the embedded Redis saves them on a graceful stop and every 30s, so a crash (SIGKILL) loses up to 30s of kv writes; set CPOD_REDIS_URL for a real Redis")
 	}
 	if len(generated) > 0 {
 		s.log.Info("generated secrets in the data directory (0600 files)", "data_dir", s.cfg.DataDir, "files", strings.Join(generated, ","))
@@ -268,12 +274,14 @@ func (s *server) serve(signals chan os.Signal) int {
 	case sig := <-signals:
 		s.log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", s.cfg.ShutdownTimeout)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	s.stopBy = time.Now().Add(s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), s.stopBy)
 	defer cancel()
 	go func() {
 		select {
 		case sig := <-signals:
 			s.log.Warn("second signal: stopping now", "signal", sig.String())
+			s.stopNow.Store(true)
 			cancel()
 		case <-ctx.Done():
 		}
@@ -288,9 +296,19 @@ func (s *server) serve(signals chan os.Signal) int {
 	return 0
 }
 
+// stopBackends stops the backends: by the shutdown deadline after a signal
+// (at once after a second one; the kv snapshot is written all the same), or
+// within 10 s after a failed start.
 func (s *server) stopBackends() {
 	if s.backends != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		by := time.Now().Add(10 * time.Second)
+		if !s.stopBy.IsZero() {
+			by = s.stopBy
+		}
+		if s.stopNow.Load() {
+			by = time.Now()
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), by)
 		s.backends.close(ctx)
 		cancel()
 		s.backends = nil

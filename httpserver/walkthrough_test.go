@@ -176,8 +176,9 @@ func TestWalkthrough(t *testing.T) {
 	}
 	want(t, "kv del", call(t, "DELETE", base+"/v1/storage/kv/session:abc123", token, nil, nil), 204)
 	want(t, "kv gone", call(t, "GET", base+"/v1/storage/kv/session:abc123", token, nil, nil), 404)
-	// Kept to show below that kv values do not survive a restart.
+	// Kept to show below that kv values and TTLs survive a graceful restart.
 	want(t, "kv set", call(t, "PUT", base+"/v1/storage/kv/ephemeral", token, nil, []byte(`{"value":"`+kvMarker+`"}`)), 204)
+	want(t, "kv set with ttl", call(t, "PUT", base+"/v1/storage/kv/with-ttl", token, nil, []byte(`{"value":"t","ttl":3600}`)), 204)
 
 	// A query string with a secret-looking value is never logged.
 	call(t, "GET", base+"/v1/storage/kv/ephemeral?tier=private&probe=query-secret-d00d", token, nil, nil)
@@ -214,8 +215,27 @@ func TestWalkthrough(t *testing.T) {
 		r = call(t, "GET", base+"/v1/storage/db/preferences/layout?tier=user", token, nil, nil)
 		want(t, "user document after restart", r, 200)
 	}
-	// KV is in memory: gone after the restart, as the startup log says.
-	want(t, "kv after restart (ephemeral)", call(t, "GET", base+"/v1/storage/kv/ephemeral", token, nil, nil), 404)
+	// KV is in memory, saved to a snapshot on a graceful stop: kept.
+	{
+		r = call(t, "GET", base+"/v1/storage/kv/ephemeral", token, nil, nil)
+		want(t, "kv after restart", r, 200)
+		if !strings.Contains(string(r.body), `"value":"`+kvMarker+`","ttl":-1`) {
+			t.Errorf("kv after restart: %s", r.body)
+		}
+		r = call(t, "GET", base+"/v1/storage/kv/with-ttl", token, nil, nil)
+		want(t, "kv with ttl after restart", r, 200)
+		var v struct{ TTL int64 }
+		if err := json.Unmarshal(r.body, &v); err != nil || v.TTL < 3500 || v.TTL > 3600 {
+			t.Errorf("kv ttl after restart: %s", r.body)
+		}
+		r = call(t, "POST", base+"/v1/storage/kv/counter:api-calls", token, nil, nil)
+		if strings.TrimSpace(string(r.body)) != `{"value":7}` {
+			t.Errorf("kv counter after restart: %s", r.body)
+		}
+		if fi, err := os.Stat(filepath.Join(dataDir, "kv.snapshot")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("kv snapshot: %v, %v; want a 0600 file", fi, err)
+		}
+	}
 	if code := srv2.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit code after SIGINT: %d\n%s", code, srv2.stderr)
 	}
@@ -230,8 +250,8 @@ func TestWalkthrough(t *testing.T) {
 	if !strings.Contains(logs, `"path":"/v1/storage/signed/[redacted]"`) {
 		t.Errorf("the signed download is not logged with its redacted path")
 	}
-	if !strings.Contains(logs, "EPHEMERAL") {
-		t.Errorf("the startup log does not say that kv values are ephemeral")
+	if !strings.Contains(logs, "a crash (SIGKILL) loses") {
+		t.Errorf("the startup log does not say what a crash loses of kv values")
 	}
 	checkAccessLog(t, firstLog)
 }
