@@ -82,6 +82,9 @@ import (
 // one update command holds two SQLite connections.
 const MongoMaxPoolSize = 32
 
+// idIndexInterval is how often new FerretDB collections get their _id index.
+const idIndexInterval = 250 * time.Millisecond
+
 // Files and directories of Config.Dir.
 const (
 	FilesDir     = "files"
@@ -363,6 +366,19 @@ func (b *Backends) startMongo(ctx context.Context, cfg Config, sockDir string) e
 			return nil
 		}
 	})
+	// Indexes FerretDB's _id lookups can use (see idIndexer); stopped
+	// before FerretDB.
+	ixCtx, ixStop := context.WithCancel(context.Background())
+	ixDone := make(chan struct{})
+	go func() { newIDIndexer(dir, cfg.Logger).run(ixCtx, idIndexInterval); close(ixDone) }()
+	b.onClose(func(ctx context.Context) error {
+		ixStop()
+		select {
+		case <-ixDone:
+		case <-ctx.Done():
+		}
+		return nil
+	})
 	uri := f.MongoDBURI()
 	if sockDir != "" {
 		uri = "mongodb://" + url.PathEscape(lc.Unix) + "/"
@@ -425,7 +441,18 @@ func (h filterHandler) WithGroup(g string) slog.Handler {
 // startKV runs miniredis, restoring the snapshot of Dir.
 func (b *Backends) startKV(cfg Config, durable bool) error {
 	m := miniredis.NewMiniRedis()
-	m.ClockTTL(!cfg.KVManualClock) // TTLs run on the wall clock, as in Redis
+	// TTLs run on the wall clock, as in Redis. miniredis' own ClockTTL
+	// sorts every key on every command; through our client, the clock
+	// moves at most every wallClockStep instead (see wallClock).
+	var clock *wallClock
+	switch {
+	case cfg.KVManualClock:
+	case cfg.Loopback: // other clients may come: miniredis keeps time
+		m.ClockTTL(true)
+	default:
+		clock = &wallClock{m: m}
+		clock.last.Store(time.Now().UnixNano())
+	}
 	snap := filepath.Join(b.dir, KVSnapshot)
 	if durable {
 		n, err := restoreKV(m, snap)
@@ -447,11 +474,14 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	}
 	c := redis.NewClient(opts)
 	b.Redis, b.Miniredis = c, m
+	if clock != nil {
+		c.AddHook(clock)
+	}
 	var stopTicker func()
 	if durable && cfg.KVSnapshotInterval > 0 {
 		var calls atomic.Int64
 		c.AddHook(countHook{&calls})
-		stopTicker = b.snapshotLoop(m, snap, cfg.KVSnapshotInterval, &calls)
+		stopTicker = b.snapshotLoop(m, clock, snap, cfg.KVSnapshotInterval, &calls)
 	}
 	b.onClose(func(context.Context) error {
 		if stopTicker != nil {
@@ -460,6 +490,7 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 		_ = c.Close()
 		var err error
 		if durable {
+			clock.tick(0)
 			// Written before anything that can wait: kv lives only in memory.
 			if _, err = snapshotKV(m, snap); err != nil {
 				b.log.Error("embedded Redis: cannot write the kv snapshot", "file", snap, "err", err)
@@ -479,7 +510,7 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 
 // snapshotLoop writes the snapshot every interval while the client sends
 // commands (calls moves); the returned func stops it.
-func (b *Backends) snapshotLoop(m *miniredis.Miniredis, path string, every time.Duration, calls *atomic.Int64) func() {
+func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path string, every time.Duration, calls *atomic.Int64) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -495,6 +526,7 @@ func (b *Backends) snapshotLoop(m *miniredis.Miniredis, path string, every time.
 			}
 			if n := calls.Load(); n != last {
 				last = n
+				clock.tick(0)
 				if _, err := snapshotKV(m, path); err != nil {
 					b.log.Error("embedded Redis: cannot write the kv snapshot", "file", path, "err", err)
 				}
@@ -517,6 +549,46 @@ func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// wallClockStep is the most a TTL may lag behind the wall clock.
+const wallClockStep = 10 * time.Millisecond
+
+// wallClock moves miniredis' TTLs with the wall clock, before a command of
+// the client when at least wallClockStep passed since the last move.
+type wallClock struct {
+	m    *miniredis.Miniredis
+	mu   sync.Mutex
+	last atomic.Int64 // unix nanos of the last move
+}
+
+// tick moves TTLs by the time elapsed since the last move, if at least
+// step; nil does nothing.
+func (c *wallClock) tick(step time.Duration) {
+	if c == nil || time.Now().UnixNano()-c.last.Load() < int64(step) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UnixNano()
+	if d := now - c.last.Load(); d > 0 && d >= int64(step) {
+		c.m.FastForward(time.Duration(d))
+		c.last.Store(now)
+	}
+}
+
+func (c *wallClock) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *wallClock) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.tick(wallClockStep)
+		return next(ctx, cmd)
+	}
+}
+func (c *wallClock) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.tick(wallClockStep)
 		return next(ctx, cmds)
 	}
 }

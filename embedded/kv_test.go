@@ -132,3 +132,33 @@ func TestKVPeriodicSnapshot(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestKVTTLsRunOnTheWallClock: with no test clock, TTLs count down and keys
+// expire on the wall clock, as in Redis (to within 10 ms).
+func TestKVTTLsRunOnTheWallClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), NoFiles: true, NoDocuments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	r := b.Redis
+	if err := r.Set(ctx, "k", "v", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, "long", "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if ttl := r.PTTL(ctx, "k").Val(); ttl > 160*time.Millisecond || ttl < 50*time.Millisecond {
+		t.Errorf("PTTL after 150ms of 300ms: %v", ttl)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := r.Exists(ctx, "k").Val(); n != 0 {
+		t.Errorf("key still there 350ms after a 300ms TTL")
+	}
+	if n := r.Exists(ctx, "long").Val(); n != 1 {
+		t.Errorf("a key with a 1h TTL expired")
+	}
+}
