@@ -78,4 +78,3 @@ func TestMixedLoad(t *testing.T) {
 		checkLoad(t, loadtest.Run(context.Background(), loadtest.Config{URL: srv.URL, Token: tok, Concurrency: 64, Duration: *loadDuration}))
 	})
 }
-
