@@ -49,35 +49,42 @@ func version(v byte, size int) []byte { return bytes.Repeat([]byte{v}, size) }
 func TestS3ReadsSeeOneVersion(t *testing.T) {
 	t.Parallel()
 	b := start(t, t.TempDir())
+	checkReadsSeeOneVersion(t, b.S3, b.Bucket)
+}
+
+func checkReadsSeeOneVersion(t *testing.T, c *minio.Client, bucket string) {
 	ctx := context.Background()
 	const size = 2 << 20
 	put := func(v byte) {
-		if _, err := b.S3.PutObject(ctx, b.Bucket, "race/one", bytes.NewReader(version(v, size)), size, minio.PutObjectOptions{}); err != nil {
+		if _, err := c.PutObject(ctx, bucket, "race/one", bytes.NewReader(version(v, size)), size, minio.PutObjectOptions{}); err != nil {
 			t.Error(err)
 		}
 	}
 	put(0)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for v := byte(1); !stop.Load(); v++ {
-			put(v)
-		}
-	}()
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := byte(1 + w*80); !stop.Load(); v++ {
+				put(v)
+			}
+		}()
+	}
 	var reads atomic.Int64
 	for r := 0; r < 4; r++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 15; i++ {
-				obj, err := b.S3.GetObject(ctx, b.Bucket, "race/one", minio.GetObjectOptions{})
+				obj, err := c.GetObject(ctx, bucket, "race/one", minio.GetObjectOptions{})
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				body, err := io.ReadAll(obj)
+				// Slowly, so the object is overwritten during the read.
+				body, err := readSlowly(obj, 128<<10, 2*time.Millisecond)
 				info, _ := obj.Stat()
 				obj.Close()
 				if err != nil {
@@ -127,16 +134,20 @@ func readSlowly(r io.Reader, chunk int, pause time.Duration) ([]byte, error) {
 func TestS3SlowDownloadDuringUploads(t *testing.T) {
 	t.Parallel()
 	b := start(t, t.TempDir())
+	checkSlowDownloadDuringUploads(t, b.S3, b.Bucket)
+}
+
+func checkSlowDownloadDuringUploads(t *testing.T, c *minio.Client, bucket string) {
 	ctx := context.Background()
 	const size = 8 << 20
 	want := make([]byte, size)
 	for i := range want {
 		want[i] = byte(i * 7)
 	}
-	if _, err := b.S3.PutObject(ctx, b.Bucket, "slow/big", bytes.NewReader(want), size, minio.PutObjectOptions{}); err != nil {
+	if _, err := c.PutObject(ctx, bucket, "slow/big", bytes.NewReader(want), size, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := b.S3.GetObject(ctx, b.Bucket, "slow/big", minio.GetObjectOptions{})
+	obj, err := c.GetObject(ctx, bucket, "slow/big", minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +165,15 @@ func TestS3SlowDownloadDuringUploads(t *testing.T) {
 			default:
 			}
 			key := fmt.Sprintf("slow/up-%d", i%3)
-			if _, err := b.S3.PutObject(ctx, b.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			if _, err := c.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
 				t.Error(err)
 				return
 			}
 			// The object being read is overwritten and deleted too.
 			if i%2 == 0 {
-				_ = b.S3.RemoveObject(ctx, b.Bucket, "slow/big", minio.RemoveObjectOptions{})
+				_ = c.RemoveObject(ctx, bucket, "slow/big", minio.RemoveObjectOptions{})
 			} else {
-				_, _ = b.S3.PutObject(ctx, b.Bucket, "slow/big", bytes.NewReader(data[:1<<20]), 1<<20, minio.PutObjectOptions{})
+				_, _ = c.PutObject(ctx, bucket, "slow/big", bytes.NewReader(data[:1<<20]), 1<<20, minio.PutObjectOptions{})
 			}
 		}
 	}()
