@@ -142,8 +142,9 @@
 //
 // # Testing
 //
-// Package cpodtest starts the real engine over in-process fakes (gofakes3,
-// FerretDB on SQLite, miniredis) in well under a second:
+// Package cpodtest starts the real engine over in-process fakes (package
+// embedded: an S3 on a temporary directory, FerretDB on SQLite, miniredis)
+// in well under a second:
 //
 //	srv := cpodtest.NewServer(t)
 //	srv.RegisterApp(t, "app-a", "storage.private.read", "storage.private.write")

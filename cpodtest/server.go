@@ -99,8 +99,8 @@ func WithRedisURL(u string) Option { return func(s *settings) { s.redisURL = u }
 // FerretDB on SQLite. Default: CPODTEST_MONGO_URI, else in-process.
 func WithMongoURI(u string) Option { return func(s *settings) { s.mongoURI = u } }
 
-// WithS3URL uses a real S3 endpoint instead of gofakes3. Default:
-// CPODTEST_S3_URL, else gofakes3 in memory.
+// WithS3URL uses a real S3 endpoint instead of the embedded one. Default:
+// CPODTEST_S3_URL, else package embedded's S3 on a temporary directory.
 func WithS3URL(u string) Option { return func(s *settings) { s.s3URL = u } }
 
 // WithConfig changes the engine's Config before New is called, for instance

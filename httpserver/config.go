@@ -49,7 +49,7 @@ var settings = []setting{
 	{"io-timeout", "CPOD_IO_TIMEOUT", "60s", "duration", false, "Server", "longest stall while reading a request body or writing a response; a transfer that keeps moving may take as long as it needs"},
 	{"idle-timeout", "CPOD_IDLE_TIMEOUT", "120s", "duration", false, "Server", "how long an idle keep-alive connection stays open"},
 	{"max-header-bytes", "CPOD_MAX_HEADER_BYTES", "65536", "int", false, "Server", "largest request header block, in bytes"},
-	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long in-flight requests may take to finish"},
+	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long the stop may take: in-flight requests, then the backends"},
 	{"backend-timeout", "CPOD_BACKEND_TIMEOUT", "10s", "duration", false, "Server", "bound on each MongoDB and Redis call"},
 
 	// Authentication
@@ -68,7 +68,7 @@ var settings = []setting{
 	{"jwt-claim-scope", "CPOD_JWT_CLAIM_SCOPE", "scope", "string", false, "Authentication", "claim that carries the scopes"},
 
 	// S3
-	{"s3-endpoint", "CPOD_S3_ENDPOINT", "", "string", false, "Files (S3)", "S3 endpoint URL, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000; https means TLS (default: embedded, in <data-dir>/files.bolt)"},
+	{"s3-endpoint", "CPOD_S3_ENDPOINT", "", "string", false, "Files (S3)", "S3 endpoint URL, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000; https means TLS (default: embedded, in <data-dir>/files/)"},
 	{"s3-access-key", "CPOD_S3_ACCESS_KEY", "", "string", true, "Files (S3)", "S3 access key (required with -s3-endpoint)"},
 	{"s3-secret-key", "CPOD_S3_SECRET_KEY", "", "string", true, "Files (S3)", "S3 secret key (required with -s3-endpoint)"},
 	{"s3-region", "CPOD_S3_REGION", "us-east-1", "string", false, "Files (S3)", "S3 region"},
@@ -83,7 +83,7 @@ var settings = []setting{
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
 
 	// Redis
-	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded in-memory miniredis, lost on stop)"},
+	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
 	{"redis-addrs", "CPOD_REDIS_ADDRS", "", "list", false, "KV (Redis)", "comma-separated host:port list instead of -redis-url: two or more make a Cluster client, with -redis-master-name they are Sentinels"},
 	{"redis-cluster", "CPOD_REDIS_CLUSTER", "false", "bool", false, "KV (Redis)", "use a Cluster client even with a single -redis-addrs entry (a configuration endpoint)"},
 	{"redis-master-name", "CPOD_REDIS_MASTER_NAME", "", "string", false, "KV (Redis)", "Sentinel master name (with -redis-addrs)"},
