@@ -39,10 +39,14 @@
 // # Documents
 //
 // FerretDB v1 on SQLite. Its SQLite pool holds at most 100 connections and
-// an update holds two of them (a read cursor while it writes), so more than
-// 50 concurrent updates deadlock in database/sql. The MongoDB client made
+// an update holds two of them (a read cursor while it writes), so 100
+// concurrent updates (the MongoDB driver's default pool) can deadlock in
+// database/sql. The MongoDB client made
 // here therefore opens at most [MongoMaxPoolSize] connections, which bounds
 // FerretDB's concurrent commands; requests beyond it queue in the driver.
+// FerretDB's lookups by _id could not use its own _id index on SQLite (a
+// full scan per upsert); Start adds an index they can use to every
+// collection table, at start and for collections created later.
 //
 // # KV
 //
@@ -63,6 +67,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,10 +82,23 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// MongoMaxPoolSize is the most connections the MongoDB client of the
-// embedded FerretDB opens: below half of FerretDB's SQLite pool (100), since
-// one update command holds two SQLite connections.
-const MongoMaxPoolSize = 32
+// MongoMaxPoolSize bounds the connections the MongoDB client of the
+// embedded FerretDB opens, so FerretDB runs at most that many commands at
+// once: below half of FerretDB's SQLite pool (100), since one update holds
+// two SQLite connections (a read cursor while it writes): 100 concurrent
+// updates, each holding one and waiting for a second, deadlock in
+// database/sql. The client opens
+// 4*GOMAXPROCS connections, at least 8, at most this: SQLite runs one write
+// at a time, and commands waiting in the driver's queue (first come, first
+// served) fare better than writers retrying in SQLite's busy handler (no
+// order): at concurrency 64 on 2 cores, 8 connections gave a 2.8 s worst
+// latency over 30 s where 32 gave 9.8 s, close to the engine's 10 s
+// backend timeout.
+const MongoMaxPoolSize = 48
+
+func mongoPoolSize() uint64 {
+	return uint64(min(MongoMaxPoolSize, max(8, 4*runtime.GOMAXPROCS(0))))
+}
 
 // idIndexInterval is how often new FerretDB collections get their _id index.
 const idIndexInterval = 250 * time.Millisecond
@@ -384,7 +402,7 @@ func (b *Backends) startMongo(ctx context.Context, cfg Config, sockDir string) e
 		uri = "mongodb://" + url.PathEscape(lc.Unix) + "/"
 	}
 	o := options.Client().ApplyURI(uri).SetAppName("cpod-storage").
-		SetTimeout(cfg.MongoTimeout).SetMaxPoolSize(MongoMaxPoolSize)
+		SetTimeout(cfg.MongoTimeout).SetMaxPoolSize(mongoPoolSize())
 	if cfg.MongoMonitor != nil {
 		o.SetMonitor(cfg.MongoMonitor)
 	}
