@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -430,4 +431,72 @@ func TestS3Persists(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, embedded.FilesDir)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("files directory: %v, %v", fi.Mode(), err)
 	}
+}
+
+// TestS3StreamsWithFlatMemory: a 64 MiB object goes up (Content-Length and
+// multipart) and down without the process's heap growing by anything near
+// its size (gofakes3 held whole objects and parts in memory).
+func TestS3StreamsWithFlatMemory(t *testing.T) {
+	b := start(t, t.TempDir())
+	checkStreamsWithFlatMemory(t, b.S3, b.Bucket)
+}
+
+func checkStreamsWithFlatMemory(t *testing.T, c *minio.Client, bucket string) {
+	ctx := context.Background()
+	const size = 64 << 20
+	var peak atomic.Uint64
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+		}
+	}()
+	body := func() io.Reader { return io.LimitReader(zeros{}, size) }
+	if _, err := c.PutObject(ctx, bucket, "mem/sized", body(), size, minio.PutObjectOptions{DisableMultipart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutObject(ctx, bucket, "mem/parts", body(), -1, minio.PutObjectOptions{PartSize: 5 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"mem/sized", "mem/parts"} {
+		obj, err := c.GetObject(ctx, bucket, k, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, obj)
+		obj.Close()
+		if err != nil || n != size {
+			t.Fatalf("%s: %d bytes, %v", k, n, err)
+		}
+	}
+	close(stop)
+	<-sampled
+	// minio-go's own multipart buffer is one 5 MiB part.
+	if grew := int64(peak.Load()) - int64(base); grew > 24<<20 {
+		t.Fatalf("the heap grew by %d MiB moving a %d MiB object", grew>>20, size>>20)
+	} else {
+		t.Logf("heap grew by at most %.1f MiB", float64(grew)/(1<<20))
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
