@@ -587,15 +587,18 @@ func (s *fileStore) list(bucket, prefix, delim, after string, max int) ([]listEn
 		if delim != "" {
 			if j := strings.Index(k[len(prefix):], delim); j >= 0 {
 				cp := k[:len(prefix)+j+len(delim)]
-				if cp <= after {
-					continue
+				if cp > after {
+					if len(out) == max {
+						return out, true, nil
+					}
+					out = append(out, listEntry{key: cp, prefix: true})
 				}
-				if len(out) == max {
-					return out, true, nil
-				}
-				out = append(out, listEntry{key: cp, prefix: true})
-				// Skip every key under this common prefix.
-				i = sort.SearchStrings(idx.keys, cp+"\U0010FFFF") - 1
+				// Skip every key under this common prefix: they sort
+				// together, right after cp.
+				i += sort.Search(len(idx.keys)-i, func(n int) bool {
+					k := idx.keys[i+n]
+					return k > cp && !strings.HasPrefix(k, cp)
+				}) - 1
 				continue
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,6 +89,37 @@ func TestS3UploadIDsAreNotPaths(t *testing.T) {
 		w := do(s, "PUT", "/cpod/k?partNumber=1&uploadId="+id, "x", nil)
 		if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "NoSuchUpload") {
 			t.Errorf("upload id %q: %d %s", id, w.Code, w.Body)
+		}
+	}
+}
+
+// TestS3ListGroupsAnyBytes: keys under a common prefix are grouped once,
+// whatever bytes follow it (here ones that sort after any UTF-8).
+func TestS3ListGroupsAnyBytes(t *testing.T) {
+	s := testStore(t)
+	for _, k := range []string{"a/\x00", "a/x", "a/\xf4\x90", "a/\xff\xff", "b", "c/\xff/d"} {
+		if w := do(s, "PUT", "/cpod/"+url.PathEscape(k), "v", nil); w.Code != http.StatusOK {
+			t.Fatalf("put %q: %d", k, w.Code)
+		}
+	}
+	for _, max := range []int{1, 2, 1000} {
+		var got []string
+		after := ""
+		for {
+			es, more, err := s.list("cpod", "", "/", after, max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				got = append(got, e.key)
+			}
+			if !more {
+				break
+			}
+			after = es[len(es)-1].key
+		}
+		if want := []string{"a/", "b", "c/"}; !slices.Equal(got, want) {
+			t.Errorf("pages of %d: %q, want %q", max, got, want)
 		}
 	}
 }
