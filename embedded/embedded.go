@@ -175,7 +175,8 @@ type Backends struct {
 var ferretMu sync.Mutex
 
 // Start starts the three backends and connects their clients. kv values of
-// a previous run are restored before it returns. ctx bounds the start.
+// a previous run are restored before it returns. A ctx that ends stops the
+// start between backends (the ones started are closed).
 func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "cpod"
@@ -226,10 +227,16 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 			return nil, fmt.Errorf("embedded Redis: %w", err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if !cfg.NoFiles {
 		if err := b.startS3(ctx, cfg, durable, sockDir); err != nil {
 			return nil, fmt.Errorf("embedded S3: %w", err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if !cfg.NoDocuments {
 		if err := b.startMongo(ctx, cfg, sockDir); err != nil {
