@@ -167,7 +167,31 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 		opts = append(opts, jwt.WithAudience(c.Audience))
 	}
 	v.parser = jwt.NewParser(opts...)
+	// The header checks run before any key is looked up, with Keys and
+	// with a Keyfunc alike.
+	keyfunc := v.keyfunc
+	v.keyfunc = func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t.Header); err != nil {
+			return nil, err
+		}
+		return keyfunc(t)
+	}
 	return v, nil
+}
+
+// checkHeader refuses a token header that asks for more than the engine
+// does. crit (RFC 7515 section 4.1.11) lists extensions the recipient must
+// understand, or refuse the token; the engine understands none, and
+// golang-jwt ignores crit, so a token that has the header at all (even
+// empty or null, which the RFC forbids) is refused. jku, x5u, jwk and x5c
+// would let the token choose its own verification key: refused too.
+func checkHeader(h map[string]any) error {
+	for _, name := range []string{"crit", "jku", "x5u", "jwk", "x5c"} {
+		if _, ok := h[name]; ok {
+			return fmt.Errorf("header %q is not accepted", name)
+		}
+	}
+	return nil
 }
 
 // Validate reports whether the key can be used: a secret of at least 32
@@ -238,15 +262,11 @@ func parseKey(k Key) (verifyKey, error) {
 	return vk, errors.New("Secret or PublicKeyPEM is required")
 }
 
-// lookup is the jwt.Keyfunc over the configured keys: kid is compared
-// exactly and never used for anything else; keys are offered only for the
-// family of the token's (already allow-listed) algorithm.
+// lookup is the jwt.Keyfunc over the configured keys (after checkHeader):
+// kid is compared exactly and never used for anything else; keys are
+// offered only for the family of the token's (already allow-listed)
+// algorithm.
 func (v *verifier) lookup(t *jwt.Token) (any, error) {
-	for _, h := range []string{"jku", "x5u", "jwk", "x5c"} {
-		if _, ok := t.Header[h]; ok {
-			return nil, fmt.Errorf("header %q is not accepted", h)
-		}
-	}
 	alg, _ := t.Header["alg"].(string)
 	var kid string
 	if raw, ok := t.Header["kid"]; ok {

@@ -58,7 +58,8 @@
 //
 // Every storage call carries Authorization: Bearer <JWT>. Only the algorithms
 // of the configured keys are accepted; exp is required; iss and aud are
-// checked when configured. The claims tenantId, client_id, sub and scope
+// checked when configured; a token whose header has crit (RFC 7515: the
+// engine understands no extension), jku, x5u, jwk or x5c is refused. The claims tenantId, client_id, sub and scope
 // (names configurable) give the [Identity]. A needed scope that the app did
 // not declare is 403 invalid_scope; one declared but not in the token is 403
 // insufficient_scope; the user tier without a user in the token is 403
