@@ -19,7 +19,10 @@ import (
 )
 
 // Identity is who a verified token speaks for. It comes only from a verified
-// JWT, never from the URL, query or body.
+// JWT, never from the URL, query or body. Tenant, App and User follow the id
+// rule of validID in tiers.go: 1 to 128 bytes of printable ASCII without '/',
+// '\' or '%', and not "." or ".."; a token with any other id is 401
+// invalid_token.
 type Identity struct {
 	Tenant string
 	App    string

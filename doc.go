@@ -52,7 +52,11 @@
 //	shared             {tenant}/shared/
 //
 // Ids are 1 to 128 bytes of printable ASCII without '/' or '\', and never "."
-// or "..", so a location can never reach into another.
+// or "..", so a location can never reach into another. They hold no '%'
+// either (narrower than design.md's charset, on purpose): locations travel
+// percent-encoded, and without '%' an id means the same whether a component
+// on the way decodes it once or twice. A token with such an id is 401
+// invalid_token, and such a client_id cannot be registered (400).
 //
 // # Authorization
 //

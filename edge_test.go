@@ -1,6 +1,8 @@
 package storage_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -63,5 +65,69 @@ func TestAuthRefusesCrit(t *testing.T) {
 			wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), nil), nil), http.StatusNotFound, "not_found")
 			wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"Crit": []any{"x"}, "cty": "JWT"}), nil), http.StatusNotFound, "not_found")
 		})
+	}
+}
+
+// TestIDsRefusePercent: tenant, app and user ids may not contain '%' (see
+// validID): a token with one is 401 invalid_token, such a client_id cannot
+// be registered (admin API or Go API), and Resolve refuses it. Other
+// printable characters that need escaping in URLs stay valid.
+func TestIDsRefusePercent(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	key := srv.TokenKey()
+	claims := func(field, value string) jwt.MapClaims {
+		c := goodClaims(srv)
+		c["scope"] = "storage.private.read storage.user.read"
+		c[field] = value
+		return c
+	}
+	for _, tc := range []struct{ field, value string }{
+		{"tenantId", "t%2Fusers%2Fu1"},
+		{"tenantId", "t1%"},
+		{"tenantId", "%41"},
+		{"sub", "u%31"},
+		{"sub", "u1%2F..%2Fu2"},
+	} {
+		for _, path := range []string{"/v1/storage/kv/k", "/v1/storage/kv/k?tier=user"} {
+			r := do(t, srv, "GET", path, sign(t, jwt.SigningMethodHS256, key, claims(tc.field, tc.value), nil), nil)
+			if r.status != http.StatusUnauthorized {
+				t.Fatalf("%s=%q on %s: status %d, want 401; body %s", tc.field, tc.value, path, r.status, r.body)
+			}
+			wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
+		}
+	}
+	// Contrast: odd but valid ids work.
+	for _, tc := range []struct{ field, value string }{{"tenantId", "t+1&=?#"}, {"sub", "u:1@x"}} {
+		r := do(t, srv, "GET", "/v1/storage/kv/k?tier=user", sign(t, jwt.SigningMethodHS256, key, claims(tc.field, tc.value), nil), nil)
+		wantStatus(t, r, http.StatusNotFound, "not_found")
+	}
+
+	// Registering a client_id with '%': 400 on the admin API and the Go API.
+	for _, id := range []string{"app%2Fx", "app%", "%61pp"} {
+		r := do(t, srv, "POST", "/v1/oauth/apps", srv.AdminToken, map[string]any{"client_id": id, "name": "x", "declared_scopes": allScopes, "app_type": "service"})
+		if r.status != http.StatusBadRequest {
+			t.Fatalf("register client_id %q: status %d, want 400; body %s", id, r.status, r.body)
+		}
+		wantStatus(t, r, http.StatusBadRequest, "invalid_request")
+		_, err := srv.Engine.RegisterApp(context.Background(), storage.App{ClientID: id, Name: "x", DeclaredScopes: allScopes, AppType: "service"})
+		if !errors.Is(err, storage.ErrInvalidRequest) {
+			t.Fatalf("RegisterApp(%q) = %v, want invalid_request", id, err)
+		}
+	}
+
+	// Resolve, the one location function, refuses it in every field.
+	for _, tc := range []struct {
+		id   storage.Identity
+		tier storage.Tier
+	}{
+		{storage.Identity{Tenant: "t%31", App: "a", User: "u"}, storage.TierShared},
+		{storage.Identity{Tenant: "t1", App: "a%2F..", User: "u"}, storage.TierPrivate},
+		{storage.Identity{Tenant: "t1", App: "a", User: "u%2F..%2Fv"}, storage.TierUser},
+	} {
+		if loc, err := storage.Resolve(tc.id, tc.tier, "x"); err == nil {
+			t.Fatalf("Resolve(%+v, %s) = %q, want an error", tc.id, tc.tier, loc.Key)
+		}
 	}
 }
