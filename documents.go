@@ -28,11 +28,11 @@ import (
 func (e *Engine) documentsRoutes() []route {
 	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection)}
 	return []route{
-		{"PUT", "/v1/storage/db/{collection}/{key}", d.handleSet},
-		{"GET", "/v1/storage/db/{collection}/{key}", d.handleGet},
-		{"DELETE", "/v1/storage/db/{collection}/{key}", d.handleDelete},
-		{"POST", "/v1/storage/db/{collection}/query", d.handleQuery},
-		{"POST", "/v1/storage/db/{collection}/batch", d.handleBatch},
+		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
+		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
+		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
+		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},
+		{"POST", "/v1/storage/db/{collection}/batch?tier", d.handleBatch},
 	}
 }
 

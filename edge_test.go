@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -130,4 +134,124 @@ func TestIDsRefusePercent(t *testing.T) {
 			t.Fatalf("Resolve(%+v, %s) = %q, want an error", tc.id, tc.tier, loc.Key)
 		}
 	}
+}
+
+// TestQueryParameters: every route takes only the query parameters it
+// declares, exactly as spelled and at most once; anything else is 400
+// invalid_request naming the parameter, before any handler or backend call.
+// The attack: "?TIER=user" once wrote silently to the private tier.
+func TestQueryParameters(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+
+	// The attack, on every primitive: a case variant of tier writes nothing.
+	for _, w := range []struct{ method, path, body, read string }{
+		{"PUT", "/v1/storage/kv/k", `{"value":"v"}`, "/v1/storage/kv/k"},
+		{"PUT", "/v1/storage/db/c/k", `{"a":1}`, "/v1/storage/db/c/k"},
+		{"PUT", "/v1/storage/files/f.txt", `x`, "/v1/storage/files/f.txt"},
+	} {
+		for _, q := range []string{"?TIER=user", "?Tier=user", "?tier=user&TIER=shared", "?tier=user&tier=user", "?tier=user&tier=private", "?tier%20=user", "?tier=user&x=1"} {
+			r := do(t, srv, w.method, w.path+q, tok, w.body)
+			wantStatus(t, r, http.StatusBadRequest, "invalid_request")
+			for _, tier := range []string{"", "?tier=user", "?tier=shared"} {
+				if r := do(t, srv, "GET", w.read+tier, tok, nil); r.status != http.StatusNotFound {
+					t.Fatalf("%s %s%s was refused but wrote %s%s: %d %s", w.method, w.path, q, w.read, tier, r.status, r.body)
+				}
+			}
+		}
+	}
+
+	// Every route: its declared parameters pass the router (whatever the
+	// handler then answers), others are refused and named.
+	routes := []struct {
+		method, path string
+		declared     []string
+	}{
+		{"GET", "/healthz", nil},
+		{"GET", "/readyz", nil},
+		{"POST", "/v1/oauth/apps", nil},
+		{"GET", "/v1/oauth/apps", nil},
+		{"GET", "/v1/oauth/apps/app-a", nil},
+		{"PATCH", "/v1/oauth/apps/app-a", nil},
+		{"DELETE", "/v1/oauth/apps/app-a", nil},
+		{"PUT", "/v1/storage/kv/k", []string{"tier"}},
+		{"GET", "/v1/storage/kv/k", []string{"tier"}},
+		{"HEAD", "/v1/storage/kv/k", []string{"tier"}},
+		{"POST", "/v1/storage/kv/k", []string{"tier"}},
+		{"DELETE", "/v1/storage/kv/k", []string{"tier"}},
+		{"PUT", "/v1/storage/db/c/k", []string{"tier"}},
+		{"GET", "/v1/storage/db/c/k", []string{"tier"}},
+		{"DELETE", "/v1/storage/db/c/k", []string{"tier"}},
+		{"POST", "/v1/storage/db/c/query", []string{"tier"}},
+		{"POST", "/v1/storage/db/c/batch", []string{"tier"}},
+		{"PUT", "/v1/storage/files/f", []string{"tier"}},
+		{"GET", "/v1/storage/files/f", []string{"tier"}},
+		{"HEAD", "/v1/storage/files/f", []string{"tier"}},
+		{"DELETE", "/v1/storage/files/f", []string{"tier"}},
+		{"GET", "/v1/storage/files", []string{"tier", "prefix", "limit", "cursor"}},
+		{"POST", "/v1/storage/signed-urls", nil},
+	}
+	for _, rt := range routes {
+		refused := []string{"x", "TIER", "Tier", "tier ", "prefix", "cursor", "limit", "app", "sig", ""}
+		for _, name := range refused {
+			if slices.Contains(rt.declared, name) {
+				continue
+			}
+			r := do(t, srv, rt.method, rt.path+"?"+url.QueryEscape(name)+"=1", tok, nil)
+			if r.status != http.StatusBadRequest {
+				t.Fatalf("%s %s?%s=1: status %d, want 400; body %s", rt.method, rt.path, name, r.status, r.body)
+			}
+			if rt.method != "HEAD" {
+				wantStatus(t, r, http.StatusBadRequest, "invalid_request")
+				if !strings.Contains(message(t, r), strconv.Quote(name)) {
+					t.Fatalf("%s %s?%s=1: the message does not name the parameter: %s", rt.method, rt.path, name, r.body)
+				}
+			}
+		}
+		for _, name := range rt.declared {
+			v := "1"
+			if name == "tier" {
+				v = "private"
+			}
+			r := do(t, srv, rt.method, rt.path+"?"+name+"="+v, tok, nil)
+			if r.status == http.StatusBadRequest && strings.Contains(string(r.body), "query parameter") {
+				t.Fatalf("%s %s?%s: refused: %s", rt.method, rt.path, name, r.body)
+			}
+			r = do(t, srv, rt.method, rt.path+"?"+name+"="+v+"&"+name+"="+v, tok, nil)
+			wantStatus(t, r, http.StatusBadRequest, "")
+		}
+		wantStatus(t, do(t, srv, rt.method, rt.path+"?tier=%zz", tok, nil), http.StatusBadRequest, "")
+	}
+	// A refused query reaches no backend.
+	before := srv.Calls()
+	for _, p := range []string{"/v1/storage/kv/k?TIER=user", "/v1/storage/db/c/k?TIER=user", "/v1/storage/files/f?TIER=user"} {
+		wantStatus(t, do(t, srv, "PUT", p, tok, `{"value":"v"}`), http.StatusBadRequest, "invalid_request")
+	}
+	if after := srv.Calls(); after != before {
+		t.Fatalf("refused queries reached the backends: %+v, then %+v", before, after)
+	}
+	// Several unknown names are all named, in order.
+	r := do(t, srv, "GET", "/v1/storage/kv/k?b=1&a=2&tier=private", tok, nil)
+	wantStatus(t, r, http.StatusBadRequest, "invalid_request")
+	if !strings.Contains(message(t, r), `"a", "b"`) {
+		t.Fatalf("unknown names not listed: %s", r.body)
+	}
+	// The parameters still work when given right.
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k?tier=user", tok, `{"value":"v"}`), http.StatusNoContent, "")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k?tier=user", tok, nil), http.StatusOK, "")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", tok, nil), http.StatusNotFound, "not_found")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/files?tier=user&prefix=a/&limit=5", tok, nil), http.StatusOK, "")
+	// An empty query is no parameter at all.
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k?", tok, nil), http.StatusNotFound, "not_found")
+	wantStatus(t, do(t, srv, "GET", "/healthz?", "", nil), http.StatusOK, "")
+}
+
+// message is the message of an error response.
+func message(t testing.TB, r resp) string {
+	t.Helper()
+	var e struct{ Message string }
+	decode(t, r, &e)
+	return e.Message
 }

@@ -23,20 +23,20 @@ import (
 // download route.
 func (e *Engine) filesRoutes() []route {
 	return []route{
-		{"PUT", "/v1/storage/files/{path...}", e.handleFilePut},
-		{"GET", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"HEAD", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"DELETE", "/v1/storage/files/{path...}", e.handleFileDelete},
-		{"GET", "/v1/storage/files", e.handleFileList},
-		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate},
-		{"GET", signedPath + "{key...}", e.handleSignedDownload},
-		{"HEAD", signedPath + "{key...}", e.handleSignedDownload},
+		{"PUT", "/v1/storage/files/{path...}?tier", e.handleFilePut},
+		{"GET", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"HEAD", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"DELETE", "/v1/storage/files/{path...}?tier", e.handleFileDelete},
+		{"GET", "/v1/storage/files?tier&prefix&limit&cursor", e.handleFileList},
+		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate}, // tier in the body
+		{"GET", signedRoute, e.handleSignedDownload},
+		{"HEAD", signedRoute, e.handleSignedDownload},
 		// A signed URL only allows GET (and HEAD); any other method is
 		// answered like a URL that was changed.
-		{"PUT", signedPath + "{key...}", e.handleSignedDownload},
-		{"POST", signedPath + "{key...}", e.handleSignedDownload},
-		{"PATCH", signedPath + "{key...}", e.handleSignedDownload},
-		{"DELETE", signedPath + "{key...}", e.handleSignedDownload},
+		{"PUT", signedRoute, e.handleSignedDownload},
+		{"POST", signedRoute, e.handleSignedDownload},
+		{"PATCH", signedRoute, e.handleSignedDownload},
+		{"DELETE", signedRoute, e.handleSignedDownload},
 	}
 }
 
@@ -181,6 +181,9 @@ const (
 	chunkedPartSize = 8 << 20
 	// signedPath starts every signed download URL.
 	signedPath = "/v1/storage/signed/"
+	// signedRoute is the route pattern of signed URLs, with their query
+	// parameters (see route).
+	signedRoute = signedPath + "{key...}?" + sigParamApp + "&" + sigParamExpires + "&" + sigParamSig + "&" + sigParamTier
 	// Signed URL query parameters.
 	sigParamApp     = "app"
 	sigParamExpires = "expires"
@@ -1137,11 +1140,17 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
+// signatureRefused is the answer to a signed URL that was changed: 403
+// invalid_signature, with the Referrer-Policy of every signed URL answer.
+func signatureRefused(c *call) error {
+	c.w.Header().Set("Referrer-Policy", "no-referrer")
+	return errorf(CodeInvalidSignature, "the URL signature is not valid")
+}
+
 // handleSignedDownload serves a signed URL: no Authorization header; the
 // signature, the expiry and the signing app's scope are checked instead.
 func (e *Engine) handleSignedDownload(c *call) error {
-	c.w.Header().Set("Referrer-Policy", "no-referrer")
-	invalid := errorf(CodeInvalidSignature, "the URL signature is not valid")
+	invalid := signatureRefused(c)
 	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
 		return invalid
 	}

@@ -19,11 +19,11 @@ import (
 // kvRoutes binds the key-value endpoints (sdk.storage.kv).
 func (e *Engine) kvRoutes() []route {
 	return []route{
-		{"PUT", "/v1/storage/kv/{key...}", e.handleKVSet},
-		{"GET", "/v1/storage/kv/{key...}", e.handleKVGet},
-		{"HEAD", "/v1/storage/kv/{key...}", e.handleKVHead},
-		{"POST", "/v1/storage/kv/{key...}", e.handleKVIncr},
-		{"DELETE", "/v1/storage/kv/{key...}", e.handleKVDel},
+		{"PUT", "/v1/storage/kv/{key...}?tier", e.handleKVSet},
+		{"GET", "/v1/storage/kv/{key...}?tier", e.handleKVGet},
+		{"HEAD", "/v1/storage/kv/{key...}?tier", e.handleKVHead},
+		{"POST", "/v1/storage/kv/{key...}?tier", e.handleKVIncr},
+		{"DELETE", "/v1/storage/kv/{key...}?tier", e.handleKVDel},
 	}
 }
 

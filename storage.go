@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"reflect"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -233,6 +234,16 @@ func New(cfg Config) (*Engine, error) {
 // Patterns are matched against the escaped path and never cleaned, so
 // "a/../b" reaches the handler (and is refused there) instead of being
 // redirected; values are percent-decoded exactly once.
+//
+// The pattern also declares the query parameters the route takes, after a
+// '?' and separated by '&': "/v1/storage/files?tier&prefix&limit&cursor".
+// A pattern without '?' takes none, so a route that declares nothing gets
+// the strictest rule. ServeHTTP checks the query before the handler runs:
+// every name must be one the route declares, exactly (case-sensitive), and
+// given at most once; anything else is 400 invalid_request naming the
+// parameters (a signed URL's query is part of its signature: 403
+// invalid_signature there). So "?TIER=user" can never fall back silently to
+// the default tier.
 type route struct {
 	method  string
 	pattern string
@@ -305,13 +316,19 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	var allowed []string
 	for _, rt := range e.routes {
-		params, ok, err := match(rt.pattern, path)
+		pattern, query, _ := strings.Cut(rt.pattern, "?")
+		params, ok, err := match(pattern, path)
 		if !ok {
 			continue
 		}
 		if rt.method != r.Method {
 			allowed = append(allowed, rt.method)
 			continue
+		}
+		if err == nil {
+			if err = checkQuery(r.URL.RawQuery, query); err != nil && strings.HasPrefix(pattern, signedPath) {
+				err = signatureRefused(c)
+			}
 		}
 		if err == nil {
 			c.params = params
@@ -490,6 +507,74 @@ func jsonError(err error) error {
 		return errorf(CodeInvalidRequest, "the request body must be JSON")
 	}
 	return &Error{Code: CodeInvalidRequest, Message: "malformed JSON body: " + err.Error()}
+}
+
+// maxQueryNames caps how many refused parameter names an error message
+// quotes, and maxQueryName how much of each.
+const (
+	maxQueryNames = 5
+	maxQueryName  = 40
+)
+
+// checkQuery checks a raw query against the names a route declares
+// ("tier&prefix", see route): each given name must be declared, exactly,
+// and given at most once.
+func checkQuery(rawQuery, declared string) error {
+	if rawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return errorf(CodeInvalidRequest, "the query string is not valid")
+	}
+	var unknown, repeated []string
+	for name, vs := range q {
+		switch {
+		case !declaresName(declared, name):
+			unknown = append(unknown, name)
+		case len(vs) > 1:
+			repeated = append(repeated, name)
+		}
+	}
+	if len(unknown) == 0 && len(repeated) == 0 {
+		return nil
+	}
+	quote := func(names []string) string {
+		sort.Strings(names)
+		more := ""
+		if len(names) > maxQueryNames {
+			names, more = names[:maxQueryNames], ", ..."
+		}
+		out := make([]string, len(names))
+		for i, n := range names {
+			if len(n) > maxQueryName {
+				n = n[:maxQueryName] + "..."
+			}
+			out[i] = strconv.Quote(n)
+		}
+		return strings.Join(out, ", ") + more
+	}
+	if len(unknown) > 0 {
+		takes := "no query parameters"
+		if declared != "" {
+			takes = "only the query parameters " + strings.ReplaceAll(declared, "&", ", ")
+		}
+		return errorf(CodeInvalidRequest, "unknown query parameter %s: this endpoint takes %s (names are case-sensitive)", quote(unknown), takes)
+	}
+	return errorf(CodeInvalidRequest, "the query parameter %s may be given once", quote(repeated))
+}
+
+// declaresName reports whether name is one of the '&'-separated names of
+// declared.
+func declaresName(declared, name string) bool {
+	for declared != "" {
+		var d string
+		d, declared, _ = strings.Cut(declared, "&")
+		if d == name {
+			return true
+		}
+	}
+	return false
 }
 
 // tierParam parses the ?tier= query parameter; it may be given once at most.
