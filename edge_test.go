@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -254,4 +255,116 @@ func message(t testing.TB, r resp) string {
 	var e struct{ Message string }
 	decode(t, r, &e)
 	return e.Message
+}
+
+// rawGet sends GET base+rawPath with the path and query on the wire exactly
+// as given, and no Authorization header.
+func rawGet(t testing.TB, base, rawPath string) resp {
+	t.Helper()
+	req, err := http.NewRequest("GET", base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque, req.URL.RawQuery, _ = strings.Cut(rawPath, "?")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp{res.StatusCode, res.Header, b}
+}
+
+// TestSignedURLExact: a signed URL verifies only as issued. Equivalent
+// spellings of its path or query, which decode to the same values, are
+// changes too: 403 invalid_signature.
+func TestSignedURLExact(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+	for _, p := range []string{"s/a.txt", "é;,.txt"} {
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/files/"+(&url.URL{Path: p}).EscapedPath(), tok, "x"), http.StatusOK, "")
+	}
+	sign := func(key string) (path, query string) {
+		r := do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": key})
+		wantStatus(t, r, http.StatusOK, "")
+		var out struct{ URL string }
+		decode(t, r, &out)
+		u := strings.TrimPrefix(out.URL, srv.URL)
+		path, query, _ = strings.Cut(u, "?")
+		return path, query
+	}
+	p1, q1 := sign("s/a.txt")
+	p2, q2 := sign("é;,.txt")
+	equal(t, "path", p1, "/v1/storage/signed/t1/apps/app-a/s/a.txt")
+	equal(t, "escaped path", p2, "/v1/storage/signed/t1/apps/app-a/%C3%A9%3B%2C.txt")
+	wantStatus(t, rawGet(t, srv.URL, p1+"?"+q1), http.StatusOK, "")
+	wantStatus(t, rawGet(t, srv.URL, p2+"?"+q2), http.StatusOK, "")
+
+	v, err := url.ParseQuery(q1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := v.Get("sig")
+	// The signature's last character carries 4 bits and 2 zero padding bits:
+	// another character with the same 4 bits decodes to the same bytes.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	otherPadding := sig[:len(sig)-1] + string(alphabet[last|1])
+	if len(sig) != 43 || last&3 != 0 {
+		t.Fatalf("signature %q is not 32 bytes in unpadded base64url", sig)
+	}
+	set := func(name, value string) string {
+		return strings.Replace(q1, name+"="+url.QueryEscape(v.Get(name)), name+"="+value, 1)
+	}
+	changed := map[string]string{
+		"escaped slash":           strings.Replace(p1, "s/a.txt", "s%2Fa.txt", 1),
+		"escaped letter":          strings.Replace(p1, "a.txt", "%61.txt", 1),
+		"escaped tenant":          strings.Replace(p1, "/t1/", "/t%31/", 1),
+		"escaped app":             strings.Replace(p1, "/app-a/", "/app%2Da/", 1),
+		"escaped dot":             strings.Replace(p1, "a.txt", "a%2Etxt", 1),
+		"lower-case hex":          strings.Replace(p2, "%C3%A9", "%c3%a9", 1),
+		"raw semicolon and comma": strings.Replace(p2, "%3B%2C", ";,", 1),
+	}
+	for name, p := range changed {
+		q := q1
+		if strings.Contains(p, "C3") || strings.Contains(p, "c3") || strings.Contains(p, ";") {
+			q = q2
+		}
+		r := rawGet(t, srv.URL, p+"?"+q)
+		if r.status != http.StatusForbidden {
+			t.Fatalf("%s (%s): status %d, want 403; body %s", name, p, r.status, r.body)
+		}
+		wantStatus(t, r, http.StatusForbidden, "invalid_signature")
+	}
+	changedQuery := map[string]string{
+		"expires with a leading zero": set("expires", "0"+v.Get("expires")),
+		"expires with a plus":         set("expires", "%2B"+v.Get("expires")),
+		"sig with other padding bits": set("sig", otherPadding),
+		"sig with = padding":          set("sig", sig+"%3D"),
+		"escaped parameter name":      strings.Replace(q1, "tier=", "%74ier=", 1),
+		"escaped app value":           set("app", "%61pp-a"),
+		"escaped tier value":          set("tier", "priv%61te"),
+		"parameters reordered":        "tier=" + v.Get("tier") + "&sig=" + sig + "&expires=" + v.Get("expires") + "&app=" + v.Get("app"),
+		"trailing &":                  q1 + "&",
+		"leading &":                   "&" + q1,
+		"upper-case name":             strings.Replace(q1, "tier=", "TIER=", 1),
+	}
+	for name, q := range changedQuery {
+		if q == q1 {
+			t.Fatalf("%s: the query did not change", name)
+		}
+		r := rawGet(t, srv.URL, p1+"?"+q)
+		if r.status != http.StatusForbidden {
+			t.Fatalf("%s (%s): status %d, want 403; body %s", name, q, r.status, r.body)
+		}
+		wantStatus(t, r, http.StatusForbidden, "invalid_signature")
+		equal(t, name+" Referrer-Policy", r.header.Get("Referrer-Policy"), "no-referrer")
+	}
+	// Still valid after the attempts.
+	wantStatus(t, rawGet(t, srv.URL, p1+"?"+q1), http.StatusOK, "")
 }

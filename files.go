@@ -131,7 +131,10 @@ func (e *Engine) filesRoutes() []route {
 // bound to the location, not to the relative path. The download route
 // needs no Authorization header and checks, in this order: the exact set of
 // query parameters and the signature (403 invalid_signature for any change,
-// including a truncated signature or another method than GET or HEAD), the
+// including a truncated signature or another method than GET or HEAD), that
+// the path and query are spelled exactly as issued (an equivalent spelling,
+// such as "%61" for "a", an escaped '/', lower-case hex or a zero-padded
+// expires, is a change too), the
 // expiry on the engine's clock (403 expired), then revocation: the signing
 // app must still be registered and still declare the tier's read scope (else
 // 403 invalid_signature), and the file must still exist (404). It serves the
@@ -1084,13 +1087,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		u = pu.String()
 	} else {
 		sum := e.mac("signed-url", signedURLMsg(tier, id.App, expires, loc.Key))
-		q := url.Values{
-			sigParamTier:    {string(tier)},
-			sigParamApp:     {id.App},
-			sigParamExpires: {strconv.FormatInt(expires, 10)},
-			sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
-		}
-		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + q.Encode()
+		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + signedURLQuery(tier, id.App, expires, sum)
 	}
 	return c.json(http.StatusOK, struct {
 		URL       string `json:"url"`
@@ -1129,6 +1126,16 @@ func mountPrefix(r *http.Request) string {
 		}
 	}
 	return prefix
+}
+
+// signedURLQuery is the query of a signed URL, in its one spelling.
+func signedURLQuery(tier Tier, app string, expires int64, sum []byte) string {
+	return url.Values{
+		sigParamTier:    {string(tier)},
+		sigParamApp:     {app},
+		sigParamExpires: {strconv.FormatInt(expires, 10)},
+		sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+	}.Encode()
 }
 
 // escapeKey path-escapes a location key segment by segment.
@@ -1172,6 +1179,15 @@ func (e *Engine) handleSignedDownload(c *call) error {
 	key := c.params["key"]
 	if !ok || err != nil || !validID(app) || len(key) > maxFileKey ||
 		!e.validMAC("signed-url", signedURLMsg(tier, app, expires, key), sum) {
+		return invalid
+	}
+	// Exactly the URL that was signed, byte for byte: equivalent spellings
+	// ("s%2Fa.txt" for "s/a.txt", "%61" for "a", lower-case hex, expires
+	// with a leading zero, a signature with other padding bits, parameters
+	// in another order) are changes too. The route matched the escaped
+	// path, which starts with signedPath.
+	if strings.TrimPrefix(c.r.URL.EscapedPath(), signedPath) != escapeKey(key) ||
+		c.r.URL.RawQuery != signedURLQuery(tier, app, expires, sum) {
 		return invalid
 	}
 	if !e.now().Before(time.Unix(expires, 0)) {
