@@ -1,15 +1,19 @@
 package storage_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -367,4 +371,47 @@ func TestSignedURLExact(t *testing.T) {
 	}
 	// Still valid after the attempts.
 	wantStatus(t, rawGet(t, srv.URL, p1+"?"+q1), http.StatusOK, "")
+}
+
+// TestEarlyAnswersLibrary: the engine mounted directly on an http.Server
+// answers a body it refuses from its Content-Length at once, without
+// waiting for the body: a client that declares 6 GiB and sends three bytes
+// gets 413 (a file over the limit, a JSON body over its cap) or 401 (no
+// token) within a second.
+func TestEarlyAnswersLibrary(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+	addr := srv.HTTP.Listener.Addr().String()
+	for _, tc := range []struct {
+		method, target, token, want string
+	}{
+		{"PUT", "/v1/storage/files/big.bin", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"PUT", "/v1/storage/files/big.bin", "", "HTTP/1.1 401 Unauthorized"},
+		{"PUT", "/v1/storage/kv/k", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"POST", "/v1/storage/kv/k", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"POST", "/v1/storage/db/c/query", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"POST", "/v1/storage/db/c/batch", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"POST", "/v1/storage/signed-urls", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"POST", "/v1/oauth/apps", srv.AdminToken, "HTTP/1.1 413 Request Entity Too Large"},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth := ""
+		if tc.token != "" {
+			auth = "Authorization: Bearer " + tc.token + "\r\n"
+		}
+		start := time.Now()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 6442450944\r\n\r\nabc", tc.method, tc.target, addr, auth)
+		_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		took := time.Since(start)
+		conn.Close()
+		if err != nil || strings.TrimSpace(line) != tc.want || took > time.Second {
+			t.Errorf("%s %s: answer %q (%v) after %v, want %q within 1s", tc.method, tc.target, strings.TrimSpace(line), err, took, tc.want)
+		}
+	}
 }

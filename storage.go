@@ -419,6 +419,9 @@ func (e *Engine) writeError(c *call, err error) {
 // "value" and let a repeated field win silently), each at most once. Too
 // large is 413 too_large, anything malformed 400 invalid_request.
 func decodeJSON(c *call, limit int64, dst any) error {
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
 	if err != nil {
 		return jsonError(err)
@@ -488,6 +491,9 @@ func checkFieldNames(b []byte, dst any) error {
 // decodeOptionalJSON is decodeJSON for a body that may also be empty, which
 // leaves dst as it is.
 func decodeOptionalJSON(c *call, limit int64, dst any) error {
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
 	if err != nil {
 		return jsonError(err)
@@ -498,10 +504,17 @@ func decodeOptionalJSON(c *call, limit int64, dst any) error {
 	return unmarshalStrict(b, dst)
 }
 
+// bodyTooLarge answers a body over limit bytes, known from its
+// Content-Length before reading it (so the answer does not wait for a body
+// that may never come) or found while reading.
+func bodyTooLarge(limit int64) error {
+	return errorf(CodeTooLarge, "the request body is larger than %d bytes", limit)
+}
+
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return errorf(CodeTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+		return bodyTooLarge(mbe.Limit)
 	}
 	if errors.Is(err, io.EOF) {
 		return errorf(CodeInvalidRequest, "the request body must be JSON")
