@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -73,5 +74,62 @@ func TestEarlyAnswersFromServer(t *testing.T) {
 		if status != tc.want || took > time.Second {
 			t.Errorf("PUT %s (token %v): answer %q after %v, want %q within 1s", tc.target, tc.token != "", status, took, tc.want)
 		}
+	}
+}
+
+func TestHostFromRequests(t *testing.T) {
+	t.Parallel()
+	tcp := func(s string) net.Addr {
+		a, err := net.ResolveTCPAddr("tcp", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for _, tc := range []struct {
+		addr      string
+		publicURL string
+		presigned bool
+		want      bool
+	}{
+		{"127.0.0.1:8080", "", false, false},
+		{"127.0.0.2:8080", "", false, false},
+		{"[::1]:8080", "", false, false},
+		{"0.0.0.0:8080", "", false, true},
+		{"[::]:8080", "", false, true},
+		{"10.1.2.3:8080", "", false, true},
+		{"192.168.1.5:443", "", false, true},
+		{"0.0.0.0:8080", "https://api.example.com", false, false},
+		{"10.1.2.3:8080", "", true, false},
+	} {
+		cfg := &serverConfig{PublicURL: tc.publicURL, S3Presigned: tc.presigned}
+		if got := hostFromRequests(cfg, tcp(tc.addr)); got != tc.want {
+			t.Errorf("hostFromRequests(%s, public URL %q, presigned %v) = %v, want %v", tc.addr, tc.publicURL, tc.presigned, got, tc.want)
+		}
+	}
+}
+
+// TestPublicURLWarning: the server warns at start when it listens beyond
+// loopback without -public-url, and only then.
+func TestPublicURLWarning(t *testing.T) {
+	t.Parallel()
+	const warning = "listening beyond loopback without a public URL"
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-addr", "0.0.0.0:0"}, true},
+		{[]string{"-addr", "0.0.0.0:0", "-public-url", "https://files.example.com"}, false},
+		{nil, false}, // 127.0.0.1
+	} {
+		dataDir := filepath.Join(t.TempDir(), "cpod-data")
+		srv := startServer(t, dataDir, tc.args...)
+		// The warning comes before the listening record, which startServer
+		// waited for.
+		logs := srv.stderr.String()
+		if got := strings.Contains(logs, warning); got != tc.want {
+			t.Errorf("%v: warning logged %v, want %v:\n%s", tc.args, got, tc.want, logs)
+		}
+		srv.stop(t, syscall.SIGTERM)
 	}
 }

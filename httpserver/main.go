@@ -211,6 +211,9 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	if s.dir != nil && !s.cfg.embeddedS3() && s.cfg.URLSigningKey == "" {
 		s.log.Warn("the URL-signing key was taken from the data directory: every replica must use the same one; set CPOD_URL_SIGNING_KEY", "data_dir", s.cfg.DataDir)
 	}
+	if hostFromRequests(s.cfg, s.ln.Addr()) {
+		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
 	base := s.baseURL()
 	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
 
@@ -237,6 +240,23 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	}
 	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
 	_, _ = io.WriteString(stderr, b.String())
+}
+
+// hostFromRequests reports whether the server's signed URLs take their host
+// from request Host headers (no public URL, the server's own URLs rather
+// than S3 presigned ones) while it listens on an address other hosts can
+// reach: then a client, or anything between it and the server, chooses the
+// host of the URLs it is handed.
+func hostFromRequests(cfg *serverConfig, addr net.Addr) bool {
+	if cfg.PublicURL != "" || cfg.S3Presigned {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
