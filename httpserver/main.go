@@ -8,7 +8,7 @@
 // when the server stops). On first start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
-//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write
+//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write,storage.user.read,storage.user.write
 //
 // mints a bearer token signed with that secret. Flags and environment
 // variables select real S3, MongoDB, Redis and JWT verification instead; run
@@ -231,11 +231,11 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	if len(s.cfg.AdminTokens) == 0 {
 		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
 		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
-		fmt.Fprintf(&b, "      -d '{\"client_id\":\"app-demo\",\"name\":\"Demo\",\"declared_scopes\":[\"storage.private.read\",\"storage.private.write\"],\"app_type\":\"service\"}'\n\n")
+		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {
 		fmt.Fprintf(&b, "  Bearer token for an app and user (signed with %s):\n", shellQuote(s.dir.path+"/"+tokenSecretFile))
-		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write)\"\n", dirFlag)
+		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope %s)\"\n", dirFlag, demoScopes)
 		fmt.Fprintf(&b, "    curl -X PUT %s/v1/storage/kv/hello -H \"Authorization: Bearer $TOKEN\" -d '{\"value\":\"world\"}'\n\n", base)
 	}
 	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
@@ -258,6 +258,15 @@ func hostFromRequests(cfg *serverConfig, addr net.Addr) bool {
 	ip := net.ParseIP(host)
 	return ip == nil || !ip.IsLoopback()
 }
+
+// demoApp and demoScopes are the app the start-up how-to registers and the
+// scopes of the token it mints: the same as README.md's walk-through (steps
+// 1 and 2), which TestWalkthrough runs, so following either works, in any
+// order (registering twice answers 409 conflict).
+const (
+	demoApp    = `{"client_id":"app-demo","name":"Demo","declared_scopes":["storage.private.read","storage.private.write","storage.user.read","storage.user.write"],"app_type":"service"}`
+	demoScopes = "storage.private.read,storage.private.write,storage.user.read,storage.user.write"
+)
 
 // shellQuote quotes s for a POSIX shell when it needs it.
 func shellQuote(s string) string {
