@@ -121,10 +121,16 @@
 // int64), escapes and any field name, including "", names with '.' or a
 // leading '$'. A field name given twice in one object is 400 naming it. The
 // v field is for matching and ordering: objects keep their order with names
-// escaped ('%' to %25, '.' to %2E, NUL to %00, a leading '$' to %24, "" to
-// %), arrays become objects keyed "0", "1", ... (so a path segment may be an
+// escaped ('%' to %25, '.' to %2E, NUL to %00, a leading '$' to %24, a
+// leading or trailing white-space character to its %XX bytes, "" to %), so
+// a filter or sort on a name such as " a" or "a " works on FerretDB too;
+// arrays become objects keyed "0", "1", ... (so a path segment may be an
 // index, and no MongoDB array semantics apply), integer literals in the
-// int64 range are int64, other numbers float64 (clamped to ±MaxFloat64).
+// int64 range are int64, other numbers float64 (clamped to ±MaxFloat64),
+// and strings have NUL and U+0001 escaped in an order-preserving way
+// (FerretDB on PostgreSQL cannot store NUL). A value's structure is capped
+// (Limits.MaxDocumentNodes, MaxDocumentArrayItems, MaxDocumentObjectFields,
+// and MaxBatchNodes for a batch): over a cap is 413 before any backend call.
 //
 // Queries. A filter is equalities of dotted paths to scalars: numbers match
 // equal numbers of any spelling, null matches null and missing fields. A

@@ -102,6 +102,35 @@ type Limits struct {
 	MaxBatchOps      int   // ops in one batch; default 500
 	MaxQueryLimit    int   // items in one query page; default 1000
 	MaxListLimit     int   // items in one file listing page; default 1000
+
+	// The structure of a document's value is capped as well as its bytes:
+	// on FerretDB the cost of storing a value, and on FerretDB-SQLite of
+	// every later query on the documents collection (it decodes every
+	// document), grows with the JSON values it holds (a 1 MiB array holds
+	// 500k) and faster than that with the items of one array or object;
+	// FerretDB does not stop that work when BackendTimeout fires. A value
+	// over a cap is 413 too_large naming it, before any backend call. The
+	// defaults keep one write of a value at every cap at once to about
+	// 0.2 s and a batch at MaxBatchNodes to about 0.3-0.5 s, on FerretDB
+	// v1.24 over SQLite and PostgreSQL on a busy 2-core machine (see
+	// BenchmarkDocumentsValueShape), while arrays of a few thousand items
+	// and ordinary documents pass.
+	//
+	// MaxDocumentNodes caps the JSON values in one document value, each
+	// object, array, string, number, boolean and null counting one.
+	// Default 10000.
+	MaxDocumentNodes int
+	// MaxDocumentArrayItems caps the items of any one array in a value.
+	// Default 5000.
+	MaxDocumentArrayItems int
+	// MaxDocumentObjectFields caps the fields of any one object in a
+	// value. Default 1000.
+	MaxDocumentObjectFields int
+	// MaxBatchNodes caps the JSON values of all set values of one batch
+	// together (two values at MaxDocumentNodes, or 500 of 40); a batch
+	// over it is 413 too_large as a whole, before any backend call.
+	// Default 20000.
+	MaxBatchNodes int
 }
 
 func (l *Limits) setDefaults() {
@@ -115,6 +144,10 @@ func (l *Limits) setDefaults() {
 	}
 	def(&l.MaxDocumentSize, 1<<20)
 	def(&l.MaxDocumentDepth, 32)
+	def(&l.MaxDocumentNodes, 10000)
+	def(&l.MaxDocumentArrayItems, 5000)
+	def(&l.MaxDocumentObjectFields, 1000)
+	def(&l.MaxBatchNodes, 20000)
 	def(&l.MaxKVValueSize, 1<<20)
 	def(&l.MaxBatchOps, 500)
 	def(&l.MaxQueryLimit, 1000)
