@@ -41,3 +41,19 @@ func TestOpenAPIServed(t *testing.T) {
 	// Other methods are not routes.
 	wantStatus(t, do(t, srv, "PUT", "/v1/openapi.json", "", "{}"), http.StatusMethodNotAllowed, "invalid_request")
 }
+
+// TestOpenAPIEncodedSlash: a client generated from the document sends the
+// '/' of a file path or kv key as %2F (one path parameter); the engine reads
+// it as '/', the same file or key as the raw form.
+func TestOpenAPIEncodedSlash(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/files/docs%2Fr.txt", tok, "the report"), http.StatusOK, "")
+	r := do(t, srv, "GET", "/v1/storage/files/docs/r.txt", tok, nil)
+	wantStatus(t, r, http.StatusOK, "")
+	equal(t, "file", string(r.body), "the report")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/session%2Fabc", tok, map[string]any{"value": "v"}), http.StatusNoContent, "")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/session/abc", tok, nil), http.StatusOK, "")
+}
