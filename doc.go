@@ -8,7 +8,9 @@
 // isolated location; the scopes an app declared at registration cap what any
 // of its tokens can do. The HTTP wire contract (paths, JSON shapes, status
 // and error codes) is the one of the cpod SDK's storage chapter; the Go SDK
-// in package client speaks it.
+// in package client speaks it. openapi.json in the repository root (served
+// at GET /v1/openapi.json, see [OpenAPIDocument]) describes it for clients in
+// other languages; Config.CORSOrigins lets browser apps call it (cors.go).
 //
 // # Mounting
 //
@@ -162,5 +164,7 @@
 //		Scopes: []string{"storage.private.read", "storage.private.write"}})
 //
 // The same tests run against real servers when CPODTEST_REDIS_URL,
-// CPODTEST_MONGO_URI and CPODTEST_S3_URL are set.
+// CPODTEST_MONGO_URI and CPODTEST_S3_URL are set. Every exchange with a
+// cpodtest server is validated against openapi.json (see
+// cpodtest.WithContractCheck).
 package storage

@@ -73,6 +73,11 @@ type Config struct {
 	// notes in files.go. Default false.
 	S3PresignedURLs bool
 
+	// CORSOrigins are the origins allowed to call /v1/storage/... (signed
+	// URLs included) from a browser, such as "https://app.example.com";
+	// "*" allows any origin. See cors.go. Default none: no CORS headers.
+	CORSOrigins []string
+
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
 
@@ -165,6 +170,7 @@ type Engine struct {
 	adminTokens [][sha256.Size]byte
 	apps        *appRegistry
 	routes      []route
+	cors        *corsPolicy // nil without Config.CORSOrigins
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -237,6 +243,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := checkCORSOrigins(cfg.CORSOrigins); err != nil {
+		bad("Config.%s", err)
+	}
 	cfg.Limits.setDefaults()
 	v, err := newVerifier(cfg.Auth, cfg.Now)
 	if err != nil {
@@ -254,11 +263,13 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes,
 		route{"GET", "/healthz", e.handleHealthz},
 		route{"GET", "/readyz", e.handleReadyz},
+		route{method: "GET", pattern: "/v1/openapi.json", handle: e.handleOpenAPI},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.routes)
 	return e, nil
 }
 
@@ -336,6 +347,9 @@ func match(pattern, path string) (map[string]string, bool, error) {
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
 	w.Header().Set("X-Request-Id", c.reqID)
+	if e.cors != nil && e.cors.handle(w, r) {
+		return // a CORS preflight, answered
+	}
 	defer func() {
 		// A bug must not take the connection down without an answer, nor
 		// print a stack to the caller: it is a logged 500 internal.

@@ -142,6 +142,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		AdminTokens:     adminTokens,
 		SigningKey:      []byte(signingKey),
 		PublicURL:       cfg.PublicURL,
+		CORSOrigins:     cfg.CORSOrigins,
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
