@@ -33,7 +33,10 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Paths map[string]map[string]json.RawMessage
+		Paths      map[string]map[string]json.RawMessage
+		Components struct {
+			Parameters map[string]openAPIParam
+		}
 	}
 	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
 		t.Fatal(err)
@@ -43,12 +46,36 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 	// and the rest-of-path parameter's position.
 	documented := map[string]bool{}
 	restOfPath := map[string]bool{}
+	// The query parameters each operation documents, sorted and joined by
+	// '&' like a route pattern's declared names.
+	queryOf := map[string]string{}
+	queryNames := func(raws ...json.RawMessage) []string {
+		var names []string
+		for _, raw := range raws {
+			var ps []openAPIParam
+			_ = json.Unmarshal(raw, &ps)
+			for _, p := range ps {
+				if p.Ref != "" {
+					p = doc.Components.Parameters[p.Ref[strings.LastIndexByte(p.Ref, '/')+1:]]
+				}
+				if p.In == "query" {
+					names = append(names, p.Name)
+				}
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
 	for path, item := range doc.Paths {
 		norm := param.ReplaceAllString(path, "{}")
 		for m, raw := range item {
 			switch m {
 			case "get", "put", "post", "delete", "patch", "head", "options", "trace":
-				documented[strings.ToUpper(m)+" "+norm] = true
+				key := strings.ToUpper(m) + " " + norm
+				documented[key] = true
+				var op struct{ Parameters json.RawMessage }
+				_ = json.Unmarshal(raw, &op)
+				queryOf[key] = strings.Join(queryNames(item["parameters"], op.Parameters), "&")
 			case "x-cpod-rest-of-path":
 				var name string
 				_ = json.Unmarshal(raw, &name)
@@ -61,14 +88,25 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 	}
 	served := map[string]bool{}
 	for _, rt := range e.routes {
-		norm := param.ReplaceAllString(rt.pattern, "{}")
+		// A pattern declares its query parameters after '?' (see route).
+		pattern, declared, _ := strings.Cut(rt.pattern, "?")
+		names := strings.Split(declared, "&")
+		if declared == "" {
+			names = nil
+		}
+		slices.Sort(names)
+		norm := param.ReplaceAllString(pattern, "{}")
 		key := rt.method + " " + norm
 		served[key] = true
 		if !documented[key] {
-			t.Errorf("route %s %s is not in openapi.json", rt.method, rt.pattern)
+			t.Errorf("route %s %s is not in openapi.json", rt.method, pattern)
+			continue
 		}
-		if strings.HasSuffix(rt.pattern, "...}") != restOfPath[norm] {
-			t.Errorf("route %s: the engine takes the rest of the path = %v, openapi.json says %v", rt.pattern, strings.HasSuffix(rt.pattern, "...}"), restOfPath[norm])
+		if got := strings.Join(names, "&"); got != queryOf[key] {
+			t.Errorf("route %s %s takes the query parameters %q, openapi.json documents %q", rt.method, pattern, got, queryOf[key])
+		}
+		if strings.HasSuffix(pattern, "...}") != restOfPath[norm] {
+			t.Errorf("route %s: the engine takes the rest of the path = %v, openapi.json says %v", pattern, strings.HasSuffix(pattern, "...}"), restOfPath[norm])
 		}
 	}
 	for key := range documented {
@@ -79,4 +117,11 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 	if !slices.ContainsFunc(e.routes, func(r route) bool { return r.pattern == "/v1/openapi.json" }) {
 		t.Error("GET /v1/openapi.json is not routed")
 	}
+}
+
+// openAPIParam is a parameter object of openapi.json, or a $ref to one.
+type openAPIParam struct {
+	Ref  string `json:"$ref"`
+	Name string
+	In   string
 }

@@ -303,10 +303,11 @@ type call struct {
 	params map[string]string
 }
 
-// match reports whether the escaped path fits the pattern and returns its
-// decoded parameters. A parameter that is not valid percent-encoding fails
-// with invalid_request.
+// match reports whether the escaped path fits the pattern (its declared
+// query names aside) and returns its decoded parameters. A parameter that is
+// not valid percent-encoding fails with invalid_request.
 func match(pattern, path string) (map[string]string, bool, error) {
+	pattern, _, _ = strings.Cut(pattern, "?")
 	ps := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
 	xs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	params := map[string]string{}
@@ -363,8 +364,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	var allowed []string
 	for _, rt := range e.routes {
-		pattern, query, _ := strings.Cut(rt.pattern, "?")
-		params, ok, err := match(pattern, path)
+		params, ok, err := match(rt.pattern, path)
 		if !ok {
 			continue
 		}
@@ -373,7 +373,8 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err == nil {
-			if err = checkQuery(r.URL.RawQuery, query); err != nil && strings.HasPrefix(pattern, signedPath) {
+			_, query, _ := strings.Cut(rt.pattern, "?")
+			if err = checkQuery(r.URL.RawQuery, query); err != nil && strings.HasPrefix(rt.pattern, signedPath) {
 				err = signatureRefused(c)
 			}
 		}

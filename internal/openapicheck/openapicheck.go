@@ -151,6 +151,11 @@ func (c *Checker) Handler(next http.Handler, report func(error)) http.Handler {
 		var reqBody *capture
 		if route != nil && hasJSONBody(route.Operation) && r.Body != nil && r.Body != http.NoBody {
 			reqBody = &capture{}
+			// A shallow copy carries the tee: net/http answers an unread
+			// oversized body at once only while the server's own request
+			// keeps its own Body (it would otherwise read it to the end
+			// before replying), and the early-413 tests rely on that.
+			r = r.WithContext(r.Context())
 			r.Body = &teeBody{ReadCloser: r.Body, c: reqBody}
 		}
 		rec := &recorder{ResponseWriter: w}
