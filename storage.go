@@ -81,8 +81,19 @@ type Config struct {
 	BackendTimeout time.Duration
 	// AppCacheTTL is how long an app lookup is cached in process. A change to
 	// an app's declared scopes applies to issued tokens after at most this
-	// long. Default 500ms; at most 1s; negative disables the cache.
+	// long. Default 500ms; at most 1s; negative disables the cache (and
+	// AppStaleIfError with it). The cache is per process, at most 10000
+	// apps and 10000 unregistered client_ids, least recently used first out.
 	AppCacheTTL time.Duration
+	// AppStaleIfError keeps kv and files serving while MongoDB fails: when
+	// the registry lookup of an app fails (down, refused, no answer within
+	// BackendTimeout, error), the app as this process last found it is used
+	// for up to this long after that successful lookup, and meanwhile
+	// without waiting for MongoDB again. Never once a successful lookup found
+	// the app changed or gone; never for an app this process has not seen
+	// (those get 503). The cache is per process: each replica falls back on
+	// the apps it served itself. Default 5m; at most 1h; negative disables.
+	AppStaleIfError time.Duration
 
 	// Logger receives backend failures with the request id. Tokens and URL
 	// signatures are never logged. Default slog.Default().
@@ -197,6 +208,14 @@ func New(cfg Config) (*Engine, error) {
 	case cfg.AppCacheTTL < 0:
 		cfg.AppCacheTTL = 0
 	}
+	switch {
+	case cfg.AppStaleIfError == 0:
+		cfg.AppStaleIfError = 5 * time.Minute
+	case cfg.AppStaleIfError > time.Hour:
+		bad("Config.AppStaleIfError must be at most 1h")
+	case cfg.AppStaleIfError < 0:
+		cfg.AppStaleIfError = 0
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -215,7 +234,7 @@ func New(cfg Config) (*Engine, error) {
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
-	e.apps = &appRegistry{coll: cfg.Mongo.Collection(cfg.AppsCollection), ttl: cfg.AppCacheTTL, cache: map[string]cachedApp{}}
+	e.apps = newAppRegistry(cfg)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
 		route{"GET", "/healthz", e.handleHealthz},
