@@ -560,9 +560,13 @@ func (e *Engine) handleHealthz(c *call) error {
 }
 
 // handleReadyz answers 200 when all three backends answer, else 503 naming
-// the ones that did not (never their addresses).
+// the ones that did not (never their addresses). Each check is a real round
+// trip of the kind requests make, bounded by BackendTimeout, and they run
+// concurrently, so the answer comes within BackendTimeout: a query on the app
+// registry's collection (every request needs it; a proxy such as FerretDB
+// answers ping without its storage), a Redis GET, and the bucket's HEAD.
 func (e *Engine) handleReadyz(c *call) error {
-	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
 	checks := map[string]func() error{
 		"s3": func() error {
@@ -572,8 +576,14 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		"mongodb": func() error { return e.cfg.Mongo.Client().Ping(ctx, nil) },
-		"redis":   func() error { return e.cfg.Redis.Ping(ctx).Err() },
+		"mongodb": func() error { return e.apps.ping(ctx) },
+		"redis": func() error {
+			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		},
 	}
 	type res struct {
 		name string
@@ -584,15 +594,27 @@ func (e *Engine) handleReadyz(c *call) error {
 		go func() { ch <- res{name, f()} }()
 	}
 	status := map[string]string{}
+	for name := range checks {
+		status[name] = "unavailable"
+	}
 	ready := true
 	for range checks {
-		r := <-ch
-		status[r.name] = "ok"
+		var r res
+		select {
+		case r = <-ch:
+		case <-ctx.Done():
+			// A client that ignores its context must not hold the answer.
+			r = res{err: ctx.Err()}
+		}
 		if r.err != nil {
 			ready = false
-			status[r.name] = "unavailable"
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
+			if r.name == "" {
+				break
+			}
+			continue
 		}
+		status[r.name] = "ok"
 	}
 	if !ready {
 		c.w.Header().Set("Retry-After", "1")
