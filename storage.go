@@ -594,9 +594,6 @@ func (e *Engine) handleReadyz(c *call) error {
 		go func() { ch <- res{name, f()} }()
 	}
 	status := map[string]string{}
-	for name := range checks {
-		status[name] = "unavailable"
-	}
 	ready := true
 	for range checks {
 		var r res
@@ -604,17 +601,27 @@ func (e *Engine) handleReadyz(c *call) error {
 		case r = <-ch:
 		case <-ctx.Done():
 			// A client that ignores its context must not hold the answer.
-			r = res{err: ctx.Err()}
-		}
-		if r.err != nil {
-			ready = false
-			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
-			if r.name == "" {
-				break
+			select {
+			case r = <-ch:
+			case <-time.After(10 * time.Millisecond):
 			}
-			continue
+		}
+		if r.name == "" {
+			break
 		}
 		status[r.name] = "ok"
+		if r.err != nil {
+			ready = false
+			status[r.name] = "unavailable"
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
+		}
+	}
+	for name := range checks {
+		if status[name] == "" {
+			ready = false
+			status[name] = "unavailable"
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", name, "err", "no answer within the backend timeout")
+		}
 	}
 	if !ready {
 		c.w.Header().Set("Retry-After", "1")
