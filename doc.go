@@ -33,7 +33,9 @@
 // answer. Every [Config] field documents its default.
 //
 // The engine is stateless (but for a sub-second cache of app lookups, see
-// Config.AppCacheTTL), so any number of replicas can serve the same backends;
+// Config.AppCacheTTL, which also lets each replica keep serving the apps it
+// served recently while MongoDB fails, see Config.AppStaleIfError), so any
+// number of replicas can serve the same backends;
 // scale-out is the backends' job: S3, a MongoDB replica set or sharded
 // cluster (see # Documents layout), Redis Cluster (every key the engine
 // writes carries a hash tag, see kv.go).

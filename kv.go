@@ -30,17 +30,18 @@ func (e *Engine) kvRoutes() []route {
 const (
 	maxKVKey = 512
 	maxKVTTL = 365 * 24 * 60 * 60 // one year, in seconds
-	// incrDedupTTL is how long the result of one increment is remembered
-	// under its request nonce, so a retry of the same command (go-redis
-	// retries on network errors) returns it instead of counting again.
-	incrDedupTTL = 120
+	// incrNoncesPerGeneration caps each of a counter's two nonce hashes
+	// (see incrScript): a counter keeps at most twice this many nonces,
+	// whatever the rate of increments.
+	incrNoncesPerGeneration = 256
 )
 
 // kvKey authorizes the call and returns the Redis key of the request's kv
 // key. A user key maps to RedisKeyPrefix + "{" + location + key + "}": the
 // braces make it a Redis Cluster hash tag, so the key and its increment
 // nonces (see incrScript) always share a slot; the mapping is injective
-// because the closing brace is always last.
+// because the closing brace is always last, and no user key collides with
+// the nonce keys, which end with ":nonces" or ":nonces:prev".
 func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	id, tier, err := e.authorizeCall(c, a)
 	if err != nil {
@@ -212,19 +213,36 @@ func (e *Engine) handleKVHead(c *call) error {
 	return nil
 }
 
-// incrScript increments KEYS[1] by ARGV[1] at most once per nonce: the result
-// is remembered under KEYS[2] (the nonce key, in the same hash slot) for
-// incrDedupTTL seconds, so when go-redis resends the script after a lost
-// reply the second run returns the first result instead of counting twice.
+// incrScript increments KEYS[1] by ARGV[1] at most once per nonce ARGV[2].
+// go-redis resends a command whose reply was lost (the connection dropped
+// after Redis ran it); the resend must return the first result instead of
+// counting twice. So the script remembers the result of each nonce in a
+// hash next to the counter, in the same hash slot: KEYS[2], the current
+// generation, holds at most ARGV[3] nonces; when full it becomes KEYS[3],
+// the previous generation (RENAME drops the one before), and a new one
+// starts. Both expire ARGV[4] milliseconds after their last write. So a
+// counter costs at most two extra keys and 2*ARGV[3] nonces however fast it
+// is incremented, and nothing once it has been idle for ARGV[4] ms.
+//
+// A nonce is remembered for at least ARGV[4] ms (go-redis resends within
+// the call's context, bounded by BackendTimeout, which ARGV[4] exceeds) and
+// for at least ARGV[3] later increments of the same counter: a resend that
+// comes after more increments than that may count twice.
+//
 // The value travels as a string: Lua numbers are doubles and would round
 // integers above 2^53.
 var incrScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[2])
+local done = redis.call('HGET', KEYS[2], ARGV[2])
+if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
 if done then return done end
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return r end
 local v = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[2], v, 'EX', tonumber(ARGV[2]))
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+end
+redis.call('HSET', KEYS[2], ARGV[2], v)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return v
 `)
 
@@ -247,23 +265,35 @@ func (e *Engine) handleKVIncr(c *call) error {
 		}
 		by = n
 	}
-	var nonce [16]byte
+	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	res, err := incrScript.Run(ctx, e.cfg.Redis,
-		[]string{k, k + ":incr:" + hex.EncodeToString(nonce[:])},
-		strconv.FormatInt(by, 10), incrDedupTTL).Text()
+	n, err := e.incr(ctx, k, by, hex.EncodeToString(nonce[:]))
 	if err != nil {
-		return kvBackendError("incrby", err)
-	}
-	n, err := strconv.ParseInt(res, 10, 64)
-	if err != nil {
-		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+		return err
 	}
 	return c.json(http.StatusOK, struct {
 		Value int64 `json:"value"`
 	}{n})
+}
+
+// incr runs incrScript on the Redis key k with the request's nonce: 64
+// random bits, unique among the at most 2*incrNoncesPerGeneration nonces a
+// counter remembers.
+func (e *Engine) incr(ctx context.Context, k string, by int64, nonce string) (int64, error) {
+	keep := e.cfg.BackendTimeout + time.Second
+	res, err := incrScript.Run(ctx, e.cfg.Redis,
+		[]string{k, k + ":nonces", k + ":nonces:prev"},
+		strconv.FormatInt(by, 10), nonce, incrNoncesPerGeneration, keep.Milliseconds()).Text()
+	if err != nil {
+		return 0, kvBackendError("incrby", err)
+	}
+	n, err := strconv.ParseInt(res, 10, 64)
+	if err != nil {
+		return 0, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	return n, nil
 }
 
 func (e *Engine) handleKVDel(c *call) error {

@@ -87,8 +87,19 @@ type Config struct {
 	BackendTimeout time.Duration
 	// AppCacheTTL is how long an app lookup is cached in process. A change to
 	// an app's declared scopes applies to issued tokens after at most this
-	// long. Default 500ms; at most 1s; negative disables the cache.
+	// long. Default 500ms; at most 1s; negative disables the cache (and
+	// AppStaleIfError with it). The cache is per process, at most 10000
+	// apps and 10000 unregistered client_ids, least recently used first out.
 	AppCacheTTL time.Duration
+	// AppStaleIfError keeps kv and files serving while MongoDB fails: when
+	// the registry lookup of an app fails (down, refused, no answer within
+	// BackendTimeout, error), the app as this process last found it is used
+	// for up to this long after that successful lookup, and meanwhile
+	// without waiting for MongoDB again. Never once a successful lookup found
+	// the app changed or gone; never for an app this process has not seen
+	// (those get 503). The cache is per process: each replica falls back on
+	// the apps it served itself. Default 5m; at most 1h; negative disables.
+	AppStaleIfError time.Duration
 
 	// Logger receives backend failures with the request id. Tokens and URL
 	// signatures are never logged. Default slog.Default().
@@ -237,6 +248,14 @@ func New(cfg Config) (*Engine, error) {
 	case cfg.AppCacheTTL < 0:
 		cfg.AppCacheTTL = 0
 	}
+	switch {
+	case cfg.AppStaleIfError == 0:
+		cfg.AppStaleIfError = 5 * time.Minute
+	case cfg.AppStaleIfError > time.Hour:
+		bad("Config.AppStaleIfError must be at most 1h")
+	case cfg.AppStaleIfError < 0:
+		cfg.AppStaleIfError = 0
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -258,7 +277,7 @@ func New(cfg Config) (*Engine, error) {
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
-	e.apps = &appRegistry{coll: cfg.Mongo.Collection(cfg.AppsCollection), ttl: cfg.AppCacheTTL, cache: map[string]cachedApp{}}
+	e.apps = newAppRegistry(cfg)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
 		route{"GET", "/healthz", e.handleHealthz},
@@ -687,9 +706,13 @@ func (e *Engine) handleHealthz(c *call) error {
 }
 
 // handleReadyz answers 200 when all three backends answer, else 503 naming
-// the ones that did not (never their addresses).
+// the ones that did not (never their addresses). Each check is a real round
+// trip of the kind requests make, bounded by BackendTimeout, and they run
+// concurrently, so the answer comes within BackendTimeout: a query on the app
+// registry's collection (every request needs it; a proxy such as FerretDB
+// answers ping without its storage), a Redis GET, and the bucket's HEAD.
 func (e *Engine) handleReadyz(c *call) error {
-	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
 	checks := map[string]func() error{
 		"s3": func() error {
@@ -699,8 +722,14 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		"mongodb": func() error { return e.cfg.Mongo.Client().Ping(ctx, nil) },
-		"redis":   func() error { return e.cfg.Redis.Ping(ctx).Err() },
+		"mongodb": func() error { return e.apps.ping(ctx) },
+		"redis": func() error {
+			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		},
 	}
 	type res struct {
 		name string
@@ -713,12 +742,31 @@ func (e *Engine) handleReadyz(c *call) error {
 	status := map[string]string{}
 	ready := true
 	for range checks {
-		r := <-ch
+		var r res
+		select {
+		case r = <-ch:
+		case <-ctx.Done():
+			// A client that ignores its context must not hold the answer.
+			select {
+			case r = <-ch:
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if r.name == "" {
+			break
+		}
 		status[r.name] = "ok"
 		if r.err != nil {
 			ready = false
 			status[r.name] = "unavailable"
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
+		}
+	}
+	for name := range checks {
+		if status[name] == "" {
+			ready = false
+			status[name] = "unavailable"
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", name, "err", "no answer within the backend timeout")
 		}
 	}
 	if !ready {
