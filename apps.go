@@ -91,7 +91,7 @@ func validateAppText(field, s string) error {
 // exists already is ErrConflict; an unknown scope name is ErrInvalidScope.
 func (e *Engine) RegisterApp(ctx context.Context, app App) (App, error) {
 	if !validID(app.ClientID) {
-		return App{}, errorf(CodeInvalidRequest, "client_id must be 1 to 128 printable ASCII characters without '/' or '\\', and not '.' or '..'")
+		return App{}, errorf(CodeInvalidRequest, "client_id must be 1 to 128 printable ASCII characters without '/', '\\' or '%%', and not '.' or '..'")
 	}
 	scopes, err := validateScopes(app.DeclaredScopes)
 	if err != nil {

@@ -460,11 +460,15 @@ func escapeName(s string) string {
 // once compacted (the body may carry as much again in whitespace).
 func (d *documents) readValue(c *call) (docValue, error) {
 	limit := int64(d.e.cfg.Limits.MaxDocumentSize)
+	tooLarge := errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
+	if c.r.ContentLength > 2*limit+4096 {
+		return docValue{}, tooLarge // answered at once, without waiting for the body
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 2*limit+4096))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return docValue{}, errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
+			return docValue{}, tooLarge
 		}
 		return docValue{}, errorf(CodeInvalidRequest, "the request body could not be read")
 	}

@@ -390,6 +390,7 @@ func TestEarlyAnswersLibrary(t *testing.T) {
 		{"PUT", "/v1/storage/files/big.bin", tok, "HTTP/1.1 413 Request Entity Too Large"},
 		{"PUT", "/v1/storage/files/big.bin", "", "HTTP/1.1 401 Unauthorized"},
 		{"PUT", "/v1/storage/kv/k", tok, "HTTP/1.1 413 Request Entity Too Large"},
+		{"PUT", "/v1/storage/db/c/k", tok, "HTTP/1.1 413 Request Entity Too Large"},
 		{"POST", "/v1/storage/kv/k", tok, "HTTP/1.1 413 Request Entity Too Large"},
 		{"POST", "/v1/storage/db/c/query", tok, "HTTP/1.1 413 Request Entity Too Large"},
 		{"POST", "/v1/storage/db/c/batch", tok, "HTTP/1.1 413 Request Entity Too Large"},
