@@ -19,13 +19,14 @@ export class Db {
   }
 
   /**
-   * collection returns a handle on the collection name; it sends nothing.
+   * collection returns a handle on the collection name; it sends nothing,
+   * and a name that cannot be sent makes each call reject, not this one.
    * @param {string} name
    * @param {TierOptions} [options]
    * @returns {Collection}
    */
   collection(name, options = {}) {
-    return new Collection(this.#t, escapeSegment('collection name', name), options.tier);
+    return new Collection(this.#t, name, options.tier);
   }
 }
 
@@ -34,19 +35,24 @@ export class Collection {
   /** @type {Transport} */
   #t;
   /** @type {string} */
-  #path;
+  #name;
   /** @type {Tier | undefined} */
   #tier;
 
   /**
    * @param {Transport} t
-   * @param {string} escapedName
+   * @param {string} name
    * @param {Tier | undefined} tier
    */
-  constructor(t, escapedName, tier) {
+  constructor(t, name, tier) {
     this.#t = t;
-    this.#path = '/v1/storage/db/' + escapedName;
+    this.#name = name;
     this.#tier = tier;
+  }
+
+  /** The escaped path of the collection, or a CpodError for a name that cannot be sent. */
+  get #path() {
+    return '/v1/storage/db/' + escapeSegment('collection name', this.#name);
   }
 
   /** @param {string} key */
@@ -101,12 +107,13 @@ export class Collection {
    * @param {QueryOptions} [q]
    */
   async query(q = {}) {
+    const path = this.#path + '/query';
     const parts = [];
     if (q.filter !== undefined) parts.push('"filter":' + JSON.stringify(q.filter));
     if (q.sort !== undefined) parts.push('"sort":' + sortJSON(q.sort));
     if (q.limit !== undefined) parts.push('"limit":' + JSON.stringify(q.limit));
     if (q.cursor) parts.push('"cursor":' + JSON.stringify(q.cursor));
-    const res = await this.#t.request('POST', this.#path + '/query', {
+    const res = await this.#t.request('POST', path, {
       query: { tier: this.#tier },
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: '{' + parts.join(',') + '}',
@@ -121,11 +128,12 @@ export class Collection {
    * @param {{signal?: AbortSignal}} [options]
    */
   async batch(ops, options = {}) {
+    const path = this.#path + '/batch';
     if (!Array.isArray(ops)) throw localError('batch takes an array of operations');
     const wire = ops.map((op) =>
       op && op.op === 'delete' ? { op: 'delete', key: op.key } : { op: op?.op, key: op?.key, value: op?.value },
     );
-    const out = await this.#t.json('POST', this.#path + '/batch', {
+    const out = await this.#t.json('POST', path, {
       query: { tier: this.#tier },
       json: { ops: wire },
       signal: options.signal,
