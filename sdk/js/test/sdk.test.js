@@ -398,3 +398,22 @@ describe('client', () => {
     assert.throws(() => new CpodClient({ baseUrl: 'http://x', token: 42 }), TypeError);
   });
 });
+
+describe('package', () => {
+  test('ESM with types and no runtime dependencies; the sources import nothing outside src/', async () => {
+    const { readFileSync, readdirSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    assert.equal(pkg.name, '@cpod/sdk');
+    assert.equal(pkg.type, 'module');
+    assert.equal(pkg.dependencies, undefined);
+    assert.equal(pkg.peerDependencies, undefined);
+    assert.equal(pkg.exports['.'].types, './index.d.ts');
+    const src = new URL('../src/', import.meta.url);
+    for (const f of readdirSync(src)) {
+      const code = readFileSync(new URL(f, src), 'utf8');
+      for (const [, spec] of code.matchAll(/^\s*(?:import|export)\s[^'"]*from\s+['"]([^'"]+)['"]/gm)) {
+        assert.match(spec, /^\.\/[\w-]+\.js$/, `${f} imports ${spec}`);
+      }
+    }
+  });
+});
