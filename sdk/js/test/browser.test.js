@@ -47,7 +47,10 @@ let browser;
 
 after(async () => {
   await browser?.close();
-  for (const p of pages) p.close();
+  for (const p of pages) {
+    p.closeAllConnections();
+    p.close();
+  }
   await srv?.stop();
 });
 

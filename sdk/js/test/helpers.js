@@ -61,6 +61,9 @@ export async function startServer(args = []) {
     env: childEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Should this process die without stopping it, the server goes too.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
   let log = '';
   const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
   const addr = await new Promise((resolveAddr, reject) => {
@@ -120,6 +123,7 @@ export async function startServer(args = []) {
         await exited;
         clearTimeout(t);
       }
+      process.removeListener('exit', reap);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
