@@ -467,28 +467,32 @@ func (h *roundTrips) take() (int, []string) {
 	return n, names
 }
 
-// TestKVOneRoundTrip: every kv call sends Redis exactly one command in one
-// round trip, never a MULTI/EXEC transaction (a GET used to send MULTI, GET,
-// PTTL, EXEC). Each call runs twice: the first use of a script on a Redis
-// may take a second round trip (EVALSHA answered NOSCRIPT, then EVAL), the
-// second must take one.
+// TestKVOneRoundTrip: every kv call takes Redis exactly one round trip,
+// never a MULTI/EXEC transaction (a GET used to send MULTI, GET, PTTL,
+// EXEC); a GET sends GET and PTTL pipelined, every other call one command.
+// Each call runs twice: the first use of a script on a Redis may take a
+// second round trip (EVALSHA answered NOSCRIPT, then EVAL), the second must
+// take one.
 func TestKVOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	srv, tok := kvServer(t)
 	hook := &roundTrips{}
 	srv.Redis.AddHook(hook)
-	calls := []struct{ name, method, path, body string }{
-		{"set", "PUT", "k", `{"value":"v","ttl":60}`},
-		{"get", "GET", "k", ""},
-		{"head", "HEAD", "k", ""},
-		{"set ifValue", "PUT", "k", `{"value":"v","ttl":60,"ifValue":"v"}`},
-		{"expire", "PATCH", "k", `{"ttl":90}`},
-		{"persist", "PATCH", "k", `{"ttl":null}`},
-		{"get missing", "GET", "missing", ""},
-		{"incr", "POST", "c", `{"by":2}`},
-		{"delete ifValue refused", "DELETE", "k", `{"ifValue":"w"}`},
-		{"set ifAbsent refused", "PUT", "k", `{"value":"w","ifAbsent":true}`},
-		{"delete", "DELETE", "c", ""},
+	calls := []struct {
+		name, method, path, body string
+		commands                 int
+	}{
+		{"set", "PUT", "k", `{"value":"v","ttl":60}`, 1},
+		{"get", "GET", "k", "", 2},
+		{"head", "HEAD", "k", "", 1},
+		{"set ifValue", "PUT", "k", `{"value":"v","ttl":60,"ifValue":"v"}`, 1},
+		{"expire", "PATCH", "k", `{"ttl":90}`, 1},
+		{"persist", "PATCH", "k", `{"ttl":null}`, 1},
+		{"get missing", "GET", "missing", "", 2},
+		{"incr", "POST", "c", `{"by":2}`, 1},
+		{"delete ifValue refused", "DELETE", "k", `{"ifValue":"w"}`, 1},
+		{"set ifAbsent refused", "PUT", "k", `{"value":"w","ifAbsent":true}`, 1},
+		{"delete", "DELETE", "c", "", 1},
 	}
 	for _, tc := range calls {
 		for i := range 2 {
@@ -498,8 +502,8 @@ func TestKVOneRoundTrip(t *testing.T) {
 				t.Fatalf("%s: %d %s", tc.name, r.status, r.body)
 			}
 			trips, names := hook.take()
-			if i == 1 && (trips != 1 || len(names) != 1) {
-				t.Errorf("%s: %d round trips, commands %q; want one command in one round trip", tc.name, trips, names)
+			if i == 1 && (trips != 1 || len(names) != tc.commands) {
+				t.Errorf("%s: %d round trips, commands %q; want %d command(s) in one round trip", tc.name, trips, names, tc.commands)
 			}
 			for _, n := range names {
 				if n == "multi" || n == "exec" {
@@ -508,4 +512,32 @@ func TestKVOneRoundTrip(t *testing.T) {
 			}
 		}
 	}
+}
+
+// goneAfterGet makes the PTTL of a pipelined GET and PTTL answer -2, as
+// when the key expires or is deleted between the two commands.
+type goneAfterGet struct{}
+
+func (goneAfterGet) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (goneAfterGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (goneAfterGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) == 2 && cmds[0].Name() == "get" {
+			if pttl, ok := cmds[1].(*redis.DurationCmd); ok {
+				pttl.SetVal(-2)
+			}
+		}
+		return err
+	}
+}
+
+// TestKVGetGoneBetween: a key that vanishes between the GET and the PTTL of
+// one kv GET answers 404, never its value with ttl -1 ("no expiry").
+func TestKVGetGoneBetween(t *testing.T) {
+	t.Parallel()
+	srv, tok := kvServer(t)
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"v","ttl":1}`), 204, "")
+	srv.Redis.AddHook(goneAfterGet{})
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", tok, nil), 404, "not_found")
 }
