@@ -63,6 +63,9 @@ func BenchmarkKVGet(b *testing.B) {
 // MULTI (one round trip, two commands: what a kv GET sends now), and a Lua
 // script (one round trip, one command, strictly atomic, but the slowest on
 // both miniredis, which builds a Lua state per call, and a real Redis).
+// Redis' own time per kv GET (INFO commandstats, Redis 7.0.15, 60000 calls
+// each): pipeline 0.37 µs (GET 0.17 + PTTL 0.20), MULTI/EXEC 0.59 µs
+// (MULTI 0.05 + EXEC 0.54, which includes GET and PTTL), script 1.80 µs.
 func BenchmarkKVGetRedis(b *testing.B) {
 	srv, tok := benchServer(b)
 	benchRequest(b, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"a value of some thirty bytes.","ttl":3600}`, 204)

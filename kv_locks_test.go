@@ -364,6 +364,36 @@ func TestKVLockRace(t *testing.T) {
 	}
 }
 
+// TestKVLockRecipe follows README's lock recipe through an expiry: a holder
+// whose lock expired and was taken can neither refresh nor release the new
+// holder's lock.
+func TestKVLockRecipe(t *testing.T) {
+	t.Parallel()
+	srv, tok := kvServer(t)
+	acquire := func(id string) resp {
+		return do(t, srv, "PUT", "/v1/storage/kv/lock:report", tok, map[string]any{"value": id, "ttl": 1, "ifAbsent": true})
+	}
+	refresh := func(id string) resp {
+		return do(t, srv, "PUT", "/v1/storage/kv/lock:report", tok, map[string]any{"value": id, "ttl": 1, "ifValue": id})
+	}
+	release := func(id string) resp {
+		return do(t, srv, "DELETE", "/v1/storage/kv/lock:report", tok, map[string]any{"ifValue": id})
+	}
+	wantStatus(t, acquire("A"), 204, "")
+	wantStatus(t, acquire("B"), 412, "conflict")
+	wantStatus(t, refresh("B"), 412, "conflict")
+	wantStatus(t, release("B"), 412, "conflict")
+	wantStatus(t, refresh("A"), 204, "")
+	equal(t, "A's lock", kvGet(t, srv, tok, "lock:report"), kvState{true, "A", 1})
+	advance(srv, 1100*time.Millisecond) // A stalls past its TTL
+	wantStatus(t, acquire("B"), 204, "")
+	wantStatus(t, refresh("A"), 412, "conflict")
+	wantStatus(t, release("A"), 412, "conflict")
+	equal(t, "B's lock", kvGet(t, srv, tok, "lock:report"), kvState{true, "B", 1})
+	wantStatus(t, release("B"), 204, "")
+	wantStatus(t, acquire("A"), 204, "")
+}
+
 // TestKVCompareAndSetRace: writers increment a counter held as text with a
 // read/compare-and-set loop. Were the compare and the set not one atomic
 // step, two writers would both succeed over the same value and lose an
