@@ -93,7 +93,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"/v1/storage/files?prefix=docs/", "GET", []string{"GET"}},
 		{"/v1/storage/signed-urls", "POST", []string{"POST"}},
 		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
-		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "POST", "PUT"}},
+		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
 		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PUT"}},
 		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "POST", "PUT"}}, // a document named "batch" too
 	}
@@ -130,7 +130,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"other scheme", "/v1/storage/kv/k", "http://app.example.com", "PUT", ""},
 		{"other port", "/v1/storage/kv/k", appOrigin + ":8443", "PUT", ""},
 		{"null origin", "/v1/storage/kv/k", "null", "PUT", ""},
-		{"method of no route", "/v1/storage/kv/k", appOrigin, "PATCH", ""},
+		{"method of no route", "/v1/storage/files/r.txt", appOrigin, "PATCH", ""},
 		{"method of another route", "/v1/storage/files", appOrigin, "PUT", ""},
 		{"header the API does not read", "/v1/storage/kv/k", appOrigin, "PUT", "authorization,x-forwarded-host"},
 	}

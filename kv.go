@@ -24,6 +24,7 @@ func (e *Engine) kvRoutes() []route {
 		{"HEAD", "/v1/storage/kv/{key...}?tier", e.handleKVHead},
 		{"POST", "/v1/storage/kv/{key...}?tier", e.handleKVIncr},
 		{"DELETE", "/v1/storage/kv/{key...}?tier", e.handleKVDel},
+		{"PATCH", "/v1/storage/kv/{key...}?tier", e.handleKVExpire},
 	}
 }
 
@@ -85,17 +86,27 @@ func kvBackendError(op string, err error) error {
 	return backendError("redis "+op, err)
 }
 
+// handleKVSet stores a value, replacing the value and the TTL there: the
+// key keeps no earlier TTL, it gets the request's ttl or none. A condition
+// ("ifAbsent": true, or "ifValue": the current value) makes the check and the
+// write one atomic Redis command (SET NX, or setIfScript); when it does not
+// hold the answer is 412 conflict and nothing is written. A conditional set
+// is a set: it also replaces the TTL, so a lock holder that refreshes its
+// lock with ifValue sends the ttl again.
 func (e *Engine) handleKVSet(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
 		return err
 	}
 	var body struct {
-		Value json.RawMessage `json:"value"`
-		TTL   json.RawMessage `json:"ttl"`
+		Value    json.RawMessage `json:"value"`
+		TTL      json.RawMessage `json:"ttl"`
+		IfAbsent json.RawMessage `json:"ifAbsent"`
+		IfValue  json.RawMessage `json:"ifValue"`
 	}
-	// A JSON string can take up to 6 body bytes per stored byte (\u0000).
-	if err := decodeJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
+	// A JSON string can take up to 6 body bytes per stored byte (\u0000),
+	// and value and ifValue can each be a whole value.
+	if err := decodeJSON(c, 12*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
 		return err
 	}
 	if len(body.Value) == 0 {
@@ -124,14 +135,107 @@ func (e *Engine) handleKVSet(c *call) error {
 		}
 		ttl = time.Duration(n) * time.Second
 	}
+	ifAbsent := false
+	if body.IfAbsent != nil {
+		if err := json.Unmarshal(body.IfAbsent, &ifAbsent); err != nil || string(body.IfAbsent) == "null" {
+			return errorf(CodeInvalidRequest, "ifAbsent must be true or false")
+		}
+	}
+	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
+	if err != nil {
+		return err
+	}
+	if ifAbsent && hasIfValue {
+		return errorf(CodeInvalidRequest, "ifAbsent and ifValue cannot be used together")
+	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
-		return kvBackendError("set", err)
+	switch {
+	case ifAbsent:
+		ok, err := e.cfg.Redis.SetNX(ctx, k, value, ttl).Result()
+		if err != nil {
+			return kvBackendError("set", err)
+		}
+		if !ok {
+			return kvConditionFailed("the key already exists; nothing was written")
+		}
+	case hasIfValue:
+		if len(ifValue) > e.cfg.Limits.MaxKVValueSize {
+			// No stored value is that long: the condition cannot hold.
+			return kvConditionFailed(ifValueFailed)
+		}
+		n, err := setIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue, value, ttl.Milliseconds()).Int64()
+		if err != nil {
+			return kvBackendError("set", err)
+		}
+		if n != 1 {
+			return kvConditionFailed(ifValueFailed)
+		}
+	default:
+		if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
+			return kvBackendError("set", err)
+		}
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// kvConditionFailed answers a conditional set or delete whose condition does
+// not hold: 412 with the code conflict.
+func kvConditionFailed(msg string) error {
+	return withStatus(errorf(CodeConflict, "%s", msg), http.StatusPreconditionFailed)
+}
+
+const ifValueFailed = "the key is missing or its value differs from ifValue; nothing was written"
+
+// kvIfValue reads an optional "ifValue": it must be a JSON string, the
+// stored text to compare with byte for byte (what GET answers: a value set
+// from other JSON is stored as its compact text). null is refused rather
+// than read as "no condition", so that a client passing a missing value
+// never overwrites unconditionally; ifAbsent is the condition for a missing
+// key.
+func kvIfValue(raw json.RawMessage) (string, bool, error) {
+	if raw == nil {
+		return "", false, nil
+	}
+	var s string
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false, errorf(CodeInvalidRequest, "ifValue must be a JSON string: the current value as GET returns it (use ifAbsent for a missing key)")
+	}
+	return s, true, nil
+}
+
+// setIfScript sets KEYS[1] to ARGV[2] only when it holds exactly ARGV[1],
+// with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
+// plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
+// reads as false, which equals no string. One key, so it runs on Redis
+// Cluster as well.
+var setIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+`)
+
+// delIfScript deletes KEYS[1] only when it holds exactly ARGV[1]; it
+// answers 1 when it deleted, 0 otherwise.
+var delIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// persistScript removes the TTL of KEYS[1]; it answers 0 when the key is
+// missing, 1 otherwise (PERSIST alone answers 0 for a key without a TTL
+// too).
+var persistScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+`)
 
 // parseInt64 accepts a JSON integer literal in the int64 range: no string,
 // fraction or exponent.
@@ -170,10 +274,16 @@ func (e *Engine) handleKVGet(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
+	// GET and PTTL in one pipeline: one round trip, no MULTI/EXEC (which
+	// added two commands), and no script (a Lua call costs more than both
+	// commands, see BenchmarkKVGetRedis). Redis runs the commands that one
+	// connection sends together back to back, and both keys are the same, so
+	// on Cluster too they reach one node at once. Should the key expire or
+	// be deleted between the two, PTTL says -2 and the answer is 404, as it
+	// would be a moment later.
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
-	// One MULTI/EXEC, so value and ttl describe the same moment.
-	_, err = e.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = e.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		get = p.Get(ctx, k)
 		pttl = p.PTTL(ctx, k)
 		return nil
@@ -185,7 +295,10 @@ func (e *Engine) handleKVGet(c *call) error {
 		return kvBackendError("get", err)
 	}
 	ttl := int64(-1)
-	if d := pttl.Val(); d > 0 {
+	switch d := pttl.Val(); {
+	case d == -2: // gone since the GET (go-redis keeps Redis' raw -2 and -1)
+		return errorf(CodeNotFound, "no such key")
+	case d > 0:
 		ttl = ttlSeconds(d)
 	}
 	return c.json(http.StatusOK, struct {
@@ -296,15 +409,88 @@ func (e *Engine) incr(ctx context.Context, k string, by int64, nonce string) (in
 	return n, nil
 }
 
+// handleKVDel deletes a key; 204 also when it was missing. A body
+// {"ifValue": "<string>"} deletes only when the key holds exactly that value,
+// in one atomic script (delIfScript); a missing key or another value is 412
+// conflict. An empty body, or {}, is a plain delete.
 func (e *Engine) handleKVDel(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
 		return err
 	}
+	var body struct {
+		IfValue json.RawMessage `json:"ifValue"`
+	}
+	if err := decodeOptionalJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
+		return err
+	}
+	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
+	if hasIfValue {
+		if len(ifValue) > e.cfg.Limits.MaxKVValueSize {
+			return kvConditionFailed(ifValueFailed)
+		}
+		n, err := delIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue).Int64()
+		if err != nil {
+			return kvBackendError("del", err)
+		}
+		if n != 1 {
+			return kvConditionFailed(ifValueFailed)
+		}
+	} else if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
 		return kvBackendError("del", err)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleKVExpire answers PATCH {"ttl": <seconds> | null}: it sets the TTL of
+// an existing key (EXPIRE) or removes it (null, persistScript), keeping the
+// value, in one command; 404 when the key is missing.
+func (e *Engine) handleKVExpire(c *call) error {
+	k, err := e.kvKey(c, Write)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		TTL json.RawMessage `json:"ttl"`
+	}
+	if err := decodeJSON(c, 4096, &body); err != nil {
+		return err
+	}
+	if body.TTL == nil {
+		return errorf(CodeInvalidRequest, "ttl is required: seconds from 1 to %d, or null to remove the TTL", maxKVTTL)
+	}
+	persist := string(body.TTL) == "null"
+	var ttl int64
+	if !persist {
+		n, err := parseInt64(body.TTL)
+		if err != nil || n < 1 || n > maxKVTTL {
+			return errorf(CodeInvalidRequest, "ttl must be a whole number of seconds from 1 to %d, or null", maxKVTTL)
+		}
+		ttl = n
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	var found bool
+	if persist {
+		n, err := persistScript.Run(ctx, e.cfg.Redis, []string{k}).Int64()
+		if err != nil {
+			return kvBackendError("persist", err)
+		}
+		found = n == 1
+	} else {
+		found, err = e.cfg.Redis.Expire(ctx, k, time.Duration(ttl)*time.Second).Result()
+		if err != nil {
+			return kvBackendError("expire", err)
+		}
+	}
+	if !found {
+		return errorf(CodeNotFound, "no such key")
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil

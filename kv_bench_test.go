@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cpod/storage/cpodtest"
 )
 
@@ -54,6 +56,64 @@ func BenchmarkKVGet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkKVGetRedis compares, on the Redis side alone, the ways to read a
+// value and its TTL: a plain GET (the floor, without the TTL), MULTI/GET/
+// PTTL/EXEC (what a kv GET sent before), GET and PTTL pipelined without
+// MULTI (one round trip, two commands: what a kv GET sends now), and a Lua
+// script (one round trip, one command, strictly atomic, but the slowest on
+// both miniredis, which builds a Lua state per call, and a real Redis).
+// Redis' own time per kv GET (INFO commandstats, Redis 7.0.15, 60000 calls
+// each): pipeline 0.37 µs (GET 0.17 + PTTL 0.20), MULTI/EXEC 0.59 µs
+// (MULTI 0.05 + EXEC 0.54, which includes GET and PTTL), script 1.80 µs.
+func BenchmarkKVGetRedis(b *testing.B) {
+	srv, tok := benchServer(b)
+	benchRequest(b, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"a value of some thirty bytes.","ttl":3600}`, 204)
+	ctx := context.Background()
+	k := srv.RedisKeys(b)[0]
+	b.Run("get", func(b *testing.B) {
+		for b.Loop() {
+			if err := srv.Redis.Get(ctx, k).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("multi", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := srv.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, k)
+				p.PTTL(ctx, k)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pipeline", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := srv.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, k)
+				p.PTTL(ctx, k)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("script", func(b *testing.B) {
+		for b.Loop() {
+			if err := getTTLScript.Run(ctx, srv.Redis, []string{k}).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+var getTTLScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return nil end
+return {v, redis.call('PTTL', KEYS[1])}
+`)
 
 func BenchmarkKVSet(b *testing.B) {
 	srv, tok := benchServer(b)

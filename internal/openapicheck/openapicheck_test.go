@@ -79,7 +79,7 @@ func TestCatchesDrift(t *testing.T) {
 		{"accepted undocumented request field", "PUT", "/v1/storage/kv/k", bearer, `{"value":1,"ifAbsnt":true}`, answer{204, map[string]string{"X-Request-Id": "r1"}, ""}, "ifAbsnt"},
 		{"accepted undocumented query value", "GET", "/v1/storage/kv/k?tier=team", bearer, "", answer{200, jsonH, `{"value":"1","ttl":-1}`}, "tier"},
 		{"accepted without token", "GET", "/v1/storage/kv/k", "", "", answer{200, jsonH, `{"value":"1","ttl":-1}`}, "bearer"},
-		{"undocumented operation", "PATCH", "/v1/storage/kv/k", bearer, `{"ttl":1}`, answer{204, map[string]string{"X-Request-Id": "r1"}, ""}, "no documented operation"},
+		{"undocumented operation", "PATCH", "/v1/storage/files/a.txt", bearer, `{"ttl":1}`, answer{204, map[string]string{"X-Request-Id": "r1"}, ""}, "no documented operation"},
 		{"206 without Content-Range", "GET", "/v1/storage/files/a.txt", bearer, "", answer{206, map[string]string{"Content-Type": "text/plain", "X-Request-Id": "r1", "ETag": `"e"`, "Last-Modified": "x", "Content-Length": "1", "Accept-Ranges": "bytes"}, "a"}, "Content-Range"},
 	}
 	for _, tc := range cases {
