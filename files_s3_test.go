@@ -432,6 +432,7 @@ func TestFilesClientStallS3Timeout(t *testing.T) {
 type gateS3 struct {
 	client    *minio.Client
 	gate      chan struct{}
+	once      sync.Once
 	initiated atomic.Int32
 	partsSeen atomic.Int32
 	mu        sync.Mutex
@@ -449,8 +450,11 @@ func newGateS3(t *testing.T) *gateS3 {
 		t.Fatal(err)
 	}
 	g.client = c
+	t.Cleanup(g.open) // before the server closes: release held parts
 	return g
 }
+
+func (g *gateS3) open() { g.once.Do(func() { close(g.gate) }) }
 
 func (g *gateS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, key, _ := cutBucket(r.URL.Path)
@@ -542,7 +546,7 @@ func TestFilesUploadMemoryBudget(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	equal(t, "multipart uploads initiated", g.initiated.Load(), int32(1))
-	close(g.gate)
+	g.open()
 	for _, ch := range []chan resp{first, second} {
 		wantStatus(t, <-ch, http.StatusOK, "")
 	}
