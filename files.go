@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -61,23 +60,47 @@ func (e *Engine) filesRoutes() []route {
 //
 // # Uploads
 //
-// With a Content-Length the body streams to S3 as one PutObject of that size
-// (a single PUT up to the S3 client's single-PUT limit, 5 GiB by default;
-// above it a multipart upload with the smallest part size that fits in the
-// part count limit). Without one (chunked), a body that ends within the first
-// MiB is one PUT; a longer one streams as a multipart upload with a bounded
-// part size (8 MiB, or more when Limits.MaxFileSize needs more than 10000
-// parts) and two part buffers (one is read from the client while the other
-// is sent), so an upload holds about 17 MiB whatever its size (measured by
-// BenchmarkFilesUploadHeap: about 25 MiB of peak heap for 1 GiB, about 20
-// MiB for 256 MiB). Multipart parts carry an unsigned payload, plus a
-// Content-MD5 when S3 is reached over plain HTTP. Limits.MaxFileSize
-// is checked from Content-Length before anything is sent to S3, and counted
-// while streaming; a body that exceeds it, a client that goes away and any
-// other failure abort the multipart upload (minio-go aborts it with a context
-// detached from the request's), and a single PUT that does not receive its
-// declared length is never stored by S3. The result is 413 too_large, or 400
-// invalid_request for a body that could not be read.
+// With a Content-Length up to the S3 client's single-PUT limit (5 GiB by
+// default) the body streams to S3 as one PutObject of that size, with no
+// buffer. Without one (chunked), a body that ends within the first MiB is
+// one PUT; a longer one, or one with a Content-Length above the single-PUT
+// limit, streams as a multipart upload (minio.Core: initiate, parts,
+// complete) with a bounded part size (8 MiB, or more when
+// Limits.MaxFileSize needs more than 10000 parts). Its part buffers come
+// from one budget for all uploads together, Limits.MaxUploadMemory (256 MiB
+// by default): an upload waits for its first buffer (bounded only by its
+// request's context) before it reads anything, and takes a second one (read
+// the next part from the client while the previous one is sent) only when
+// the budget has room and no upload waits; otherwise it reads and sends in
+// turn. 64 concurrent chunked uploads of 64 MiB measured about 300 MiB of
+// peak heap instead of 1.1 GiB (BenchmarkFilesConcurrentUploads). Parts
+// carry an unsigned payload, plus a Content-MD5 when S3 is reached over
+// plain HTTP. Limits.MaxFileSize is checked from Content-Length before
+// anything is sent to S3, and counted while streaming; a body that exceeds
+// it, a client that goes away and any other failure abort the multipart
+// upload, and a single PUT that does not receive its declared length is
+// never stored by S3.
+//
+// Every wait on S3 is bounded by Config.S3Timeout (default BackendTimeout):
+// a call that moves no file bytes (stat, list, delete, presign) must be
+// answered within it, retries included; a transfer (a PUT's body, each
+// part, a download) may last as long as bytes move, and ends when S3 takes
+// or sends nothing for S3Timeout while the engine is not waiting for its
+// own client (stallGuard). The wait for S3's answer after a body or part
+// was sent is such a stretch. The time a client takes to send its body or
+// read a download never counts against S3, so a slow client is never taken
+// for a stalled S3. minio-go's retries (Options.MaxRetries of the client
+// the embedder built) all happen within that bound.
+//
+// Failures are classified in one place (uploadError): S3 that stalled is
+// 503 backend_unavailable with Retry-After, whatever else happened; a body
+// past the limit 413 too_large; a body that could not be read to its end
+// (the client broke it, or left before sending all of it; or S3 answered
+// RequestTimeout while the engine was waiting for the client's next bytes)
+// 400 invalid_request. An empty body, or one read to its end, is never
+// blamed on the client. When S3 stalled, the abort of a multipart upload
+// runs in the background (bounded by S3Timeout), so the answer is not
+// held up by it.
 //
 // # Downloads
 //
@@ -480,7 +503,7 @@ func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size 
 			// streaming-signed parts undecoded). Over plain HTTP the PUT
 			// is signed as a whole (the body is in memory).
 			opts.DisableContentSha256 = n == 0
-			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, guardedReader{bytes.NewReader((*buf)[:n]), g}, int64(n), opts)
+			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, newGuardedReader((*buf)[:n], g), int64(n), opts)
 			e.uploads.release(buf)
 			return info, g, err
 		case nil:

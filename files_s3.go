@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -112,21 +111,63 @@ func (g *stallGuard) stop() {
 	g.cancel(context.Canceled)
 }
 
-// guardedReader reports every read of a body sent to S3 as progress. It
-// keeps Seek, so minio-go may still retry a part (within the guard's bound).
+// guardedReader is a body held in memory on its way to S3 (a part, or a
+// small chunked upload): every read is progress. It keeps Seek, so
+// minio-go may still retry it (within the guard's bound), and has WriteTo,
+// so the transport writes it in large pieces (1 MiB, progress after each)
+// as it would a *bytes.Reader.
 type guardedReader struct {
-	r *bytes.Reader
-	g *stallGuard
+	b   []byte
+	off int
+	g   *stallGuard
 }
 
-func (r guardedReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
+func newGuardedReader(b []byte, g *stallGuard) *guardedReader {
+	return &guardedReader{b: b, g: g}
+}
+
+func (r *guardedReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
 	r.g.progress()
-	return n, err
+	return n, nil
 }
 
-func (r guardedReader) Seek(offset int64, whence int) (int64, error) {
-	return r.r.Seek(offset, whence)
+func (r *guardedReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for r.off < len(r.b) {
+		end := min(r.off+1<<20, len(r.b))
+		n, err := w.Write(r.b[r.off:end])
+		r.off += n
+		total += int64(n)
+		r.g.progress()
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (r *guardedReader) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = int64(r.off) + offset
+	case io.SeekEnd:
+		abs = int64(len(r.b)) + offset
+	default:
+		return 0, errors.New("guardedReader.Seek: invalid whence")
+	}
+	if abs < 0 || abs > int64(len(r.b)) {
+		return 0, errors.New("guardedReader.Seek: position out of range")
+	}
+	r.off = int(abs)
+	return abs, nil
 }
 
 // s3Body is an object being read from S3: each read is progress, Close
@@ -253,7 +294,7 @@ func (e *Engine) multipartUpload(ctx context.Context, g *stallGuard, key string,
 			h := md5.Sum((*buf)[:n])
 			sum = base64.StdEncoding.EncodeToString(h[:])
 		}
-		p, err := core.PutObjectPart(ctx, e.cfg.Bucket, key, uploadID, num, guardedReader{bytes.NewReader((*buf)[:n]), g}, int64(n),
+		p, err := core.PutObjectPart(ctx, e.cfg.Bucket, key, uploadID, num, newGuardedReader((*buf)[:n], g), int64(n),
 			minio.PutObjectPartOptions{Md5Base64: sum, DisableContentSha256: true})
 		g.progress()
 		if err != nil {
