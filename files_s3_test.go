@@ -227,7 +227,7 @@ func wantUnavailable(t *testing.T, r resp, took, bound time.Duration, head bool)
 func TestFilesS3Frozen(t *testing.T) {
 	t.Parallel()
 	const timeout = 400 * time.Millisecond
-	const bound = timeout + 2*time.Second // far below minio-go's 60 s
+	const bound = timeout + 4*time.Second // slack for -race on a busy machine; far below minio-go's 60 s
 	srv, tok, proxy := proxiedServer(t, timeout)
 	putFile(t, srv, tok, "f.txt", "", "text/plain", "hello")
 	signed := signURL(t, srv, tok, map[string]any{"key": "f.txt"})
@@ -286,7 +286,7 @@ func TestFilesS3Frozen(t *testing.T) {
 func TestFilesS3StallMidTransfer(t *testing.T) {
 	t.Parallel()
 	const timeout = 400 * time.Millisecond
-	const bound = timeout + 3*time.Second
+	const bound = timeout + 5*time.Second
 	data := pattern(24 << 20)
 	for _, withLength := range []bool{true, false} {
 		t.Run(fmt.Sprintf("upload content-length=%v", withLength), func(t *testing.T) {
@@ -335,30 +335,33 @@ func TestFilesS3StallMidTransfer(t *testing.T) {
 // client's failure (400), never 503.
 func TestFilesSlowClientNotS3(t *testing.T) {
 	t.Parallel()
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	srv, tok, _ := proxiedServer(t, timeout)
 	for _, withLength := range []bool{true, false} {
 		t.Run(fmt.Sprintf("content-length=%v", withLength), func(t *testing.T) {
-			// 2 MiB with pauses of 2x S3Timeout between pieces.
+			t.Parallel()
+			// 2 MiB (past the first MiB: multipart when chunked) in two
+			// pieces, each after a pause of 2x S3Timeout.
 			data := pattern(2 << 20)
 			pr, pw := io.Pipe()
 			go func() {
-				for i := 0; i < len(data); i += 512 << 10 {
+				for i := 0; i < len(data); i += 1 << 20 {
 					time.Sleep(2 * timeout)
-					if _, err := pw.Write(data[i : i+512<<10]); err != nil {
+					if _, err := pw.Write(data[i : i+1<<20]); err != nil {
 						return
 					}
 				}
 				pw.Close()
 			}()
-			req, _ := http.NewRequest("PUT", srv.URL+"/v1/storage/files/slow.bin", pr)
+			name := fmt.Sprintf("/v1/storage/files/slow-%v.bin", withLength)
+			req, _ := http.NewRequest("PUT", srv.URL+name, pr)
 			if withLength {
 				req.ContentLength = int64(len(data))
 			}
 			req.Header.Set("Authorization", "Bearer "+tok)
 			r := fileSend(t, srv.HTTP.Client(), req)
 			wantStatus(t, r, http.StatusOK, "")
-			got := do(t, srv, "GET", "/v1/storage/files/slow.bin", tok, nil)
+			got := do(t, srv, "GET", name, tok, nil)
 			if !bytes.Equal(got.body, data) {
 				t.Fatal("the slowly sent file was not stored intact")
 			}
