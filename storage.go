@@ -85,6 +85,14 @@ type Config struct {
 	// A call that does not answer in time is 503 backend_unavailable.
 	// Default 10s.
 	BackendTimeout time.Duration
+	// S3Timeout bounds each wait on S3: its answer to a call (stat, list,
+	// delete, the headers of a download, each part of an upload, the
+	// completion of a multipart upload), retries included, and during a
+	// file transfer any stretch in which S3 takes or sends no byte while
+	// the engine is not waiting for its own client. A transfer may last as
+	// long as bytes move. A call that S3 leaves waiting longer is 503
+	// backend_unavailable. Default BackendTimeout.
+	S3Timeout time.Duration
 	// AppCacheTTL is how long an app lookup is cached in process. A change to
 	// an app's declared scopes applies to issued tokens after at most this
 	// long. Default 500ms; at most 1s; negative disables the cache (and
@@ -147,6 +155,12 @@ type Limits struct {
 	// over it is 413 too_large as a whole, before any backend call.
 	// Default 20000.
 	MaxBatchNodes int
+	// MaxUploadMemory caps the part buffers of all uploads together, in
+	// bytes: each chunked upload, and each one larger than a single S3 PUT,
+	// holds one or two parts (8 MiB each by default) and waits for its first
+	// while the budget is spent. An upload with Content-Length streams
+	// without a buffer. At least one part; default 256 MiB.
+	MaxUploadMemory int64
 }
 
 func (l *Limits) setDefaults() {
@@ -157,6 +171,9 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxFileSize <= 0 {
 		l.MaxFileSize = 5 << 30
+	}
+	if l.MaxUploadMemory <= 0 {
+		l.MaxUploadMemory = 256 << 20
 	}
 	def(&l.MaxDocumentSize, 1<<20)
 	def(&l.MaxDocumentDepth, 32)
@@ -182,6 +199,7 @@ type Engine struct {
 	apps        *appRegistry
 	routes      []route
 	cors        *corsPolicy // nil without Config.CORSOrigins
+	uploads     *uploadBuffers
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -240,6 +258,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BackendTimeout <= 0 {
 		cfg.BackendTimeout = 10 * time.Second
 	}
+	if cfg.S3Timeout <= 0 {
+		cfg.S3Timeout = cfg.BackendTimeout
+	}
 	switch {
 	case cfg.AppCacheTTL == 0:
 		cfg.AppCacheTTL = 500 * time.Millisecond
@@ -266,6 +287,13 @@ func New(cfg Config) (*Engine, error) {
 		bad("Config.%s", err)
 	}
 	cfg.Limits.setDefaults()
+	var partSize int64
+	if cfg.S3 != nil {
+		partSize = uploadPartSize(cfg.S3.UploadLimits(), cfg.Limits.MaxFileSize)
+		if cfg.Limits.MaxUploadMemory < partSize {
+			bad("Config.Limits.MaxUploadMemory must be at least one upload part (%d bytes)", partSize)
+		}
+	}
 	v, err := newVerifier(cfg.Auth, cfg.Now)
 	if err != nil {
 		bad("Config.%s", err)
@@ -274,6 +302,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
+	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
