@@ -172,7 +172,8 @@ func (l *Limits) setDefaults() {
 
 // Engine is the cpod storage engine: an http.Handler serving /v1/...,
 // /healthz and /readyz. It is stateless but for a sub-second cache of app
-// lookups, so any number of replicas can serve the same backends.
+// lookups and a one-second cache of verified tokens (AuthConfig.CacheTTL),
+// so any number of replicas can serve the same backends.
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
