@@ -70,9 +70,9 @@ const corsPrefix = "/v1/storage/"
 
 // corsPolicy applies Config.CORSOrigins to requests.
 type corsPolicy struct {
-	opts   cors.Options // the shared options; AllowedMethods set per handler
-	routes []route      // the storage routes, to find a path's methods
-	actual *cors.Cors   // actual requests: every storage method
+	opts   cors.Options     // the shared options; AllowedMethods set per handler
+	routes []*compiledRoute // the storage routes, to find a path's methods
+	actual *cors.Cors       // actual requests: every storage method
 
 	mu         sync.Mutex
 	preflights map[string]http.Handler // by the joined method list
@@ -99,7 +99,7 @@ func checkCORSOrigins(origins []string) error {
 
 // newCORSPolicy returns the policy of the origins, or nil when there are
 // none (no CORS header at all).
-func newCORSPolicy(origins []string, routes []route) *corsPolicy {
+func newCORSPolicy(origins []string, routes []*compiledRoute) *corsPolicy {
 	if len(origins) == 0 {
 		return nil
 	}
@@ -146,8 +146,9 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	var methods []string
+	var sp spans
 	for _, rt := range p.routes {
-		if _, ok, _ := match(rt.pattern, path); ok && !slices.Contains(methods, rt.method) {
+		if rt.match(path, &sp) && !slices.Contains(methods, rt.method) {
 			methods = append(methods, rt.method)
 		}
 	}

@@ -34,7 +34,8 @@
 //
 // The engine is stateless (but for a sub-second cache of app lookups, see
 // Config.AppCacheTTL, which also lets each replica keep serving the apps it
-// served recently while MongoDB fails, see Config.AppStaleIfError), so any
+// served recently while MongoDB fails, see Config.AppStaleIfError, and a
+// one-second cache of verified tokens, see AuthConfig.CacheTTL), so any
 // number of replicas can serve the same backends;
 // scale-out is the backends' job: S3, a MongoDB replica set or sharded
 // cluster (see # Documents layout), Redis Cluster (every key the engine

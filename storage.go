@@ -188,8 +188,9 @@ func (l *Limits) setDefaults() {
 }
 
 // Engine is the cpod storage engine: an http.Handler serving /v1/...,
-// /healthz and /readyz. It is stateless but for a sub-second cache of app
-// lookups, so any number of replicas can serve the same backends.
+// /healthz and /readyz. It is stateless but for short caches of app
+// lookups (AppCacheTTL, AppStaleIfError) and a one-second cache of verified tokens (AuthConfig.CacheTTL),
+// so any number of replicas can serve the same backends.
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
@@ -200,6 +201,7 @@ type Engine struct {
 	routes      []route
 	cors        *corsPolicy // nil without Config.CORSOrigins
 	uploads     *uploadBuffers
+	router      []*compiledRoute // routes, compiled (see router.go)
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -317,7 +319,8 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
-	e.cors = newCORSPolicy(cfg.CORSOrigins, e.routes)
+	e.router = compileRoutes(e.routes)
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
 	return e, nil
 }
 
@@ -351,47 +354,6 @@ type call struct {
 	params map[string]string
 }
 
-// match reports whether the escaped path fits the pattern (its declared
-// query names aside) and returns its decoded parameters. A parameter that is
-// not valid percent-encoding fails with invalid_request.
-func match(pattern, path string) (map[string]string, bool, error) {
-	pattern, _, _ = strings.Cut(pattern, "?")
-	ps := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
-	xs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	params := map[string]string{}
-	for i, p := range ps {
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "...}") {
-			if i >= len(xs) {
-				return nil, false, nil
-			}
-			v, err := url.PathUnescape(strings.Join(xs[i:], "/"))
-			if err != nil {
-				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
-			}
-			params[p[1:len(p)-4]] = v
-			return params, true, nil
-		}
-		if i >= len(xs) {
-			return nil, false, nil
-		}
-		if strings.HasPrefix(p, "{") {
-			v, err := url.PathUnescape(xs[i])
-			if err != nil {
-				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
-			}
-			params[p[1:len(p)-1]] = v
-			continue
-		}
-		if p != xs[i] {
-			return nil, false, nil
-		}
-	}
-	if len(xs) != len(ps) {
-		return nil, false, nil
-	}
-	return params, true, nil
-}
-
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
@@ -410,19 +372,11 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	path := r.URL.EscapedPath()
-	var allowed []string
-	for _, rt := range e.routes {
-		params, ok, err := match(rt.pattern, path)
-		if !ok {
-			continue
-		}
-		if rt.method != r.Method {
-			allowed = append(allowed, rt.method)
-			continue
-		}
+	var sp spans
+	if rt, _ := findRoute(e.router, r.Method, path, &sp); rt != nil {
+		params, err := rt.params(path, &sp)
 		if err == nil {
-			_, query, _ := strings.Cut(rt.pattern, "?")
-			if err = checkQuery(r.URL.RawQuery, query); err != nil && strings.HasPrefix(rt.pattern, signedPath) {
+			if err = checkQuery(r.URL.RawQuery, rt.query); err != nil && rt.signed {
 				err = signatureRefused(c)
 			}
 		}
@@ -435,7 +389,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if len(allowed) > 0 {
+	if allowed := allowedMethods(e.router, path); len(allowed) > 0 {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
 		return
