@@ -189,8 +189,9 @@ func (l *Limits) setDefaults() {
 
 // Engine is the cpod storage engine: an http.Handler serving /v1/...,
 // /healthz and /readyz. It is stateless but for short caches of app
-// lookups (AppCacheTTL, AppStaleIfError) and a one-second cache of verified tokens (AuthConfig.CacheTTL),
-// so any number of replicas can serve the same backends.
+// lookups (AppCacheTTL, AppStaleIfError) and of verified tokens
+// (AuthConfig.CacheTTL), so any number of replicas can serve the same
+// backends.
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
