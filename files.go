@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -23,20 +22,20 @@ import (
 // download route.
 func (e *Engine) filesRoutes() []route {
 	return []route{
-		{"PUT", "/v1/storage/files/{path...}", e.handleFilePut},
-		{"GET", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"HEAD", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"DELETE", "/v1/storage/files/{path...}", e.handleFileDelete},
-		{"GET", "/v1/storage/files", e.handleFileList},
-		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate},
-		{"GET", signedPath + "{key...}", e.handleSignedDownload},
-		{"HEAD", signedPath + "{key...}", e.handleSignedDownload},
+		{"PUT", "/v1/storage/files/{path...}?tier", e.handleFilePut},
+		{"GET", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"HEAD", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"DELETE", "/v1/storage/files/{path...}?tier", e.handleFileDelete},
+		{"GET", "/v1/storage/files?tier&prefix&limit&cursor", e.handleFileList},
+		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate}, // tier in the body
+		{"GET", signedRoute, e.handleSignedDownload},
+		{"HEAD", signedRoute, e.handleSignedDownload},
 		// A signed URL only allows GET (and HEAD); any other method is
 		// answered like a URL that was changed.
-		{"PUT", signedPath + "{key...}", e.handleSignedDownload},
-		{"POST", signedPath + "{key...}", e.handleSignedDownload},
-		{"PATCH", signedPath + "{key...}", e.handleSignedDownload},
-		{"DELETE", signedPath + "{key...}", e.handleSignedDownload},
+		{"PUT", signedRoute, e.handleSignedDownload},
+		{"POST", signedRoute, e.handleSignedDownload},
+		{"PATCH", signedRoute, e.handleSignedDownload},
+		{"DELETE", signedRoute, e.handleSignedDownload},
 	}
 }
 
@@ -61,23 +60,47 @@ func (e *Engine) filesRoutes() []route {
 //
 // # Uploads
 //
-// With a Content-Length the body streams to S3 as one PutObject of that size
-// (a single PUT up to the S3 client's single-PUT limit, 5 GiB by default;
-// above it a multipart upload with the smallest part size that fits in the
-// part count limit). Without one (chunked), a body that ends within the first
-// MiB is one PUT; a longer one streams as a multipart upload with a bounded
-// part size (8 MiB, or more when Limits.MaxFileSize needs more than 10000
-// parts) and two part buffers (one is read from the client while the other
-// is sent), so an upload holds about 17 MiB whatever its size (measured by
-// BenchmarkFilesUploadHeap: about 25 MiB of peak heap for 1 GiB, about 20
-// MiB for 256 MiB). Multipart parts carry an unsigned payload, plus a
-// Content-MD5 when S3 is reached over plain HTTP. Limits.MaxFileSize
-// is checked from Content-Length before anything is sent to S3, and counted
-// while streaming; a body that exceeds it, a client that goes away and any
-// other failure abort the multipart upload (minio-go aborts it with a context
-// detached from the request's), and a single PUT that does not receive its
-// declared length is never stored by S3. The result is 413 too_large, or 400
-// invalid_request for a body that could not be read.
+// With a Content-Length up to the S3 client's single-PUT limit (5 GiB by
+// default) the body streams to S3 as one PutObject of that size, with no
+// buffer. Without one (chunked), a body that ends within the first MiB is
+// one PUT; a longer one, or one with a Content-Length above the single-PUT
+// limit, streams as a multipart upload (minio.Core: initiate, parts,
+// complete) with a bounded part size (8 MiB, or more when
+// Limits.MaxFileSize needs more than 10000 parts). Its part buffers come
+// from one budget for all uploads together, Limits.MaxUploadMemory (256 MiB
+// by default): an upload waits for its first buffer (bounded only by its
+// request's context) before it reads anything, and takes a second one (read
+// the next part from the client while the previous one is sent) only when
+// the budget has room and no upload waits; otherwise it reads and sends in
+// turn. 64 concurrent chunked uploads of 64 MiB measured about 300 MiB of
+// peak heap instead of 1.1 GiB (BenchmarkFilesConcurrentUploads). Parts
+// carry an unsigned payload, plus a Content-MD5 when S3 is reached over
+// plain HTTP. Limits.MaxFileSize is checked from Content-Length before
+// anything is sent to S3, and counted while streaming; a body that exceeds
+// it, a client that goes away and any other failure abort the multipart
+// upload, and a single PUT that does not receive its declared length is
+// never stored by S3.
+//
+// Every wait on S3 is bounded by Config.S3Timeout (default BackendTimeout):
+// a call that moves no file bytes (stat, list, delete, presign) must be
+// answered within it, retries included; a transfer (a PUT's body, each
+// part, a download) may last as long as bytes move, and ends when S3 takes
+// or sends nothing for S3Timeout while the engine is not waiting for its
+// own client (stallGuard). The wait for S3's answer after a body or part
+// was sent is such a stretch. The time a client takes to send its body or
+// read a download never counts against S3, so a slow client is never taken
+// for a stalled S3. minio-go's retries (Options.MaxRetries of the client
+// the embedder built) all happen within that bound.
+//
+// Failures are classified in one place (uploadError): S3 that stalled is
+// 503 backend_unavailable with Retry-After, whatever else happened; a body
+// past the limit 413 too_large; a body that could not be read to its end
+// (the client broke it, or left before sending all of it; or S3 answered
+// RequestTimeout while the engine was waiting for the client's next bytes)
+// 400 invalid_request. An empty body, or one read to its end, is never
+// blamed on the client. When S3 stalled, the abort of a multipart upload
+// runs in the background (bounded by S3Timeout), so the answer is not
+// held up by it.
 //
 // # Downloads
 //
@@ -131,7 +154,10 @@ func (e *Engine) filesRoutes() []route {
 // bound to the location, not to the relative path. The download route
 // needs no Authorization header and checks, in this order: the exact set of
 // query parameters and the signature (403 invalid_signature for any change,
-// including a truncated signature or another method than GET or HEAD), the
+// including a truncated signature or another method than GET or HEAD), that
+// the path and query are spelled exactly as issued (an equivalent spelling,
+// such as "%61" for "a", an escaped '/', lower-case hex or a zero-padded
+// expires, is a change too), the
 // expiry on the engine's clock (403 expired), then revocation: the signing
 // app must still be registered and still declare the tier's read scope (else
 // 403 invalid_signature), and the file must still exist (404). It serves the
@@ -181,6 +207,9 @@ const (
 	chunkedPartSize = 8 << 20
 	// signedPath starts every signed download URL.
 	signedPath = "/v1/storage/signed/"
+	// signedRoute is the route pattern of signed URLs, with their query
+	// parameters (see route).
+	signedRoute = signedPath + "{key...}?" + sigParamApp + "&" + sigParamExpires + "&" + sigParamSig + "&" + sigParamTier
 	// Signed URL query parameters.
 	sigParamApp     = "app"
 	sigParamExpires = "expires"
@@ -321,102 +350,171 @@ func s3Error(op string, err error) error {
 
 // uploadBody counts a request body and ends it past the size limit. It is
 // read by minio-go, possibly from a transport goroutine, hence the lock.
+// The time spent in a read is the client's: it does not count against S3
+// (see stallGuard).
 type uploadBody struct {
-	r   io.Reader
-	max int64
+	r     io.Reader
+	max   int64
+	guard *stallGuard // set once the upload starts
 
-	mu      sync.Mutex
-	n       int64
-	over    bool
-	readErr error // a failure to read the client's body (not EOF, not the limit)
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when a read ends
+	n        int64
+	over     bool
+	eof      bool  // the whole body was read
+	reading  bool  // a read from the client is in progress
+	detached bool  // the upload is over: no more reads
+	readErr  error // a failure to read the client's body (not EOF, not the limit)
 }
+
+// errBodyDetached ends a read of the body after the upload gave up.
+var errBodyDetached = errors.New("the upload ended")
 
 func (b *uploadBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	over := b.over
+	over, g, detached := b.over, b.guard, b.detached
+	b.reading = !over && !detached
 	b.mu.Unlock()
 	if over {
 		return 0, errFileTooLarge
 	}
+	if detached {
+		return 0, errBodyDetached
+	}
+	if g != nil {
+		g.clientWait()
+	}
 	n, err := b.r.Read(p)
+	if g != nil {
+		g.clientDone()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.reading = false
+	if b.idle != nil {
+		b.idle.Broadcast()
+	}
 	b.n += int64(n)
 	if b.n > b.max {
 		b.over = true
 		return 0, errFileTooLarge
 	}
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
 		b.readErr = err
 	}
 	return n, err
 }
 
-func (b *uploadBody) state() (n int64, over bool, readErr error) {
+// detach ends the engine's use of the client's body once the upload is
+// over: no read starts any more, and a read still in progress (minio-go's
+// transport may still be reading the body of a PUT that S3 already
+// answered) is ended by a read deadline on the connection, which is then
+// not reused. It returns when no read is in progress, so the response can
+// be written (a read in progress holds the request body's lock, which
+// writing the response needs).
+func (b *uploadBody) detach(w http.ResponseWriter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.n, b.over, b.readErr
+	b.detached = true
+	if !b.reading {
+		return
+	}
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now()); err != nil {
+		return // cannot end it; do not wait
+	}
+	if b.idle == nil {
+		b.idle = sync.NewCond(&b.mu)
+	}
+	for b.reading {
+		b.idle.Wait()
+	}
 }
 
-var smallUploadBufs = sync.Pool{New: func() any { b := make([]byte, smallUpload); return &b }}
+// uploadState is what an upload's body tells about a failure.
+type uploadState struct {
+	n       int64
+	over    bool
+	eof     bool
+	reading bool
+	readErr error
+}
+
+func (b *uploadBody) state() uploadState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return uploadState{b.n, b.over, b.eof, b.reading, b.readErr}
+}
 
 // partSize is the part size of a multipart upload of at most size bytes:
 // at least chunkedPartSize, and large enough to fit in the client's part
 // count limit.
-func (e *Engine) partSize(size int64) uint64 {
-	l := e.cfg.S3.UploadLimits()
+func (e *Engine) partSize(size int64) int64 {
+	return uploadPartSize(e.cfg.S3.UploadLimits(), size)
+}
+
+func uploadPartSize(l minio.UploadLimits, size int64) int64 {
 	ps := max(int64(chunkedPartSize), l.MinPartSize)
 	if need := (size + l.MaxPartsCount - 1) / l.MaxPartsCount; need > ps {
 		ps = (need + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
 	}
-	return uint64(min(ps, l.MaxPartSize))
+	return min(ps, l.MaxPartSize)
 }
 
-// upload streams body to key; size is the Content-Length, or -1.
-func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size int64, contentType string) (minio.UploadInfo, error) {
-	opts := minio.PutObjectOptions{ContentType: contentType}
-	// Parts are sent with an unsigned payload, not minio-go's streaming
-	// SHA-256 payload signature (gofakes3 v1.2.0 stores streaming-signed
-	// parts undecoded). Over plain HTTP, where minio-go would sign the
-	// payload, each part carries a Content-MD5 instead (covered by the
-	// request signature, checked by S3); over HTTPS, TLS protects it, as
-	// minio-go assumes too. A single PUT keeps minio-go's default (its
-	// Content-MD5 would need the whole body in memory first).
-	multipart := func(size int64) {
-		opts.PartSize = e.partSize(size)
-		opts.DisableContentSha256 = true
-		opts.SendContentMd5 = e.cfg.S3.EndpointURL().Scheme != "https"
+// upload streams body to key; size is the Content-Length, or -1. It returns
+// the stall guard of the transfer, to tell a stalled S3 from other failures.
+func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size int64, contentType string) (minio.UploadInfo, *stallGuard, error) {
+	opts := minio.PutObjectOptions{ContentType: contentType, DisableMultipart: true}
+	if size >= 0 && size <= e.cfg.S3.UploadLimits().MaxSinglePutObjectSize {
+		// One PUT that streams the body as it arrives: no buffer. A size
+		// of 0 has no payload to sign; a streaming signature of nothing
+		// is refused by some stores (gofakes3: MissingContentLength).
+		opts.DisableContentSha256 = size == 0
+		ctx, g := e.guardS3(ctx)
+		defer g.stop()
+		body.mu.Lock()
+		body.guard = g
+		body.mu.Unlock()
+		info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
+		return info, g, err
 	}
-	if size == 0 {
-		// No payload to sign; a streaming signature of nothing is refused
-		// by some stores (gofakes3: MissingContentLength).
-		opts.DisableContentSha256 = true
+	// Chunked, or larger than one PUT: a part buffer of the memory budget
+	// first (the wait is bounded by the request), then the guard.
+	buf, err := e.uploads.acquire(ctx)
+	if err != nil {
+		return minio.UploadInfo{}, nil, err
 	}
-	if size >= 0 {
-		if size <= e.cfg.S3.UploadLimits().MaxSinglePutObjectSize {
-			opts.DisableMultipart = true
-		} else {
-			multipart(size)
+	ctx, g := e.guardS3(ctx)
+	defer g.stop()
+	body.mu.Lock()
+	body.guard = g
+	body.mu.Unlock()
+	ps := e.partSize(max(size, e.cfg.Limits.MaxFileSize))
+	head := 0
+	if size < 0 {
+		// A chunked body that ends within the first MiB is one PUT.
+		n, err := io.ReadFull(body, (*buf)[:smallUpload])
+		switch err {
+		case io.EOF, io.ErrUnexpectedEOF:
+			// Parts and this PUT carry an unsigned payload, not minio-go's
+			// streaming SHA-256 payload signature (gofakes3 v1.2.0 stores
+			// streaming-signed parts undecoded). Over plain HTTP the PUT
+			// is signed as a whole (the body is in memory).
+			opts.DisableContentSha256 = n == 0
+			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, newGuardedReader((*buf)[:n], g), int64(n), opts)
+			e.uploads.release(buf)
+			return info, g, err
+		case nil:
+			head = n
+		default:
+			e.uploads.release(buf)
+			return minio.UploadInfo{}, g, err
 		}
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
 	}
-	bufp := smallUploadBufs.Get().(*[]byte)
-	defer smallUploadBufs.Put(bufp)
-	n, err := io.ReadFull(body, *bufp)
-	head := bytes.NewReader((*bufp)[:n])
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF: // the whole body: one PUT
-		opts.DisableMultipart = true
-		opts.DisableContentSha256 = n == 0
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, head, int64(n), opts)
-	case nil: // more to come: multipart with bounded parts
-		multipart(e.cfg.Limits.MaxFileSize)
-		// Two part buffers: the next part is read from the client while
-		// the previous one is sent to S3.
-		opts.ConcurrentStreamParts, opts.NumThreads = true, 2
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, io.MultiReader(head, body), -1, opts)
-	}
-	return minio.UploadInfo{}, err
+	info, err := e.multipartUpload(ctx, g, key, buf, head, body, ps, contentType)
+	return info, g, err
 }
 
 // uploadContentType is the Content-Type to store: the request's, checked, or
@@ -469,30 +567,53 @@ func (e *Engine) handleFilePut(c *call) error {
 		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
 	}
 	body := &uploadBody{r: c.r.Body, max: limit}
-	info, err := e.upload(c.ctx, loc.Key, body, c.r.ContentLength, ct)
+	info, guard, err := e.upload(c.ctx, loc.Key, body, c.r.ContentLength, ct)
+	st := body.state()
+	body.detach(c.w)
 	if err != nil {
-		_, over, readErr := body.state()
-		switch {
-		case over || errors.Is(err, errFileTooLarge):
-			return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
-		case readErr != nil || c.ctx.Err() != nil:
-			// The client went away or sent a broken body; nothing was stored.
-			return &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: readErr}
-		}
-		return s3Error("put", err)
+		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
 	}
-	n, _, _ := body.state()
+	n := st.n
 	res := fileResult{Key: name, Tier: tier, Size: n, ContentType: ct, ETag: quoteETag(info.ETag), LastModified: jsonTime(e.now())}
 	// S3's own ETag and Last-Modified, so that the write, GET and list agree
 	// (a multipart ETag is not always the one S3 reports later). If the file
 	// was removed or replaced by another size meanwhile, the write's own
 	// values stand.
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err == nil && st.Size == n {
 		res.ETag, res.LastModified = quoteETag(st.ETag), jsonTime(st.LastModified)
 	}
 	return c.json(http.StatusOK, res)
+}
+
+// uploadError classifies a failed upload, in this order: S3 that stalled
+// is 503 backend_unavailable whatever else happened; a body past the limit
+// is 413 too_large; a body that could not be read to its end (the client
+// broke it, or left before sending all of it) is 400 invalid_request, and
+// so is S3's RequestTimeout while the engine was waiting for the client's
+// next bytes (S3 gave up on a body the client stopped sending). Anything
+// else is S3's answer, translated by s3Error; a client that left after its
+// whole body was read is not blamed for it.
+func uploadError(err error, g *stallGuard, st uploadState, size int64, reqCtx context.Context, limit int64) error {
+	complete := st.eof || size >= 0 && st.n == size
+	unread := &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: err}
+	switch {
+	case g != nil && g.stalled():
+		return errS3Unavailable("put")
+	case st.over || errors.Is(err, errFileTooLarge):
+		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
+	case st.readErr != nil:
+		unread.Err = st.readErr
+		return unread
+	case reqCtx.Err() != nil && !complete:
+		return unread
+	case st.reading && minio.ToErrorResponse(err).Code == "RequestTimeout":
+		return unread
+	case reqCtx.Err() != nil:
+		return &Error{Code: CodeBackendUnavailable, Message: "request canceled", Err: err}
+	}
+	return s3Error("put", err)
 }
 
 func quoteETag(etag string) string {
@@ -611,7 +732,7 @@ func (e *Engine) serveFile(c *call, key string) error {
 	// Stat first to decide 304, 412, 416 or 206; then read exactly the
 	// version that was described (If-Match), once more if it changed.
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := e.backendCtx(c)
+		ctx, cancel := e.s3Ctx(c)
 		info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{})
 		cancel()
 		if err != nil {
@@ -672,41 +793,30 @@ func (e *Engine) serveFile(c *call, key string) error {
 // errReplaced is an object that changed between its stat and its read.
 var errReplaced = errors.New("object replaced while being read")
 
-// openObject starts reading an object. The wait for the store's answer is
-// bounded by BackendTimeout (503 backend_unavailable); the stream that
-// follows is not, it lasts as long as the client reads. Closing the body
-// releases everything.
-func (e *Engine) openObject(c *call, key string, opts minio.GetObjectOptions) (io.ReadCloser, minio.ObjectInfo, error) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	timer := time.AfterFunc(e.cfg.BackendTimeout, cancel)
+// openObject starts reading an object. S3 must answer within S3Timeout
+// (503 backend_unavailable), and the stream that follows may last as long
+// as bytes move: it ends when S3 sends nothing for S3Timeout while the
+// engine waits for it (time spent writing to the client does not count).
+// Closing the body releases everything.
+func (e *Engine) openObject(c *call, key string, opts minio.GetObjectOptions) (*s3Body, minio.ObjectInfo, error) {
+	ctx, g := e.guardS3(c.ctx)
 	body, info, _, err := minio.Core{Client: e.cfg.S3}.GetObject(ctx, e.cfg.Bucket, key, opts)
-	if !timer.Stop() {
+	if g.stalled() {
 		if err == nil {
 			body.Close()
 		}
-		cancel()
-		return nil, info, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: errors.New("s3 get: no answer within the backend timeout")}
+		g.stop()
+		return nil, info, errS3Unavailable("get")
 	}
 	if err != nil {
-		cancel()
+		g.stop()
 		if minio.ToErrorResponse(err).Code == minio.PreconditionFailed {
 			return nil, info, errReplaced
 		}
 		return nil, info, s3Error("get", err)
 	}
-	return cancelCloser{body, cancel}, info, nil
-}
-
-// cancelCloser closes a body and then cancels its context.
-type cancelCloser struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelCloser) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	g.progress()
+	return &s3Body{rc: body, g: g}, info, nil
 }
 
 // s3Reader remembers a read failure of the object store.
@@ -727,9 +837,12 @@ func (s *s3Reader) Read(p []byte) (int, error) {
 // failure can no longer change the response: the client sees a body shorter
 // than its Content-Length. Only store failures are logged (with the request
 // id, never the URL).
-func (e *Engine) copyBody(c *call, body io.Reader) {
+func (e *Engine) copyBody(c *call, body *s3Body) {
 	src := &s3Reader{r: body}
-	if _, err := io.Copy(c.w, src); err != nil && src.err != nil && c.ctx.Err() == nil {
+	if _, err := io.Copy(clientWriter{c.w, body.g}, src); err != nil && src.err != nil && c.ctx.Err() == nil {
+		if body.g.stalled() {
+			src.err = errS3Stalled
+		}
 		e.log.Warn("storage: file stream interrupted", "request_id", c.reqID, "err", src.err)
 	}
 }
@@ -879,7 +992,7 @@ func (e *Engine) handleFileDelete(c *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	if err := e.cfg.S3.RemoveObject(ctx, e.cfg.Bucket, loc.Key, minio.RemoveObjectOptions{}); err != nil {
 		if err := s3Error("delete", err); !errors.Is(err, ErrNotFound) {
@@ -943,7 +1056,7 @@ func (e *Engine) handleFileList(c *call) error {
 		}
 		startAfter = loc.Prefix + last
 	}
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	noOwner := false
 	items := make([]listItem, 0, min(limit, 64))
@@ -1060,7 +1173,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
 	if err != nil {
@@ -1081,13 +1194,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		u = pu.String()
 	} else {
 		sum := e.mac("signed-url", signedURLMsg(tier, id.App, expires, loc.Key))
-		q := url.Values{
-			sigParamTier:    {string(tier)},
-			sigParamApp:     {id.App},
-			sigParamExpires: {strconv.FormatInt(expires, 10)},
-			sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
-		}
-		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + q.Encode()
+		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + signedURLQuery(tier, id.App, expires, sum)
 	}
 	return c.json(http.StatusOK, struct {
 		URL       string `json:"url"`
@@ -1128,6 +1235,16 @@ func mountPrefix(r *http.Request) string {
 	return prefix
 }
 
+// signedURLQuery is the query of a signed URL, in its one spelling.
+func signedURLQuery(tier Tier, app string, expires int64, sum []byte) string {
+	return url.Values{
+		sigParamTier:    {string(tier)},
+		sigParamApp:     {app},
+		sigParamExpires: {strconv.FormatInt(expires, 10)},
+		sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+	}.Encode()
+}
+
 // escapeKey path-escapes a location key segment by segment.
 func escapeKey(key string) string {
 	segs := strings.Split(key, "/")
@@ -1137,11 +1254,17 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
+// signatureRefused is the answer to a signed URL that was changed: 403
+// invalid_signature, with the Referrer-Policy of every signed URL answer.
+func signatureRefused(c *call) error {
+	c.w.Header().Set("Referrer-Policy", "no-referrer")
+	return errorf(CodeInvalidSignature, "the URL signature is not valid")
+}
+
 // handleSignedDownload serves a signed URL: no Authorization header; the
 // signature, the expiry and the signing app's scope are checked instead.
 func (e *Engine) handleSignedDownload(c *call) error {
-	c.w.Header().Set("Referrer-Policy", "no-referrer")
-	invalid := errorf(CodeInvalidSignature, "the URL signature is not valid")
+	invalid := signatureRefused(c)
 	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
 		return invalid
 	}
@@ -1163,6 +1286,15 @@ func (e *Engine) handleSignedDownload(c *call) error {
 	key := c.params["key"]
 	if !ok || err != nil || !validID(app) || len(key) > maxFileKey ||
 		!e.validMAC("signed-url", signedURLMsg(tier, app, expires, key), sum) {
+		return invalid
+	}
+	// Exactly the URL that was signed, byte for byte: equivalent spellings
+	// ("s%2Fa.txt" for "s/a.txt", "%61" for "a", lower-case hex, expires
+	// with a leading zero, a signature with other padding bits, parameters
+	// in another order) are changes too. The route matched the escaped
+	// path, which starts with signedPath.
+	if strings.TrimPrefix(c.r.URL.EscapedPath(), signedPath) != escapeKey(key) ||
+		c.r.URL.RawQuery != signedURLQuery(tier, app, expires, sum) {
 		return invalid
 	}
 	if !e.now().Before(time.Unix(expires, 0)) {

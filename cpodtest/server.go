@@ -89,6 +89,7 @@ type settings struct {
 	redisURL, mongoURI, s3URL string
 	config                    func(*storage.Config)
 	logger                    *slog.Logger
+	contract                  bool
 }
 
 // WithRedisURL uses a real Redis instead of miniredis. Default: the
@@ -110,6 +111,16 @@ func WithConfig(f func(*storage.Config)) Option { return func(s *settings) { s.c
 // WithLogger sets the engine's logger. Default: discard.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
+// WithContractCheck turns the OpenAPI check of every exchange on or off.
+// On, each request and response that reaches the server is validated
+// against the engine's OpenAPI document (openapi.json, see
+// storage.OpenAPIDocument and internal/openapicheck), and a mismatch fails
+// the test: a response whose status, headers or JSON body the document does
+// not allow, or a request that the engine accepted (status below 400) but
+// the document does not describe. Default on in tests, off in benchmarks
+// (it would be part of what they measure).
+func WithContractCheck(on bool) Option { return func(s *settings) { s.contract = on } }
+
 // NewServer starts the engine over the fakes and registers its shutdown with
 // t.Cleanup. Any setup failure fails the test.
 func NewServer(t testing.TB, opts ...Option) *Server {
@@ -119,6 +130,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		mongoURI: os.Getenv(EnvMongoURI),
 		s3URL:    os.Getenv(EnvS3URL),
 		logger:   slog.New(slog.DiscardHandler),
+		contract: !isBenchmark(t),
 	}
 	for _, o := range opts {
 		o(&set)
@@ -154,7 +166,11 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		t.Fatalf("cpodtest: %v", err)
 	}
 	s.Engine = e
-	s.HTTP = httptest.NewServer(e)
+	var h http.Handler = e
+	if set.contract {
+		h = contractCheck(t, e)
+	}
+	s.HTTP = httptest.NewServer(h)
 	s.URL = s.HTTP.URL
 	t.Cleanup(s.HTTP.Close)
 	return s

@@ -41,6 +41,7 @@ var settings = []setting{
 	{"addr", "CPOD_ADDR", "127.0.0.1:8080", "string", false, "Server", "host:port to listen on"},
 	{"data-dir", "CPOD_DATA_DIR", "./cpod-data", "string", false, "Server", "directory of the embedded backends' data and of generated secrets"},
 	{"public-url", "CPOD_PUBLIC_URL", "", "string", false, "Server", "absolute URL the server is reachable at, used in signed download URLs (default: taken from each request)"},
+	{"cors-origins", "CPOD_CORS_ORIGINS", "", "list", false, "Server", "comma-separated origins allowed to call /v1/storage/... from a browser (CORS), such as https://app.example.com; * allows any origin (default: none, no CORS headers)"},
 	{"tls-cert-file", "CPOD_TLS_CERT_FILE", "", "string", false, "Server", "PEM certificate to serve HTTPS (with -tls-key-file)"},
 	{"tls-key-file", "CPOD_TLS_KEY_FILE", "", "string", false, "Server", "PEM private key to serve HTTPS (with -tls-cert-file)"},
 	{"log-format", "CPOD_LOG_FORMAT", "text", "string", false, "Server", "log format: text or json"},
@@ -127,6 +128,7 @@ type serverConfig struct {
 	Addr              string
 	DataDir           string
 	PublicURL         string
+	CORSOrigins       []string
 	TLSCertFile       string
 	TLSKeyFile        string
 	LogFormat         string
@@ -392,6 +394,7 @@ func checkConfig(v values) (*serverConfig, error) {
 			bad("%s must be an absolute http(s) URL without user info or query, such as https://api.example.com/storage", n("public-url"))
 		}
 	}
+	c.CORSOrigins = splitList(str("cors-origins")) // checked by storage.New
 	c.TLSCertFile, c.TLSKeyFile = str("tls-cert-file"), str("tls-key-file")
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("%s and %s must be set together", n("tls-cert-file"), n("tls-key-file"))

@@ -9,7 +9,7 @@
 // start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
-//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write
+//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write,storage.user.read,storage.user.write
 //
 // mints a bearer token signed with that secret. Flags and environment
 // variables select real S3, MongoDB, Redis and JWT verification instead; run
@@ -148,6 +148,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		AdminTokens:     adminTokens,
 		SigningKey:      []byte(signingKey),
 		PublicURL:       cfg.PublicURL,
+		CORSOrigins:     cfg.CORSOrigins,
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
@@ -217,6 +218,9 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	if s.dir != nil && !s.cfg.embeddedS3() && s.cfg.URLSigningKey == "" {
 		s.log.Warn("the URL-signing key was taken from the data directory: every replica must use the same one; set CPOD_URL_SIGNING_KEY", "data_dir", s.cfg.DataDir)
 	}
+	if hostFromRequests(s.cfg, s.ln.Addr()) {
+		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
 	base := s.baseURL()
 	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
 
@@ -234,16 +238,42 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	if len(s.cfg.AdminTokens) == 0 {
 		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
 		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
-		fmt.Fprintf(&b, "      -d '{\"client_id\":\"app-demo\",\"name\":\"Demo\",\"declared_scopes\":[\"storage.private.read\",\"storage.private.write\"],\"app_type\":\"service\"}'\n\n")
+		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {
 		fmt.Fprintf(&b, "  Bearer token for an app and user (signed with %s):\n", shellQuote(s.dir.path+"/"+tokenSecretFile))
-		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write)\"\n", dirFlag)
+		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope %s)\"\n", dirFlag, demoScopes)
 		fmt.Fprintf(&b, "    curl -X PUT %s/v1/storage/kv/hello -H \"Authorization: Bearer $TOKEN\" -d '{\"value\":\"world\"}'\n\n", base)
 	}
 	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
 	_, _ = io.WriteString(stderr, b.String())
 }
+
+// hostFromRequests reports whether the server's signed URLs take their host
+// from request Host headers (no public URL, the server's own URLs rather
+// than S3 presigned ones) while it listens on an address other hosts can
+// reach: then a client, or anything between it and the server, chooses the
+// host of the URLs it is handed.
+func hostFromRequests(cfg *serverConfig, addr net.Addr) bool {
+	if cfg.PublicURL != "" || cfg.S3Presigned {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// demoApp and demoScopes are the app the start-up how-to registers and the
+// scopes of the token it mints: the same as README.md's walk-through (steps
+// 1 and 2), which TestWalkthrough runs, so following either works, in any
+// order (registering twice answers 409 conflict).
+const (
+	demoApp    = `{"client_id":"app-demo","name":"Demo","declared_scopes":["storage.private.read","storage.private.write","storage.user.read","storage.user.write"],"app_type":"service"}`
+	demoScopes = "storage.private.read,storage.private.write,storage.user.read,storage.user.write"
+)
 
 // shellQuote quotes s for a POSIX shell when it needs it.
 func shellQuote(s string) string {

@@ -1,0 +1,4 @@
+// @ts-check
+// @cpod/sdk: cpod storage for JavaScript and TypeScript. Types: ../index.d.ts.
+export { CpodClient } from './client.js';
+export { CpodError } from './errors.js';
