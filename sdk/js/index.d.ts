@@ -274,27 +274,76 @@ export interface Collection<T = any> {
 // ---------------------------------------------------------------- kv
 
 /**
- * Options of `kv.set`. Conditional writes (`ifAbsent`, `ifValue`) will join
- * `ttl` here when the engine serves them.
+ * Options of `kv.set`. At most one condition: `ifAbsent: true` or `ifValue`.
+ * A condition given as `undefined` is refused before sending (status 0,
+ * `invalid_request`) rather than read as "no condition": leave it out.
  */
 export interface KvSetOptions extends CallOptions {
-  /** Seconds until the key expires (1 s to 1 year, rounded up to whole seconds); default none. */
+  /**
+   * Seconds until the key expires (1 s to 1 year, rounded up to whole
+   * seconds); default (or 0) none. Every set replaces the TTL, conditional
+   * ones too: refreshing a lock with `ifValue` must pass its `ttl` again.
+   */
   ttl?: number;
+  /** Write only when the key is missing (a lock's acquire); atomic on the engine. */
+  ifAbsent?: boolean;
+  /**
+   * Write only when the key holds exactly this string, the text `kv.get`
+   * answers (compare-and-set); atomic on the engine. `null`, which `kv.get`
+   * answers for a missing key, means only when the key is missing, as
+   * `ifAbsent: true`.
+   */
+  ifValue?: string | null;
+}
+
+/** Options of an unconditional `kv.set`, which always writes. */
+export type KvSetAlwaysOptions = KvSetOptions & { ifAbsent?: false; ifValue?: undefined };
+
+/** Options of a conditional `kv.set`: `ifAbsent: true`, or `ifValue`, not both. */
+export type KvSetIfOptions = KvSetOptions & (
+  | { ifAbsent: true; ifValue?: undefined }
+  | { ifAbsent?: false; ifValue: string | null }
+);
+
+/** Options of a conditional `kv.del`. */
+export interface KvDelIfOptions extends CallOptions {
+  /** Remove the key only when it holds exactly this string (a lock's release); atomic on the engine. */
+  ifValue: string;
 }
 
 /**
  * sdk.storage.kv: string values under keys of 1 to 512 bytes of UTF-8 (a
  * `/` in a key is just a character; `.` and `..` are refused before sending).
- * Works in the private tier; `withTier` gives another.
+ * Works in the private tier; `withTier` gives another. Conditional `set` and
+ * `del` make locks and compare-and-set:
+ *
+ * ```ts
+ * const id = crypto.randomUUID()           // this holder's lock value
+ * if (await kv.set('lock:report', id, { ttl: 30, ifAbsent: true })) {
+ *   await kv.set('lock:report', id, { ttl: 30, ifValue: id })   // refresh: false once lost
+ *   await kv.del('lock:report', { ifValue: id })                // release only your own lock
+ * }
+ * ```
  */
 export interface Kv {
   /** The same store in another tier; this one is unchanged. */
   withTier(tier: Tier): Kv;
   /**
-   * Stores `value` under `key`, replacing any value and TTL. A string is
-   * stored as it is, anything else as its compact JSON text.
+   * Stores `value` under `key`, replacing any value and TTL, and resolves to
+   * `true`. A string is stored as it is, anything else as its compact JSON
+   * text.
    */
-  set(key: string, value: unknown, options?: KvSetOptions): Promise<void>;
+  set(key: string, value: unknown, options?: KvSetAlwaysOptions): Promise<true>;
+  /**
+   * Stores `value` under `key` only when the condition holds (`ifAbsent`:
+   * the key is missing; `ifValue`: it holds exactly that string), the check
+   * and the write one atomic step on the engine. Resolves to `true` when it
+   * wrote, `false` when the condition did not hold (the engine's 412
+   * `conflict`; nothing was written). Any other failure rejects.
+   */
+  set(key: string, value: unknown, options: KvSetIfOptions): Promise<boolean>;
+  /** `ifAbsent` as a run-time flag: `true` when written, `false` when the key existed. */
+  set(key: string, value: unknown, options: KvSetOptions & { ifValue?: undefined }): Promise<boolean>;
   /** The value (always a string: parse it if needed), or null when missing or expired. */
   get(key: string, options?: CallOptions): Promise<string | null>;
   /** Whether `key` holds a value. */
@@ -310,7 +359,21 @@ export interface Kv {
   /** Seconds before `key` expires, -1 when it has no TTL, null when it is missing. */
   ttl(key: string, options?: CallOptions): Promise<number | null>;
   /** Removes `key`; a missing key is not an error. */
-  del(key: string, options?: CallOptions): Promise<void>;
+  del(key: string, options?: CallOptions & { ifValue?: undefined }): Promise<void>;
+  /**
+   * Removes `key` only when it holds exactly `ifValue`, atomically: resolves
+   * to `true` when it did, `false` when the key was missing or held another
+   * value (the engine's 412 `conflict`). Any other failure rejects.
+   */
+  del(key: string, options: KvDelIfOptions): Promise<boolean>;
+  /**
+   * Sets the seconds `key` has left to `ttl` (1 s to 1 year, rounded up to
+   * whole seconds), keeping its value, or removes its TTL when `ttl` is
+   * `null`. Resolves to `true`, or `false` when the key is missing. Not
+   * conditional: to extend a lock only while you hold it, use `set` with
+   * `ifValue` and `ttl`.
+   */
+  expire(key: string, ttl: number | null, options?: CallOptions): Promise<boolean>;
 }
 
 // ---------------------------------------------------------------- errors

@@ -40,26 +40,62 @@ export class Kv {
   }
 
   /**
+   * set stores value under key. With ifAbsent: true it writes only when key
+   * is missing, with ifValue only when key holds exactly that string (null:
+   * only when it is missing), each check and write one atomic step on the
+   * engine. It resolves to true when it wrote, false when the condition did
+   * not hold (412 conflict; nothing was written); a plain set always writes
+   * and resolves to true.
    * @param {string} key
    * @param {unknown} value
    * @param {KvSetOptions} [options]
-   * @returns {Promise<void>}
+   * @returns {Promise<boolean>}
    */
   async set(key, value, options = {}) {
     const p = this.#path(key);
     if (value === undefined || typeof value === 'function' || typeof value === 'symbol') {
       throw localError(`kv ${JSON.stringify(key)}: value must be a string or a JSON value`);
     }
-    /** @type {{value: unknown, ttl?: number}} */
+    /** @type {{value: unknown, ttl?: number, ifAbsent?: true, ifValue?: string}} */
     const body = { value };
-    if (options.ttl !== undefined && options.ttl !== null && options.ttl !== 0) {
-      if (typeof options.ttl !== 'number' || !(options.ttl > 0) || !Number.isFinite(options.ttl)) {
-        throw localError('ttl must be a positive number of seconds');
-      }
-      // Whole seconds on the wire, rounded up so 0.5 s never means "none".
-      body.ttl = Math.ceil(options.ttl);
+    const ttl = wireTtl(options.ttl, 0);
+    if (ttl !== null) body.ttl = ttl;
+    const ifAbsent = condition(options, 'ifAbsent');
+    const ifValue = condition(options, 'ifValue');
+    if (ifAbsent !== undefined && typeof ifAbsent !== 'boolean') {
+      throw localError('kv.set: ifAbsent must be true or false');
     }
-    await this.#t.empty('PUT', p, { query: { tier: this.#tier }, json: body, signal: options.signal });
+    if (ifAbsent === true && ifValue !== undefined) {
+      throw localError('kv.set: ifAbsent and ifValue cannot be used together');
+    }
+    if (ifAbsent === true || ifValue === null) {
+      // ifValue: null is the value kv.get answers for a missing key.
+      body.ifAbsent = true;
+    } else if (ifValue !== undefined) {
+      if (typeof ifValue !== 'string') {
+        throw localError('kv.set: ifValue must be a string, the current value as kv.get answers it (null for a missing key)');
+      }
+      body.ifValue = ifValue;
+    }
+    const conditional = body.ifAbsent !== undefined || body.ifValue !== undefined;
+    return this.#conditionHeld(conditional, this.#t.empty('PUT', p, { query: { tier: this.#tier }, json: body, signal: options.signal }));
+  }
+
+  /**
+   * conditionHeld resolves to true when the call succeeds, and to false when
+   * a conditional call is answered 412 conflict; any other failure rejects.
+   * @param {boolean} conditional
+   * @param {Promise<unknown>} call
+   * @returns {Promise<boolean>}
+   */
+  async #conditionHeld(conditional, call) {
+    try {
+      await call;
+      return true;
+    } catch (e) {
+      if (conditional && e instanceof CpodError && e.status === 412 && e.code === 'conflict') return false;
+      throw e;
+    }
   }
 
   /**
@@ -151,13 +187,88 @@ export class Kv {
   }
 
   /**
+   * del removes key; a missing key is not an error, and a plain del
+   * resolves to undefined. With ifValue it removes key only when it holds
+   * exactly that string, in one atomic step on the engine, and resolves to
+   * true when it did, false when key was missing or held another value.
    * @param {string} key
-   * @param {{signal?: AbortSignal}} [options]
-   * @returns {Promise<void>}
+   * @param {{signal?: AbortSignal, ifValue?: string}} [options]
+   * @returns {Promise<boolean | undefined>}
    */
   async del(key, options = {}) {
-    await this.#t.empty('DELETE', this.#path(key), { query: { tier: this.#tier }, signal: options.signal });
+    const p = this.#path(key);
+    const ifValue = condition(options, 'ifValue');
+    if (ifValue === undefined) {
+      await this.#t.empty('DELETE', p, { query: { tier: this.#tier }, signal: options.signal });
+      return undefined;
+    }
+    if (typeof ifValue !== 'string') {
+      throw localError('kv.del: ifValue must be a string, the value the key must hold to be removed');
+    }
+    return this.#conditionHeld(true, this.#t.empty('DELETE', p, { query: { tier: this.#tier }, json: { ifValue }, signal: options.signal }));
   }
+
+  /**
+   * expire sets the seconds key has left to ttl (rounded up to whole
+   * seconds), keeping its value, or removes its TTL when ttl is null. It
+   * resolves to true, or false when key is missing. It is not conditional:
+   * to extend a lock only while holding it, set it again with ifValue and
+   * a ttl.
+   * @param {string} key
+   * @param {number | null} ttl
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<boolean>}
+   */
+  async expire(key, ttl, options = {}) {
+    const p = this.#path(key);
+    if (ttl !== null && typeof ttl !== 'number') {
+      throw localError('kv.expire: ttl must be a positive number of seconds, or null to remove the TTL');
+    }
+    const seconds = ttl === null ? null : wireTtl(ttl, null);
+    try {
+      await this.#t.empty('PATCH', p, { query: { tier: this.#tier }, json: { ttl: seconds }, signal: options.signal });
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+}
+
+/**
+ * condition returns options[name]; an own property set to undefined is
+ * refused, so that an unset variable (a lock id never assigned, say) never
+ * turns a conditional call into an unconditional one.
+ * @param {object} options
+ * @param {'ifAbsent' | 'ifValue'} name
+ * @returns {unknown}
+ */
+function condition(options, name) {
+  if (options == null || typeof options !== 'object') return undefined;
+  const v = /** @type {Record<string, unknown>} */ (options)[name];
+  if (v === undefined && Object.hasOwn(options, name)) {
+    throw localError(`kv: ${name} is undefined; leave it out for no condition`);
+  }
+  return v;
+}
+
+/**
+ * wireTtl checks a ttl in seconds and returns the whole seconds to send,
+ * rounded up so that 0.5 s never means "none"; null for none. none is the
+ * ttl meaning "no TTL" (0 for set), or null when every ttl must be positive.
+ * @param {unknown} ttl
+ * @param {0 | null} none
+ * @returns {number | null}
+ */
+function wireTtl(ttl, none) {
+  if (ttl === undefined || ttl === null || ttl === none) {
+    if (none === null) throw localError('ttl must be a positive number of seconds');
+    return null;
+  }
+  if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
+    throw localError('ttl must be a positive number of seconds');
+  }
+  return Math.ceil(ttl);
 }
 
 /** @param {unknown} e */

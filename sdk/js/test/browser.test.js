@@ -54,7 +54,7 @@ after(async () => {
   await srv?.stop();
 });
 
-test('a page on another origin writes, lists and reads a file, sets and queries documents, counts in kv', async (t) => {
+test('a page on another origin writes, lists and reads a file, sets and queries documents, counts and locks in kv', async (t) => {
   if (!existsSync(chromiumPath)) {
     // CI installs chromium (.ci/run); elsewhere the test says why it did not run.
     if (process.env.CI) assert.fail(`${chromiumPath} is missing`);
@@ -98,6 +98,9 @@ test('a page on another origin writes, lists and reads a file, sets and queries 
   assert.deepEqual(out.incr, [1, 6]);
   assert.equal(out.exists, true);
   assert.equal(out.ttl, -1);
+  assert.deepEqual(out.lock, [true, false]);
+  assert.deepEqual(out.expire, [true, 60, true, -1]);
+  assert.deepEqual(out.release, [false, true, false]);
   assert.deepEqual(out.error, { isCpodError: true, status: 409, code: 'not_integer', hasRequestId: true });
 
   // What the page wrote is in the engine: Node reads it back with the same token.

@@ -65,6 +65,41 @@ async function kv(): Promise<void> {
   void [v, e, n, m, big, t];
 }
 
+async function kvConditions(flag: boolean, maybe: string | undefined): Promise<void> {
+  const kv = sdk.storage.kv;
+  const id = crypto.randomUUID();
+  const always: true = await kv.set('k', 'v', { ttl: 30 });
+  const plain: true = await kv.set('k', 'v');
+  const got: boolean = await kv.set('lock', id, { ttl: 30, ifAbsent: true });
+  const cas: boolean = await kv.set('k', 'w', { ifValue: await kv.get('k') });
+  const refreshed: boolean = await kv.set('lock', id, { ttl: 30, ifValue: id, ifAbsent: false });
+  const dynamic: boolean = await kv.set('k', 'v', { ifAbsent: flag });
+  const released: boolean = await kv.del('lock', { ifValue: id });
+  const gone: void = await kv.del('lock');
+  const kept: boolean = await kv.expire('k', 60);
+  const persisted: boolean = await kv.expire('k', null, { signal: AbortSignal.timeout(1000) });
+  void [always, plain, got, cas, refreshed, dynamic, released, gone, kept, persisted];
+  // @ts-expect-error a conditional set may not write: boolean, not true
+  const sure: true = await kv.set('lock', id, { ifAbsent: true });
+  // @ts-expect-error ifAbsent and ifValue cannot be used together
+  await kv.set('k', 'v', { ifAbsent: true, ifValue: 'v' });
+  // @ts-expect-error a flag cannot be combined with ifValue either
+  await kv.set('k', 'v', { ifAbsent: flag, ifValue: 'v' });
+  // @ts-expect-error ifValue compares with the stored text: a string
+  await kv.set('k', 'v', { ifValue: 42 });
+  // @ts-expect-error an unset lock id must not become an unconditional set
+  await kv.set('k', 'v', { ifValue: maybe });
+  // @ts-expect-error ... nor an unconditional delete
+  await kv.del('lock', { ifValue: maybe });
+  // @ts-expect-error del needs the value the key holds, not null
+  await kv.del('lock', { ifValue: null });
+  // @ts-expect-error expire needs a ttl, or null to remove it
+  await kv.expire('k');
+  // @ts-expect-error seconds as a number
+  await kv.expire('k', '60');
+  void sure;
+}
+
 function errors(e: unknown): void {
   if (e instanceof CpodError) {
     const status: number = e.status;
@@ -75,4 +110,4 @@ function errors(e: unknown): void {
   }
 }
 
-void [files, documents, kv, errors];
+void [files, documents, kv, kvConditions, errors];

@@ -1,6 +1,6 @@
 // The browser test's app (test/browser.test.js serves it from an origin
 // other than the engine's): it loads @cpod/sdk as a plain ES module, uses
-// files, documents and kv, and leaves what it saw in window.__cpodResult.
+// files, documents and kv (a lock too), and leaves what it saw in window.__cpodResult.
 import { CpodClient, CpodError } from '/sdk/index.js';
 
 const params = new URLSearchParams(location.hash.slice(1));
@@ -37,6 +37,11 @@ try {
   out.incr = [await kv.incr('visits'), await kv.incr('visits', 5)];
   out.exists = await kv.exists('visits');
   out.ttl = await kv.ttl('visits'); // HEAD: reads the exposed Cpod-Ttl header
+  // A lock: conditional PUT, PATCH and a DELETE with a body, each preflighted.
+  const id = 'holder-' + Math.random().toString(36).slice(2);
+  out.lock = [await kv.set('lock', id, { ttl: 30, ifAbsent: true }), await kv.set('lock', 'other', { ttl: 30, ifAbsent: true })];
+  out.expire = [await kv.expire('lock', 60), await kv.ttl('lock'), await kv.expire('lock', null), await kv.ttl('lock')];
+  out.release = [await kv.del('lock', { ifValue: 'other' }), await kv.del('lock', { ifValue: id }), await kv.exists('lock')];
   await kv.set('visits-name', 'abc');
   try {
     await kv.incr('visits-name');
