@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -415,4 +416,26 @@ func TestFilesUploadURLS3Frozen(t *testing.T) {
 			wantUnavailable(t, r, time.Since(start), bound, false)
 		})
 	}
+}
+
+// TestFilesUploadURLMounted: an upload URL asked for through a mount prefix
+// carries the prefix and uploads through it without a token.
+func TestFilesUploadURLMounted(t *testing.T) {
+	t.Parallel()
+	srv, tok := fileServer(t)
+	mux := http.NewServeMux()
+	mux.Handle("/storage-api/", http.StripPrefix("/storage-api", srv.Engine))
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	req, _ := http.NewRequest("POST", ts.URL+"/storage-api/v1/storage/signed-urls", strings.NewReader(`{"key":"m.txt","method":"PUT"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	r := fileSend(t, http.DefaultClient, req)
+	wantStatus(t, r, http.StatusOK, "")
+	var out struct{ URL string }
+	decode(t, r, &out)
+	if !strings.HasPrefix(out.URL, ts.URL+"/storage-api/v1/storage/signed/") {
+		t.Fatalf("upload URL %q does not carry the mount prefix", out.URL)
+	}
+	wantStatus(t, sendURL(t, "PUT", out.URL, "text/plain", strings.NewReader("mounted")), http.StatusOK, "")
+	equal(t, "stored", string(readFile(t, srv, tok, "m.txt", "").body), "mounted")
 }
