@@ -28,14 +28,14 @@ func (e *Engine) filesRoutes() []route {
 		{"DELETE", "/v1/storage/files/{path...}?tier", e.handleFileDelete},
 		{"GET", "/v1/storage/files?tier&prefix&limit&cursor", e.handleFileList},
 		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate}, // tier in the body
-		{"GET", signedRoute, e.handleSignedDownload},
-		{"HEAD", signedRoute, e.handleSignedDownload},
-		// A signed URL only allows GET (and HEAD); any other method is
-		// answered like a URL that was changed.
-		{"PUT", signedRoute, e.handleSignedDownload},
-		{"POST", signedRoute, e.handleSignedDownload},
-		{"PATCH", signedRoute, e.handleSignedDownload},
-		{"DELETE", signedRoute, e.handleSignedDownload},
+		{"GET", signedRoute, e.handleSigned},
+		{"HEAD", signedRoute, e.handleSigned},
+		{"PUT", signedRoute, e.handleSigned},
+		// A download URL allows GET and HEAD, an upload URL PUT; any
+		// other method is answered like a URL that was changed.
+		{"POST", signedRoute, e.handleSigned},
+		{"PATCH", signedRoute, e.handleSigned},
+		{"DELETE", signedRoute, e.handleSigned},
 	}
 }
 
@@ -137,11 +137,16 @@ func (e *Engine) filesRoutes() []route {
 // 400 invalid_cursor. Pages continue with S3's StartAfter, so a cursor stays
 // valid while files are added or removed.
 //
-// # Signed download URLs
+// # Signed URLs: downloads and uploads
 //
-// POST /v1/storage/signed-urls returns
+// POST /v1/storage/signed-urls returns a download URL (method GET, the
+// default)
 //
 //	{base}/v1/storage/signed/{location key}?app=..&expires=..&sig=..&tier=..
+//
+// or an upload URL (method PUT)
+//
+//	{base}/v1/storage/signed/{location key}?app=..[&contentType=..]&expires=..&maxSize=..&method=PUT&sig=..&tier=..
 //
 // where {base} is Config.PublicURL, or else "http(s)://" + the request's Host
 // (https when the request came over TLS). X-Forwarded-Host and -Proto are not
@@ -149,29 +154,51 @@ func (e *Engine) filesRoutes() []route {
 // rewrites the path, set PublicURL. The location key is path-escaped segment
 // by segment, so the URL ends with the file's name. sig is the base64url
 // HMAC-SHA256 (Engine.mac, purpose "signed-url", a key derived from
-// Config.SigningKey, never a JWT key) of the method GET, the tier, the app
-// that signed, the expiry (Unix seconds) and the resolved location key: it is
-// bound to the location, not to the relative path. The download route
-// needs no Authorization header and checks, in this order: the exact set of
-// query parameters and the signature (403 invalid_signature for any change,
-// including a truncated signature or another method than GET or HEAD), that
-// the path and query are spelled exactly as issued (an equivalent spelling,
-// such as "%61" for "a", an escaped '/', lower-case hex or a zero-padded
-// expires, is a change too), the
-// expiry on the engine's clock (403 expired), then revocation: the signing
-// app must still be registered and still declare the tier's read scope (else
-// 403 invalid_signature), and the file must still exist (404). It serves the
-// file like GET above, Range included, plus "Referrer-Policy: no-referrer".
-// The engine never logs URLs, so signatures never reach a log. Expiry has no
-// leeway and there is no not-before, so replicas with slightly different
-// clocks never refuse a fresh URL; each one ends it at its own clock's
-// reading of the expiry.
+// Config.SigningKey, never a JWT key) of the method (GET or PUT), the tier,
+// the app that signed, the expiry (Unix seconds), for an upload URL its
+// maxSize and contentType, and the resolved location key (signedURL.msg): it
+// is bound to the location, not to the relative path. A download URL needs
+// the tier's read scope and an existing file (404); an upload URL needs the
+// tier's write scope, and the file need not exist. maxSize is 1 to
+// Limits.MaxFileSize bytes, that limit by default; contentType is optional
+// (any valid Content-Type when absent or empty) and must be a media type.
+//
+// The signed route needs no Authorization header and checks, in this
+// order: the signature, over the query's values (403 invalid_signature for
+// any change, including a truncated signature), that the path and query
+// are spelled exactly as issued (an equivalent spelling, such as "%61" for
+// "a", an escaped '/', lower-case hex, a zero-padded expires or maxSize, an
+// empty contentType, parameters in another order, is a change too), the
+// method: a download URL answers GET and HEAD, an upload URL PUT, anything
+// else is 403 invalid_signature; the expiry on the engine's clock (403
+// expired); for an upload, a Content-Type other than the signed one (the
+// same media type and parameters; letter case of the type and of parameter
+// names aside; a missing header is application/octet-stream) is 403
+// invalid_signature; then revocation: the signing app must still be
+// registered and still declare the tier's read scope (download) or write
+// scope (upload), else 403 invalid_signature. A download then serves the
+// file like GET above (404 when it no longer exists), Range included. An
+// upload streams exactly like an authenticated PUT (storeFile: the same
+// S3Timeout stall guard, memory budget and failure classes) with the limit
+// min(maxSize, Limits.MaxFileSize), checked from Content-Length before
+// anything is sent to S3 and counted while streaming (413 too_large,
+// nothing stored), and answers the same 200 file JSON, whose key is the
+// path relative to the tier. The expiry is checked when the request
+// starts: an upload that started in time may end after it. Every answer of
+// the signed route carries "Referrer-Policy: no-referrer". The engine
+// never logs URLs, so signatures never reach a log. Expiry has no leeway
+// and there is no not-before, so replicas with slightly different clocks
+// never refuse a fresh URL; each one ends it at its own clock's reading of
+// the expiry.
 //
 // # Direct S3 presigned URLs (Config.S3PresignedURLs)
 //
-// When set, POST /v1/storage/signed-urls returns a SigV4 presigned GET URL of
-// the S3 endpoint itself (minio-go PresignedGetObject) for the same resolved
-// key, after the same checks (scope, path, the file exists, expiresIn). It
+// When set, POST /v1/storage/signed-urls returns, for a download URL, a
+// SigV4 presigned GET URL of the S3 endpoint itself (minio-go
+// PresignedGetObject) for the same resolved key, after the same checks
+// (scope, path, the file exists, expiresIn). Upload URLs stay the engine's
+// own in this mode: an S3 presigned PUT cannot limit the size of the body
+// (maxSize), and could not be revoked. The presigned GET URL
 // guarantees what S3 guarantees: the URL reads only that key of that bucket,
 // only with GET, until the expiry on S3's clock, and any change to it fails.
 // It does not give the engine's guarantees: downloads bypass the engine, so
@@ -208,13 +235,17 @@ const (
 	// signedPath starts every signed download URL.
 	signedPath = "/v1/storage/signed/"
 	// signedRoute is the route pattern of signed URLs, with their query
-	// parameters (see route).
-	signedRoute = signedPath + "{key...}?" + sigParamApp + "&" + sigParamExpires + "&" + sigParamSig + "&" + sigParamTier
+	// parameters (see route); the last three are only in upload URLs.
+	signedRoute = signedPath + "{key...}?" + sigParamApp + "&" + sigParamExpires + "&" + sigParamSig + "&" + sigParamTier +
+		"&" + sigParamMethod + "&" + sigParamContentType + "&" + sigParamMaxSize
 	// Signed URL query parameters.
-	sigParamApp     = "app"
-	sigParamExpires = "expires"
-	sigParamSig     = "sig"
-	sigParamTier    = "tier"
+	sigParamApp         = "app"
+	sigParamExpires     = "expires"
+	sigParamSig         = "sig"
+	sigParamTier        = "tier"
+	sigParamMethod      = "method"      // upload URLs: always "PUT"
+	sigParamContentType = "contentType" // upload URLs: the Content-Type to send, when one was signed
+	sigParamMaxSize     = "maxSize"     // upload URLs: the most bytes the upload may hold
 	// maxCursor caps a list cursor before it is decoded.
 	maxCursor = 4096
 )
@@ -528,14 +559,24 @@ func uploadContentType(r *http.Request) (string, error) {
 		return "application/octet-stream", nil
 	}
 	ct := strings.TrimSpace(vs[0])
+	if err := checkContentType(ct, "Content-Type"); err != nil {
+		return "", err
+	}
+	return ct, nil
+}
+
+// checkContentType checks a Content-Type to store (or to sign into an
+// upload URL): a media type such as text/plain, at most maxContentType
+// bytes of text.
+func checkContentType(ct, what string) error {
 	if len(ct) > maxContentType || !validText(ct) {
-		return "", errorf(CodeInvalidRequest, "the Content-Type must be at most %d bytes of text", maxContentType)
+		return errorf(CodeInvalidRequest, "the %s must be at most %d bytes of text", what, maxContentType)
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if typ, sub, ok := strings.Cut(mt, "/"); err != nil || !ok || typ == "" || sub == "" {
-		return "", errorf(CodeInvalidRequest, "the Content-Type is not a valid media type such as text/plain")
+		return errorf(CodeInvalidRequest, "the %s is not a valid media type such as text/plain", what)
 	}
-	return ct, nil
+	return nil
 }
 
 // fileResult is the JSON of a stored file.
@@ -562,12 +603,18 @@ func (e *Engine) handleFilePut(c *call) error {
 	if err != nil {
 		return err
 	}
-	limit := e.cfg.Limits.MaxFileSize
+	return e.storeFile(c, loc.Key, name, tier, ct, e.cfg.Limits.MaxFileSize)
+}
+
+// storeFile streams the request body to the object at key, at most limit
+// bytes, and answers the file JSON (name is the path relative to the
+// tier). Authenticated uploads and upload URLs both go through it.
+func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limit int64) error {
 	if c.r.ContentLength > limit {
 		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
 	}
 	body := &uploadBody{r: c.r.Body, max: limit}
-	info, guard, err := e.upload(c.ctx, loc.Key, body, c.r.ContentLength, ct)
+	info, guard, err := e.upload(c.ctx, key, body, c.r.ContentLength, ct)
 	st := body.state()
 	body.detach(c.w)
 	if err != nil {
@@ -581,7 +628,7 @@ func (e *Engine) handleFilePut(c *call) error {
 	// values stand.
 	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
-	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err == nil && st.Size == n {
+	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{}); err == nil && st.Size == n {
 		res.ETag, res.LastModified = quoteETag(st.ETag), jsonTime(st.LastModified)
 	}
 	return c.json(http.StatusOK, res)
@@ -1125,11 +1172,54 @@ func (e *Engine) openListCursor(location, prefix, cursor string) (string, error)
 
 // ---- signed URLs ----
 
-// signedURLMsg is what a signed URL's HMAC covers. The tier is one of three
-// words, the app id holds no control character, the expiry is digits and
-// the key comes last, so the encoding is unambiguous.
-func signedURLMsg(tier Tier, app string, expires int64, key string) []byte {
-	return []byte("GET\n" + string(tier) + "\n" + app + "\n" + strconv.FormatInt(expires, 10) + "\n" + key)
+// signedURL is what a signed URL grants; its signature covers every field.
+type signedURL struct {
+	method  string // http.MethodGet (a download URL, GET and HEAD) or http.MethodPut (an upload URL)
+	tier    Tier
+	app     string // the app that signed
+	expires int64  // Unix seconds
+	key     string // the resolved location key
+	// Upload URLs only.
+	contentType string // the Content-Type the upload must carry; "" for any
+	maxSize     int64  // the most bytes the upload may hold
+}
+
+// msg is what the URL's HMAC covers. The method and tier are fixed words,
+// the app id and the content type hold no control character (so no '\n'),
+// the numbers are digits and the key comes last, so the encoding is
+// unambiguous. A download URL covers what it always covered, so URLs
+// issued before upload URLs existed stay valid; an upload URL's message
+// starts with "PUT", so neither kind verifies as the other.
+func (s signedURL) msg() []byte {
+	m := s.method + "\n" + string(s.tier) + "\n" + s.app + "\n" + strconv.FormatInt(s.expires, 10) + "\n"
+	if s.method == http.MethodPut {
+		m += strconv.FormatInt(s.maxSize, 10) + "\n" + s.contentType + "\n"
+	}
+	return []byte(m + s.key)
+}
+
+// query is the URL's query, in its one spelling (names in order, as
+// url.Values.Encode writes them).
+func (s signedURL) query(sum []byte) string {
+	q := url.Values{
+		sigParamTier:    {string(s.tier)},
+		sigParamApp:     {s.app},
+		sigParamExpires: {strconv.FormatInt(s.expires, 10)},
+		sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+	}
+	if s.method == http.MethodPut {
+		q.Set(sigParamMethod, s.method)
+		q.Set(sigParamMaxSize, strconv.FormatInt(s.maxSize, 10))
+		if s.contentType != "" {
+			q.Set(sigParamContentType, s.contentType)
+		}
+	}
+	return q.Encode()
+}
+
+// signedURLOf is the signed URL of s on base, the engine's public URL.
+func (e *Engine) signedURLOf(base string, s signedURL) string {
+	return base + signedPath + escapeKey(s.key) + "?" + s.query(e.mac("signed-url", s.msg()))
 }
 
 func (e *Engine) handleSignedURLCreate(c *call) error {
@@ -1143,9 +1233,12 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		return err
 	}
 	var in struct {
-		Key       *string         `json:"key"`
-		Tier      string          `json:"tier"`
-		ExpiresIn json.RawMessage `json:"expiresIn"`
+		Key         *string         `json:"key"`
+		Tier        string          `json:"tier"`
+		ExpiresIn   json.RawMessage `json:"expiresIn"`
+		Method      *string         `json:"method"`
+		ContentType *string         `json:"contentType"`
+		MaxSize     json.RawMessage `json:"maxSize"`
 	}
 	if err := decodeJSON(c, 16<<10, &in); err != nil {
 		return err
@@ -1154,7 +1247,22 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	if err != nil {
 		return err
 	}
-	id, err := e.authorize(c.r, tier, Read)
+	method := http.MethodGet
+	if in.Method != nil {
+		method = *in.Method
+	}
+	access := Read
+	switch method {
+	case http.MethodGet:
+		if in.ContentType != nil || !isNull(in.MaxSize) {
+			return errorf(CodeInvalidRequest, "contentType and maxSize apply to upload (PUT) URLs only")
+		}
+	case http.MethodPut:
+		access = Write
+	default:
+		return errorf(CodeInvalidRequest, "method must be GET or PUT")
+	}
+	id, err := e.authorize(c.r, tier, access)
 	if err != nil {
 		return err
 	}
@@ -1162,27 +1270,51 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		return errorf(CodeInvalidRequest, "key is required")
 	}
 	expiresIn := int64(defaultSignedURLExpiry)
-	if raw := string(in.ExpiresIn); raw != "" && raw != "null" {
-		n, ok := parseDigits(raw)
+	if !isNull(in.ExpiresIn) {
+		n, ok := parseDigits(string(in.ExpiresIn))
 		if !ok || n < 1 || n > maxSignedURLExpiry {
 			return errorf(CodeInvalidRequest, "expiresIn must be a whole number of seconds from 1 to %d", maxSignedURLExpiry)
 		}
 		expiresIn = n
 	}
+	s := signedURL{method: method, tier: tier, app: id.App}
+	if method == http.MethodPut {
+		limit := e.cfg.Limits.MaxFileSize
+		s.maxSize = limit
+		if !isNull(in.MaxSize) {
+			n, ok := parseDigits(string(in.MaxSize))
+			if !ok || n < 1 || n > limit {
+				return errorf(CodeInvalidRequest, "maxSize must be a whole number of bytes from 1 to %d", limit)
+			}
+			s.maxSize = n
+		}
+		if in.ContentType != nil && *in.ContentType != "" {
+			if err := checkContentType(*in.ContentType, "contentType"); err != nil {
+				return err
+			}
+			s.contentType = *in.ContentType
+		}
+	}
 	loc, err := fileLocation(id, tier, *in.Key)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.s3Ctx(c)
-	defer cancel()
-	info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
-	if err != nil {
-		return s3Error("stat", err)
-	}
-	now := e.now()
-	expires := now.Unix() + expiresIn
+	s.key = loc.Key
+	s.expires = e.now().Unix() + expiresIn
 	var u string
-	if e.cfg.S3PresignedURLs {
+	switch {
+	case method == http.MethodPut:
+		// No existence check. Always the engine's own URL, also with
+		// S3PresignedURLs: an S3 presigned PUT enforces neither maxSize
+		// nor revocation (see the notes above).
+		u = e.signedURLOf(e.publicBase(c.r), s)
+	case e.cfg.S3PresignedURLs:
+		ctx, cancel := e.s3Ctx(c)
+		defer cancel()
+		info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
+		if err != nil {
+			return s3Error("stat", err)
+		}
 		params := url.Values{}
 		if inline, _ := contentTypeSafety(metaOf(info).contentType); !inline {
 			params.Set("response-content-disposition", "attachment")
@@ -1192,14 +1324,24 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 			return s3Error("presign", err)
 		}
 		u = pu.String()
-	} else {
-		sum := e.mac("signed-url", signedURLMsg(tier, id.App, expires, loc.Key))
-		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + signedURLQuery(tier, id.App, expires, sum)
+	default:
+		ctx, cancel := e.s3Ctx(c)
+		defer cancel()
+		if _, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err != nil {
+			return s3Error("stat", err)
+		}
+		u = e.signedURLOf(e.publicBase(c.r), s)
 	}
 	return c.json(http.StatusOK, struct {
 		URL       string `json:"url"`
 		ExpiresAt string `json:"expiresAt"`
-	}{u, jsonTime(time.Unix(expires, 0))})
+		Method    string `json:"method"`
+	}{u, jsonTime(time.Unix(s.expires, 0)), method})
+}
+
+// isNull reports whether an optional JSON field was absent or null.
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
 }
 
 // publicBase is the absolute URL the engine is reached at: Config.PublicURL,
@@ -1235,16 +1377,6 @@ func mountPrefix(r *http.Request) string {
 	return prefix
 }
 
-// signedURLQuery is the query of a signed URL, in its one spelling.
-func signedURLQuery(tier Tier, app string, expires int64, sum []byte) string {
-	return url.Values{
-		sigParamTier:    {string(tier)},
-		sigParamApp:     {app},
-		sigParamExpires: {strconv.FormatInt(expires, 10)},
-		sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
-	}.Encode()
-}
-
 // escapeKey path-escapes a location key segment by segment.
 func escapeKey(key string) string {
 	segs := strings.Split(key, "/")
@@ -1261,55 +1393,140 @@ func signatureRefused(c *call) error {
 	return errorf(CodeInvalidSignature, "the URL signature is not valid")
 }
 
-// handleSignedDownload serves a signed URL: no Authorization header; the
-// signature, the expiry and the signing app's scope are checked instead.
-func (e *Engine) handleSignedDownload(c *call) error {
+// handleSigned serves a signed URL: no Authorization header; the
+// signature, the expiry and the signing app's scope are checked instead. A
+// download URL answers GET and HEAD, an upload URL PUT.
+func (e *Engine) handleSigned(c *call) error {
 	invalid := signatureRefused(c)
-	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
+	s, ok := e.verifySignedURL(c)
+	if !ok {
 		return invalid
 	}
-	q, err := url.ParseQuery(c.r.URL.RawQuery)
-	if err != nil || len(q) != 4 {
-		return invalid
+	access := Read
+	switch {
+	case s.method == http.MethodGet && (c.r.Method == http.MethodGet || c.r.Method == http.MethodHead):
+	case s.method == http.MethodPut && c.r.Method == http.MethodPut:
+		access = Write
+	default:
+		return invalid // a download URL cannot upload, nor an upload URL read
 	}
-	for _, vs := range q {
-		if len(vs) != 1 {
+	if !e.now().Before(time.Unix(s.expires, 0)) {
+		return errorf(CodeExpired, "the signed URL has expired")
+	}
+	var ct, name string
+	if access == Write {
+		var err error
+		if ct, err = uploadContentType(c.r); err != nil && s.contentType == "" {
+			return err
+		}
+		if s.contentType != "" && (err != nil || !sameMediaType(ct, s.contentType)) {
+			return errorf(CodeInvalidSignature, "the Content-Type is not the one the URL was signed for")
+		}
+		if name, ok = relativeName(s); !ok {
 			return invalid
 		}
 	}
-	tier, app, exp, sig := Tier(q.Get(sigParamTier)), q.Get(sigParamApp), q.Get(sigParamExpires), q.Get(sigParamSig)
-	if tier != TierPrivate && tier != TierUser && tier != TierShared {
-		return invalid
-	}
-	expires, ok := parseDigits(exp)
-	sum, err := base64.RawURLEncoding.DecodeString(sig)
-	key := c.params["key"]
-	if !ok || err != nil || !validID(app) || len(key) > maxFileKey ||
-		!e.validMAC("signed-url", signedURLMsg(tier, app, expires, key), sum) {
-		return invalid
-	}
-	// Exactly the URL that was signed, byte for byte: equivalent spellings
-	// ("s%2Fa.txt" for "s/a.txt", "%61" for "a", lower-case hex, expires
-	// with a leading zero, a signature with other padding bits, parameters
-	// in another order) are changes too. The route matched the escaped
-	// path, which starts with signedPath.
-	if strings.TrimPrefix(c.r.URL.EscapedPath(), signedPath) != escapeKey(key) ||
-		c.r.URL.RawQuery != signedURLQuery(tier, app, expires, sum) {
-		return invalid
-	}
-	if !e.now().Before(time.Unix(expires, 0)) {
-		return errorf(CodeExpired, "the signed URL has expired")
-	}
 	// Revocation: the app that signed must still be registered and still
-	// declare read access to the tier.
+	// declare the tier's scope for the URL's access.
 	ctx, cancel := e.backendCtx(c)
-	a, err := e.apps.lookup(ctx, app)
+	a, err := e.apps.lookup(ctx, s.app)
 	cancel()
-	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(tier, Read)) {
+	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(s.tier, access)) {
 		return errorf(CodeInvalidSignature, "the signed URL was revoked")
 	}
 	if err != nil {
 		return err
 	}
-	return e.serveFile(c, key)
+	if access == Read {
+		return e.serveFile(c, s.key)
+	}
+	return e.storeFile(c, s.key, name, s.tier, ct, min(s.maxSize, e.cfg.Limits.MaxFileSize))
+}
+
+// verifySignedURL reads the signed URL of the request and checks its
+// signature and its spelling.
+func (e *Engine) verifySignedURL(c *call) (signedURL, bool) {
+	q, err := url.ParseQuery(c.r.URL.RawQuery)
+	if err != nil {
+		return signedURL{}, false
+	}
+	for _, vs := range q {
+		if len(vs) != 1 {
+			return signedURL{}, false
+		}
+	}
+	s := signedURL{method: http.MethodGet, tier: Tier(q.Get(sigParamTier)), app: q.Get(sigParamApp), key: c.params["key"]}
+	if s.tier != TierPrivate && s.tier != TierUser && s.tier != TierShared {
+		return signedURL{}, false
+	}
+	expires, ok := parseDigits(q.Get(sigParamExpires))
+	s.expires = expires
+	if _, put := q[sigParamMethod]; put {
+		// An upload URL: the method is PUT, maxSize at least 1.
+		s.method, s.contentType = q.Get(sigParamMethod), q.Get(sigParamContentType)
+		n, okSize := parseDigits(q.Get(sigParamMaxSize))
+		s.maxSize, ok = n, ok && okSize && n >= 1 && s.method == http.MethodPut
+	}
+	sum, err := base64.RawURLEncoding.DecodeString(q.Get(sigParamSig))
+	if !ok || err != nil || !validID(s.app) || len(s.key) > maxFileKey ||
+		!e.validMAC("signed-url", s.msg(), sum) {
+		return signedURL{}, false
+	}
+	// Exactly the URL that was signed, byte for byte: equivalent spellings
+	// ("s%2Fa.txt" for "s/a.txt", "%61" for "a", lower-case hex, expires
+	// with a leading zero, a signature with other padding bits, parameters
+	// in another order, an empty contentType) are changes too. The route
+	// matched the escaped path, which starts with signedPath.
+	if strings.TrimPrefix(c.r.URL.EscapedPath(), signedPath) != escapeKey(s.key) ||
+		c.r.URL.RawQuery != s.query(sum) {
+		return signedURL{}, false
+	}
+	return s, true
+}
+
+// relativeName is the path, relative to its tier, of a signed location
+// key: the inverse of Resolve for the identity that signed. The key was
+// made by Resolve and is covered by the signature; the path rules are
+// applied once more all the same.
+func relativeName(s signedURL) (string, bool) {
+	var prefix string
+	switch s.tier {
+	case TierPrivate:
+		prefix = "/apps/" + s.app + "/"
+	case TierUser:
+		prefix = "/users/"
+	case TierShared:
+		prefix = "/shared/"
+	}
+	tenant, rest, _ := strings.Cut(s.key, "/")
+	rest, ok := strings.CutPrefix("/"+rest, prefix)
+	if ok && s.tier == TierUser {
+		var user string
+		user, rest, ok = strings.Cut(rest, "/")
+		ok = ok && validID(user)
+	}
+	if !ok || !validID(tenant) || checkFilePath(rest) != nil {
+		return "", false
+	}
+	return rest, true
+}
+
+// sameMediaType reports whether two Content-Types name the same media type
+// with the same parameters; type, subtype and parameter names compare
+// case-insensitively, parameter values exactly.
+func sameMediaType(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ma, pa, err1 := mime.ParseMediaType(a)
+	mb, pb, err2 := mime.ParseMediaType(b)
+	if err1 != nil || err2 != nil || ma != mb || len(pa) != len(pb) {
+		return false
+	}
+	for k, v := range pa {
+		if w, ok := pb[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

@@ -58,19 +58,20 @@ type Config struct {
 	// Default none: the admin API then answers 401 to everyone.
 	AdminTokens []string
 
-	// SigningKey is the engine's own secret for signed download URLs and
+	// SigningKey is the engine's own secret for signed URLs and
 	// cursors; it must differ from any JWT key and be at least 32 bytes.
 	// Required.
 	SigningKey []byte
 	// PublicURL is the absolute URL at which the engine is reachable, used to
-	// build signed download URLs, such as "https://api.example.com/storage".
+	// build signed URLs, such as "https://api.example.com/storage".
 	// Default: derived from each request (Host header and TLS state).
 	PublicURL string
 	// S3PresignedURLs makes POST /v1/storage/signed-urls return S3 presigned
-	// GET URLs of the S3 endpoint instead of the engine's own signed URLs,
-	// for an S3 endpoint that end users can reach. They have S3's guarantees,
-	// not the engine's (no revocation, S3's errors and headers): see the
-	// notes in files.go. Default false.
+	// GET URLs of the S3 endpoint instead of the engine's own signed
+	// download URLs, for an S3 endpoint that end users can reach. They have
+	// S3's guarantees, not the engine's (no revocation, S3's errors and
+	// headers): see the notes in files.go. Upload (PUT) URLs are always the
+	// engine's own, which enforce maxSize. Default false.
 	S3PresignedURLs bool
 
 	// CORSOrigins are the origins allowed to call /v1/storage/... (signed
