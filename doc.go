@@ -90,9 +90,7 @@
 //
 // # Documents layout
 //
-// Every app's documents live in one physical MongoDB collection,
-// Config.DocumentsCollection (default "cpod_documents"); never one collection
-// per app or tenant. Each logical document is one MongoDB document:
+// Each logical document is one MongoDB document, the same in every layout:
 //
 //	_id      location + collection + "/" + key, such as "t1/apps/app-a/prefs/theme"
 //	loc      the location prefix from Resolve, tenant first: "t1/apps/app-a/"
@@ -103,23 +101,62 @@
 //	created, updated   BSON dates
 //
 // Locations end with "/" and collection names cannot hold one, so _id spells
-// (location, collection, key) injectively. The engine creates the unique
-// index loc_coll_key_unique on {loc: 1, coll: 1, key: 1} on first use.
-// Set, get and delete address a document by _id alone (on FerretDB that is
-// the only filter pushed down to its storage); a query filters on loc and
-// coll equality, an _id range of the same prefix, the caller's equalities
-// on v, and the keyset position, never a skip.
+// (location, collection, key) injectively. Set, get and delete address a
+// document by _id alone; a query filters on loc and coll equality, an _id
+// range of the same prefix, the caller's equalities on v, and the keyset
+// position, never a skip. A set inserts the document and, when one of that
+// _id exists, updates it (json, v, updated).
 //
-// Sharding: shard the collection on {_id: 1}, ranged. _id begins with the
-// tenant (then the tier's app or user, then the collection), so the tenant
-// leads the shard key: each tenant's documents form contiguous chunk ranges
-// (zones can pin a tenant to a region), every set, get and delete targets
-// one shard, and a query's _id range targets the shards of that one
-// collection. MongoDB allows a unique index only on a shard key prefix, so
-// on a sharded cluster create loc_coll_key_unique on {loc: 1, coll: 1, key: 1}
-// yourself, without unique, before sharding; the engine accepts an index of
-// that name with other options, and _id, unique as the shard key, keeps
-// (location, collection, key) unique.
+// Config.DocumentsLayout says which physical collections hold them:
+//
+//   - single (the default on MongoDB): every app's documents live in one
+//     collection, Config.DocumentsCollection (default "cpod_documents"),
+//     with the unique index loc_coll_key_unique on {loc: 1, coll: 1, key: 1},
+//     created on first use. MongoDB's indexes bound each call to the
+//     document or collection it names, and the collection shards (below).
+//   - partitioned (the default on FerretDB): the documents of each
+//     (location, logical collection) live in a collection of their own,
+//     "cpod_documents.<h(tenant)>.<h(location)>.<collection>", where h is the
+//     first 8 bytes of SHA-256 in hex (ids may hold characters that
+//     collection names may not). FerretDB v1 uses no index for a query, an
+//     update or a delete: it scans the whole collection on every call (only
+//     an insert is checked against the _id index). One collection per
+//     location and collection keeps those scans to the caller's own
+//     documents, so another tenant's data costs nothing. The collection is
+//     created by the first insert; it needs no index but _id's. The name
+//     prefixes group a tenant's, then a location's, collections. As the
+//     documents and filters are those of the single layout, two names whose
+//     hashes collided would share a collection, never each other's data.
+//   - auto (the default): partitioned when the server's buildInfo carries
+//     ferretdbVersion, single otherwise, decided once per process. A
+//     FerretDB whose single collection already holds documents (written by
+//     an engine from before the partitioned layout) keeps single, with a
+//     warning in the log: moving them is an export and import.
+//
+// Sharding (single layout): shard the collection on {_id: 1}, ranged. _id
+// begins with the tenant (then the tier's app or user, then the collection),
+// so the tenant leads the shard key: each tenant's documents form contiguous
+// chunk ranges (zones can pin a tenant to a region), every set, get and
+// delete targets one shard, and a query's _id range targets the shards of
+// that one collection. MongoDB allows a unique index only on a shard key
+// prefix, so on a sharded cluster create loc_coll_key_unique on
+// {loc: 1, coll: 1, key: 1} yourself, without unique, before sharding; the
+// engine accepts an index of that name with other options, and _id, unique
+// as the shard key, keeps (location, collection, key) unique.
+//
+// FerretDB. Its scans make a set on an existing key, a delete or a query
+// cost time in proportion to the caller's own collection (a GET by _id
+// stops at the match); an insert does not grow. FerretDB v1 also holds a
+// backend connection per update statement on an existing document until the
+// whole command ends, plus one for the write, and waits for a connection
+// with no deadline of its own: a long update command or many concurrent
+// updates exhausted its pool (on PostgreSQL pool_max_conns, default 50) for
+// good, and every later request of any kind timed out. So updates are
+// updateMany on _id (FerretDB closes each statement's query before the
+// next), batch commands carry at most 25 statements, and one engine keeps at
+// most 8 write commands in flight on FerretDB, queueing the rest within
+// Config.BackendTimeout. Keep engine replicas times 8 below FerretDB's pool
+// size.
 //
 // Values. The json field keeps the value exactly as sent, less insignificant
 // whitespace: field order, number spelling (1.0, 1e2, integers beyond
@@ -149,12 +186,6 @@
 // object) travels as its hash and is read back from the document at the
 // position; if that document changed meanwhile, the cursor is
 // invalid_cursor.
-//
-// FerretDB v1 (the test server of cpodtest) pushes down only a single _id
-// equality, and even that does not use its _id index on SQLite: every call
-// scans the collection, so its timings grow with the whole collection. On
-// MongoDB the _id index and loc_coll_key_unique bound each call to the
-// document or collection it names.
 //
 // # Testing
 //

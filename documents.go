@@ -5,15 +5,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -27,7 +30,7 @@ import (
 // key named "query" or "batch" still works: set, get and delete use other
 // methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
-	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection)}
+	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection), slots: make(chan struct{}, ferretWriteSlots)}
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
@@ -37,8 +40,9 @@ func (e *Engine) documentsRoutes() []route {
 	}
 }
 
-// The stored form of a document, one MongoDB document in the one physical
-// collection Config.DocumentsCollection (see "Documents layout" in doc.go):
+// The stored form of a document, one MongoDB document in the physical
+// collection of its layout (see "Documents layout" in doc.go and
+// documents.open), the same in every layout:
 //
 //	_id      location + collection + "/" + key: the document's identity as one
 //	         string. Locations end with "/" and collection names hold no "/",
@@ -90,41 +94,155 @@ const (
 	mongoMaxDepth = 96
 )
 
-// documents is the documents area: the physical collection and whether its
-// index has been ensured by this process.
-type documents struct {
-	e    *Engine
-	coll *mongo.Collection
+// The documents layouts, the values of Config.DocumentsLayout (see
+// "Documents layout" in doc.go).
+const (
+	// DocumentsLayoutAuto is partitioned on FerretDB and single on any other
+	// server; the engine asks the server (buildInfo) once per process. A
+	// FerretDB whose single collection already holds documents (written
+	// before this layout existed) keeps the single layout.
+	DocumentsLayoutAuto = "auto"
+	// DocumentsLayoutSingle keeps every document in the one collection
+	// Config.DocumentsCollection, with the index loc_coll_key_unique.
+	DocumentsLayoutSingle = "single"
+	// DocumentsLayoutPartitioned keeps the documents of each (location,
+	// logical collection) in a collection of their own, named by hashes.
+	DocumentsLayoutPartitioned = "partitioned"
+)
 
-	mu      sync.Mutex
-	indexed bool
+const (
+	// ferretWriteSlots caps the write commands (insert, update, delete)
+	// that one engine has in flight on a FerretDB server. FerretDB v1 holds
+	// two backend connections while it updates a document (the query's and
+	// the write's), so enough concurrent updates exhaust its PostgreSQL
+	// pool (pool_max_conns, default 50) and wait for each other for good;
+	// on SQLite concurrent writers spin on the database lock. Queued in the
+	// engine instead, they take turns, bounded by Config.BackendTimeout.
+	ferretWriteSlots = 8
+	// maxStatementsPerCommand caps the statements of one insert, update or
+	// delete command of a batch, so that each command is short and the
+	// backend timeout is checked between them.
+	maxStatementsPerCommand = 25
+)
+
+// documents is the documents area: the physical collection of the single
+// layout, and the backend facts found by this process.
+type documents struct {
+	e     *Engine
+	coll  *mongo.Collection
+	slots chan struct{} // FerretDB write slots, see ferretWriteSlots
+
+	mu      sync.Mutex // serialises the first ready
+	backend atomic.Pointer[docsBackend]
 }
 
-// ensureIndex creates the unique index on (loc, coll, key) once per process;
-// a failure fails the request and is retried on the next one. An index of
-// that name that exists with other options (IndexOptionsConflict, code 85)
-// is accepted: on a cluster sharded on _id the operator creates it without
+// docsBackend is what the engine learnt about the documents server.
+type docsBackend struct {
+	ferret      bool // the server is FerretDB (buildInfo has ferretdbVersion)
+	partitioned bool // the layout is DocumentsLayoutPartitioned
+}
+
+// ready finds the server's kind and the layout, and in the single layout
+// creates the unique index on (loc, coll, key), once per process; a failure
+// fails the request and is retried on the next one. An index of that name
+// that exists with other options (IndexOptionsConflict, code 85) is
+// accepted: on a cluster sharded on _id the operator creates it without
 // unique beforehand (see doc.go), since MongoDB allows unique indexes only
-// on a shard key prefix.
-func (d *documents) ensureIndex(ctx context.Context) error {
-	d.mu.Lock()
-	done := d.indexed
-	d.mu.Unlock()
-	if done {
-		return nil
-	}
-	_, err := d.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}},
-		Options: options.Index().SetUnique(true).SetName(docsIndexName),
-	})
-	var ce mongo.CommandError
-	if err != nil && !(errors.As(err, &ce) && ce.Code == 85) {
-		return docsBackendError("documents index", err)
+// on a shard key prefix. The partitioned layout needs no index but _id's.
+func (d *documents) ready(ctx context.Context) (docsBackend, error) {
+	if b := d.backend.Load(); b != nil {
+		return *b, nil
 	}
 	d.mu.Lock()
-	d.indexed = true
-	d.mu.Unlock()
-	return nil
+	defer d.mu.Unlock()
+	if b := d.backend.Load(); b != nil {
+		return *b, nil
+	}
+	var b docsBackend
+	info, err := d.e.cfg.Mongo.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Raw()
+	if err != nil {
+		return b, docsBackendError("documents buildInfo", err)
+	}
+	_, err = info.LookupErr("ferretdbVersion")
+	b.ferret = err == nil
+	switch d.e.cfg.DocumentsLayout {
+	case DocumentsLayoutPartitioned:
+		b.partitioned = true
+	case DocumentsLayoutSingle:
+	default:
+		b.partitioned = b.ferret
+		if b.ferret {
+			// Documents written before the partitioned layout existed stay
+			// where they are: a FerretDB whose single collection holds any
+			// keeps the single layout.
+			err := d.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+			switch {
+			case err == nil:
+				b.partitioned = false
+				d.e.log.Warn("storage: FerretDB holds documents in the single layout, which scans every tenant's documents on each call: keeping it; see Config.DocumentsLayout", "collection", d.e.cfg.DocumentsCollection)
+			case !errors.Is(err, mongo.ErrNoDocuments):
+				return b, docsBackendError("documents layout", err)
+			}
+		}
+	}
+	if !b.partitioned {
+		_, err := d.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys:    bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}},
+			Options: options.Index().SetUnique(true).SetName(docsIndexName),
+		})
+		var ce mongo.CommandError
+		if err != nil && !(errors.As(err, &ce) && ce.Code == 85) {
+			return b, docsBackendError("documents index", err)
+		}
+	}
+	d.backend.Store(&b)
+	return b, nil
+}
+
+// open returns the physical collection that holds t's documents, and the
+// backend facts. In the partitioned layout that is
+//
+//	<Config.DocumentsCollection>.<h(tenant)>.<h(location)>.<collection>
+//
+// where h is the first 8 bytes of SHA-256 in hex: tenant and location may
+// hold any printable ASCII, which collection names may not, and the hashes
+// keep a tenant's collections, then a location's, under one name prefix.
+// The stored documents are the same in both layouts (their _id spells the
+// location), and every call filters on _id or on loc and coll, so two
+// locations whose hashes collided would share a collection, never see
+// each other's documents.
+func (d *documents) open(ctx context.Context, t target) (*mongo.Collection, docsBackend, error) {
+	b, err := d.ready(ctx)
+	if err != nil {
+		return nil, b, err
+	}
+	if !b.partitioned {
+		return d.coll, b, nil
+	}
+	return d.e.cfg.Mongo.Collection(partitionName(d.e.cfg.DocumentsCollection, t)), b, nil
+}
+
+// partitionName is the physical collection of t in the partitioned layout.
+func partitionName(base string, t target) string {
+	tenant, _, _ := strings.Cut(t.loc, "/")
+	th := sha256.Sum256([]byte(tenant))
+	lh := sha256.Sum256([]byte(t.loc))
+	return base + "." + hex.EncodeToString(th[:8]) + "." + hex.EncodeToString(lh[:8]) + "." + t.coll
+}
+
+// slot waits for a write slot on FerretDB (see ferretWriteSlots) and
+// returns its release; elsewhere it returns at once. Waiting past ctx's
+// deadline is 503.
+func (d *documents) slot(ctx context.Context, b docsBackend) (release func(), err error) {
+	if !b.ferret {
+		return func() {}, nil
+	}
+	select {
+	case d.slots <- struct{}{}:
+		return func() { <-d.slots }, nil
+	case <-ctx.Done():
+		return nil, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents: waiting for a write slot: %w", ctx.Err())}
+	}
 }
 
 // docsBackendError translates a driver error the caller did not handle:
@@ -475,29 +593,54 @@ func (d *documents) readValue(c *call) (docValue, error) {
 	return d.parseValue(b)
 }
 
-// setModel is the upsert that stores value at key: json and v replace the
+// setWrite is how a set is written: insert doc, and if a document of that
+// _id exists (duplicate key), update it with filter and update, an upsert
+// in case it was deleted meanwhile.
+//
+// Insert first, because FerretDB v1 runs an update (or an upsert) as a query
+// that scans the whole collection, with one backend connection held while
+// it writes, while an insert is a plain INSERT checked by the unique _id
+// index: loading new documents costs the same whatever the collection
+// holds. The update is updateMany on the unique _id (at most one document,
+// as updateOne): FerretDB keeps the query of an updateOne statement open
+// until the whole command ends, but closes an updateMany's before the next
+// statement.
+type setWrite struct {
+	doc            bson.Raw
+	filter, update bson.D
+}
+
+// setModel is the write that stores value at key: json and v replace the
 // old ones, loc, coll, key and created are written only on insert.
-func (d *documents) setModel(t target, key string, v docValue, now time.Time) (filter, update bson.D, err error) {
-	set, err := bson.Marshal(bson.D{
+func (d *documents) setModel(t target, key string, v docValue, now time.Time) (setWrite, error) {
+	doc, err := bson.Marshal(bson.D{
+		{Key: "_id", Value: t.id(key)},
+		{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll}, {Key: fieldKey, Value: key},
 		{Key: fieldJSON, Value: string(v.json)},
 		{Key: fieldValue, Value: v.bson},
-		{Key: fieldUpdated, Value: now},
+		{Key: fieldCreated, Value: now}, {Key: fieldUpdated, Value: now},
 	})
 	if err != nil {
-		return nil, nil, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+		return setWrite{}, &Error{Code: CodeInternal, Message: "internal error", Err: err}
 	}
-	if len(set) > mongoMaxDocument {
-		return nil, nil, errorf(CodeTooLarge, "the stored form of this value exceeds the database's 16 MiB document limit")
+	if len(doc) > mongoMaxDocument {
+		return setWrite{}, errorf(CodeTooLarge, "the stored form of this value exceeds the database's 16 MiB document limit")
 	}
-	filter = bson.D{{Key: "_id", Value: t.id(key)}}
-	update = bson.D{
-		{Key: "$set", Value: bson.Raw(set)},
-		{Key: "$setOnInsert", Value: bson.D{
-			{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll},
-			{Key: fieldKey, Value: key}, {Key: fieldCreated, Value: now},
-		}},
-	}
-	return filter, update, nil
+	return setWrite{
+		doc:    doc,
+		filter: bson.D{{Key: "_id", Value: t.id(key)}},
+		update: bson.D{
+			{Key: "$set", Value: bson.D{
+				{Key: fieldJSON, Value: string(v.json)},
+				{Key: fieldValue, Value: v.bson},
+				{Key: fieldUpdated, Value: now},
+			}},
+			{Key: "$setOnInsert", Value: bson.D{
+				{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll},
+				{Key: fieldKey, Value: key}, {Key: fieldCreated, Value: now},
+			}},
+		},
+	}, nil
 }
 
 func (d *documents) handleSet(c *call) error {
@@ -509,21 +652,26 @@ func (d *documents) handleSet(c *call) error {
 	if err != nil {
 		return err
 	}
-	filter, update, err := d.setModel(t, key, v, d.e.now().UTC().Truncate(time.Millisecond))
+	w, err := d.setModel(t, key, v, d.e.now().UTC().Truncate(time.Millisecond))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	if err := d.ensureIndex(ctx); err != nil {
+	pc, b, err := d.open(ctx, t)
+	if err != nil {
 		return err
 	}
-	opts := options.UpdateOne().SetUpsert(true)
-	_, err = d.coll.UpdateOne(ctx, filter, update, opts)
-	if mongo.IsDuplicateKeyError(err) {
-		// Two upserts of a new key raced; the other one inserted it, so
-		// this one now updates it.
-		_, err = d.coll.UpdateOne(ctx, filter, update, opts)
+	release, err := d.slot(ctx, b)
+	if err != nil {
+		return err
+	}
+	defer release()
+	_, err = pc.InsertOne(ctx, w.doc)
+	// A duplicate _id: the document exists, update it. A duplicate again
+	// means it was deleted and inserted by others meanwhile: once more.
+	for try := 0; try < 2 && mongo.IsDuplicateKeyError(err); try++ {
+		_, err = pc.UpdateMany(ctx, w.filter, w.update, options.UpdateMany().SetUpsert(true))
 	}
 	if err != nil {
 		return docsBackendError("documents set", err)
@@ -538,7 +686,11 @@ func (d *documents) handleGet(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	raw, err := d.coll.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}},
+	pc, _, err := d.open(ctx, t)
+	if err != nil {
+		return err
+	}
+	raw, err := pc.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}},
 		options.FindOne().SetProjection(bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}),
 	).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -565,7 +717,16 @@ func (d *documents) handleDelete(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	if _, err := d.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}}); err != nil {
+	pc, b, err := d.open(ctx, t)
+	if err != nil {
+		return err
+	}
+	release, err := d.slot(ctx, b)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := pc.DeleteOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}}); err != nil {
 		return docsBackendError("documents delete", err)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
@@ -816,19 +977,20 @@ func (d *documents) handleQuery(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	if err := d.ensureIndex(ctx); err != nil {
+	pc, _, err := d.open(ctx, t)
+	if err != nil {
 		return err
 	}
-	if err := d.resolveHashedPos(ctx, t, &plan); err != nil {
+	if err := d.resolveHashedPos(ctx, pc, t, &plan); err != nil {
 		return err
 	}
-	return d.runQuery(ctx, c, t, plan, limit)
+	return d.runQuery(ctx, c, pc, t, plan, limit)
 }
 
 // resolveHashedPos reads back the sort values that a cursor carries as
 // hashes, from the document at the cursor's position. If that document or
 // value changed since, the cursor cannot continue.
-func (d *documents) resolveHashedPos(ctx context.Context, t target, plan *queryPlan) error {
+func (d *documents) resolveHashedPos(ctx context.Context, pc *mongo.Collection, t target, plan *queryPlan) error {
 	var proj bson.D
 	for i, p := range plan.pos {
 		if p.Hash != nil {
@@ -838,7 +1000,7 @@ func (d *documents) resolveHashedPos(ctx context.Context, t target, plan *queryP
 	if proj == nil {
 		return nil
 	}
-	raw, err := d.coll.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(plan.key)}}, options.FindOne().SetProjection(proj)).Raw()
+	raw, err := pc.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(plan.key)}}, options.FindOne().SetProjection(proj)).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return errorf(CodeInvalidCursor, "the document at this cursor's position was deleted; run the query again without a cursor")
 	}
@@ -1024,12 +1186,12 @@ func (d *documents) mongoQuery(t target, plan queryPlan) (filter, sort, proj bso
 	return filter, sort, proj, nil
 }
 
-func (d *documents) runQuery(ctx context.Context, c *call, t target, plan queryPlan, limit int) error {
+func (d *documents) runQuery(ctx context.Context, c *call, pc *mongo.Collection, t target, plan queryPlan, limit int) error {
 	filter, sort, proj, err := d.mongoQuery(t, plan)
 	if err != nil {
 		return err
 	}
-	cur, err := d.coll.Find(ctx, filter, options.Find().
+	cur, err := pc.Find(ctx, filter, options.Find().
 		SetSort(sort).SetProjection(proj).
 		SetLimit(int64(limit+1)).SetBatchSize(int32(limit+1)).
 		SetAllowDiskUse(true))
@@ -1189,9 +1351,8 @@ func (d *documents) decodeCursor(t target, s string) (queryPlan, error) {
 type batchOp struct {
 	op, key string
 	value   docValue
-	err     error // set when the op is invalid or failed
-	filter  bson.D
-	update  bson.D
+	err     error    // set when the op is invalid or failed
+	set     setWrite // for a set
 }
 
 // batchResult is one op's outcome. A failed op carries the error the same
@@ -1312,9 +1473,7 @@ func (d *documents) handleBatch(c *call) error {
 		switch {
 		case ops[i].err != nil:
 		case ops[i].op == "set":
-			ops[i].filter, ops[i].update, ops[i].err = d.setModel(t, ops[i].key, ops[i].value, now)
-		default:
-			ops[i].filter = bson.D{{Key: "_id", Value: t.id(ops[i].key)}}
+			ops[i].set, ops[i].err = d.setModel(t, ops[i].key, ops[i].value, now)
 		}
 		if ops[i].err == nil {
 			valid++
@@ -1322,12 +1481,12 @@ func (d *documents) handleBatch(c *call) error {
 	}
 	if valid > 0 {
 		ctx, cancel := d.e.backendCtx(c)
-		err := d.ensureIndex(ctx)
+		pc, b, err := d.open(ctx, t)
 		cancel()
 		if err != nil {
 			return err
 		}
-		if err := d.applyBatch(c, ops); err != nil {
+		if err := d.applyBatch(c, pc, b, t, ops); err != nil {
 			return err
 		}
 	}
@@ -1352,13 +1511,14 @@ func (d *documents) handleBatch(c *call) error {
 
 // applyBatch writes the valid ops in rounds. Ops on different keys commute,
 // so round r holds the r-th op on each key: within a round every key is
-// distinct and the round is one unordered bulk write (one update command
-// for the sets, one delete command for the deletes), while the ops on one
-// key run in the order sent. A batch without repeated keys takes one round.
-// Each op succeeds or fails on its own. A transport failure or timeout fails
-// the request (503): every op is idempotent, so the caller can retry it.
-// Each bulk write is one backend call, bounded by Config.BackendTimeout.
-func (d *documents) applyBatch(c *call, ops []batchOp) error {
+// distinct, so its writes may go in any order and in bulk, while the ops on
+// one key run in the order sent. A batch without repeated keys takes one
+// round. Each op succeeds or fails on its own. A transport failure or
+// timeout fails the request (503): every op is idempotent, so the caller
+// can retry it. Each backend command carries at most
+// maxStatementsPerCommand statements and is bounded by
+// Config.BackendTimeout.
+func (d *documents) applyBatch(c *call, pc *mongo.Collection, b docsBackend, t target, ops []batchOp) error {
 	var rounds [][]int
 	seen := map[string]int{}
 	for i, op := range ops {
@@ -1373,7 +1533,7 @@ func (d *documents) applyBatch(c *call, ops []batchOp) error {
 		rounds[r] = append(rounds[r], i)
 	}
 	for _, round := range rounds {
-		retry, err := d.writeRound(c, ops, round)
+		retry, err := d.writeRound(c, pc, b, t, ops, round)
 		if err != nil {
 			return err
 		}
@@ -1384,7 +1544,7 @@ func (d *documents) applyBatch(c *call, ops []batchOp) error {
 			for _, i := range retry {
 				ops[i].err = nil
 			}
-			if _, err := d.writeRound(c, ops, retry); err != nil {
+			if _, err := d.writeRound(c, pc, b, t, ops, retry); err != nil {
 				return err
 			}
 		}
@@ -1392,40 +1552,111 @@ func (d *documents) applyBatch(c *call, ops []batchOp) error {
 	return nil
 }
 
-// writeRound sends the ops at idx (distinct keys) as one unordered bulk
-// write and records each op's failure. It returns the sets that failed with
-// a duplicate key error (marked conflict), which may be retried.
-func (d *documents) writeRound(c *call, ops []batchOp, idx []int) (retry []int, err error) {
-	models := make([]mongo.WriteModel, len(idx))
-	for j, i := range idx {
+// writeRound writes the ops at idx (distinct keys): the sets are inserted
+// (see setWrite), those whose document exists are updated, and the deletes
+// deleted, each step in unordered commands of at most
+// maxStatementsPerCommand statements. It records each op's failure and
+// returns the updates that failed with a duplicate key error (marked
+// conflict), which may be retried.
+func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t target, ops []batchOp, idx []int) (retry []int, err error) {
+	var sets, rest []int
+	for _, i := range idx {
 		if ops[i].op == "set" {
-			models[j] = mongo.NewUpdateOneModel().SetFilter(ops[i].filter).SetUpdate(ops[i].update).SetUpsert(true)
+			sets = append(sets, i)
 		} else {
-			models[j] = mongo.NewDeleteOneModel().SetFilter(ops[i].filter)
+			rest = append(rest, i)
 		}
 	}
+	for chunk := range slices.Chunk(sets, maxStatementsPerCommand) {
+		docs := make([]any, len(chunk))
+		for j, i := range chunk {
+			docs[j] = ops[i].set.doc
+		}
+		err := d.command(c, b, func(ctx context.Context) error {
+			_, err := pc.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+			return err
+		})
+		failed, err := d.writeErrors(c, err, len(chunk))
+		if err != nil {
+			return nil, err
+		}
+		for j, we := range failed {
+			if i := chunk[j]; we.HasErrorCode(11000) {
+				rest = append(rest, i) // it exists: update it
+			} else {
+				ops[i].err = d.opFailed(c, we)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(rest, maxStatementsPerCommand) {
+		models := make([]mongo.WriteModel, len(chunk))
+		for j, i := range chunk {
+			if ops[i].op == "set" {
+				models[j] = mongo.NewUpdateManyModel().SetFilter(ops[i].set.filter).SetUpdate(ops[i].set.update).SetUpsert(true)
+			} else {
+				models[j] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: t.id(ops[i].key)}})
+			}
+		}
+		err := d.command(c, b, func(ctx context.Context) error {
+			_, err := pc.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+			return err
+		})
+		failed, err := d.writeErrors(c, err, len(chunk))
+		if err != nil {
+			return nil, err
+		}
+		for j, we := range failed {
+			i := chunk[j]
+			if we.HasErrorCode(11000) && ops[i].op == "set" {
+				retry = append(retry, i)
+				ops[i].err = &Error{Code: CodeConflict, Message: "a concurrent write to this key won; try again"}
+				continue
+			}
+			ops[i].err = d.opFailed(c, we)
+		}
+	}
+	return retry, nil
+}
+
+// command runs one write command with its own Config.BackendTimeout, in a
+// FerretDB write slot.
+func (d *documents) command(c *call, b docsBackend, f func(ctx context.Context) error) error {
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	_, err = d.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	release, err := d.slot(ctx, b)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return f(ctx)
+}
+
+// writeErrors splits the outcome of a bulk command of n statements: the
+// write errors by statement index, or the error that fails the request.
+func (d *documents) writeErrors(c *call, err error, n int) (map[int]mongo.BulkWriteError, error) {
 	if err == nil {
 		return nil, nil
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		var ee *Error
+		if errors.As(err, &ee) {
+			return nil, err
+		}
 		return nil, docsBackendError("documents batch", err)
 	}
+	failed := make(map[int]mongo.BulkWriteError, len(bwe.WriteErrors))
 	for _, we := range bwe.WriteErrors {
-		if we.Index < 0 || we.Index >= len(idx) {
+		if we.Index < 0 || we.Index >= n {
 			return nil, docsBackendError("documents batch", err)
 		}
-		i := idx[we.Index]
-		if we.HasErrorCode(11000) && ops[i].op == "set" {
-			retry = append(retry, i)
-			ops[i].err = &Error{Code: CodeConflict, Message: "a concurrent write to this key won; try again"}
-			continue
-		}
-		ops[i].err = &Error{Code: CodeInternal, Message: "internal error (request id " + c.reqID + ")"}
-		d.e.log.Error("storage: batch op failed", "request_id", c.reqID, "code", we.Code, "err", we.Message)
+		failed[we.Index] = we
 	}
-	return retry, nil
+	return failed, nil
+}
+
+// opFailed is the error of an op that the backend refused unexpectedly.
+func (d *documents) opFailed(c *call, we mongo.BulkWriteError) error {
+	d.e.log.Error("storage: batch op failed", "request_id", c.reqID, "code", we.Code, "err", we.Message)
+	return &Error{Code: CodeInternal, Message: "internal error (request id " + c.reqID + ")"}
 }

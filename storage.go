@@ -37,9 +37,19 @@ type Config struct {
 
 	// Mongo holds documents and the app registry. Required.
 	Mongo *mongo.Database
-	// DocumentsCollection is the one physical collection of every app's
-	// documents. Default "cpod_documents".
+	// DocumentsCollection is the physical collection of every app's
+	// documents in the single layout, and the name prefix of the physical
+	// collections in the partitioned layout. Default "cpod_documents".
 	DocumentsCollection string
+	// DocumentsLayout chooses how documents are laid out in MongoDB (see
+	// "Documents layout" in doc.go): DocumentsLayoutSingle (one collection,
+	// for MongoDB and sharding), DocumentsLayoutPartitioned (one collection
+	// per location and logical collection, for FerretDB, which scans a whole
+	// collection on every call) or DocumentsLayoutAuto, which picks
+	// partitioned on FerretDB (unless its single collection already holds
+	// documents) and single otherwise, asking the server once.
+	// Default DocumentsLayoutAuto.
+	DocumentsLayout string
 	// AppsCollection is the app registry. Default "cpod_apps".
 	AppsCollection string
 
@@ -233,6 +243,13 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.DocumentsCollection == cfg.AppsCollection {
 		bad("Config.DocumentsCollection and Config.AppsCollection must differ")
+	}
+	switch cfg.DocumentsLayout {
+	case "":
+		cfg.DocumentsLayout = DocumentsLayoutAuto
+	case DocumentsLayoutAuto, DocumentsLayoutSingle, DocumentsLayoutPartitioned:
+	default:
+		bad("Config.DocumentsLayout must be %q, %q or %q", DocumentsLayoutAuto, DocumentsLayoutSingle, DocumentsLayoutPartitioned)
 	}
 	if cfg.RedisKeyPrefix == "" {
 		cfg.RedisKeyPrefix = "cpod:"

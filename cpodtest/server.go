@@ -39,6 +39,10 @@ const (
 	// EnvS3URL is an S3 endpoint with its keys as user info, such as
 	// http://ACCESS_KEY:SECRET_KEY@127.0.0.1:9000 (https for TLS).
 	EnvS3URL = "CPODTEST_S3_URL"
+	// EnvDocumentsLayout sets the engine's Config.DocumentsLayout, such as
+	// "single" to run a suite on FerretDB with the layout used on MongoDB.
+	// Default: the engine's default (auto); WithConfig may still change it.
+	EnvDocumentsLayout = "CPODTEST_DOCUMENTS_LAYOUT"
 )
 
 // Claims describe the identity of a token minted by [Server.Token].
@@ -157,6 +161,8 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		SigningKey:     []byte(randomHex(32)),
 		Logger:         set.logger,
 		Now:            s.Now,
+		// The engine refuses a value other than its layouts.
+		DocumentsLayout: os.Getenv(EnvDocumentsLayout),
 	}
 	if set.config != nil {
 		set.config(&cfg)
