@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -295,4 +296,51 @@ func TestMetricsBackendErrors(t *testing.T) {
 	rig.mongo.set(pass)
 	want["backend=mongodb"] = 1 // the app lookup
 	check("mongodb refused")
+}
+
+// TestMetricsConcurrent: requests of one route answered with different
+// statuses at once are each counted exactly once (the per-route status
+// counters are bound on first use, concurrently).
+func TestMetricsConcurrent(t *testing.T) {
+	t.Parallel()
+	srv, reg := metricsServer(t, nil)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	cases := []struct {
+		target, token string
+		status        int
+	}{
+		{"/v1/storage/kv/missing", tok, 404},
+		{"/v1/storage/kv/k", "", 401},
+		{"/v1/storage/kv/k?nope=1", tok, 400},
+		{"/v1/storage/kv/k?tier=shared&tier=user", tok, 400},
+	}
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				c := cases[(g+i)%len(cases)]
+				r := httptest.NewRequest("GET", c.target, nil)
+				if c.token != "" {
+					r.Header.Set("Authorization", "Bearer "+c.token)
+				}
+				w := httptest.NewRecorder()
+				srv.Engine.ServeHTTP(w, r)
+				if w.Code != c.status {
+					t.Errorf("%s: %d, want %d", c.target, w.Code, c.status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := series(t, reg, "cpod_storage_requests_total")
+	total := float64(workers * each)
+	wantSeries(t, got, "code=404,method=GET,route="+kvRoute, total/4)
+	wantSeries(t, got, "code=401,method=GET,route="+kvRoute, total/4)
+	wantSeries(t, got, "code=400,method=GET,route="+kvRoute, total/2)
+	wantSeries(t, series(t, reg, "cpod_storage_request_duration_seconds"), "method=GET,route="+kvRoute, total)
 }
