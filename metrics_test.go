@@ -344,3 +344,25 @@ func TestMetricsConcurrent(t *testing.T) {
 	wantSeries(t, got, "code=400,method=GET,route="+kvRoute, total/2)
 	wantSeries(t, series(t, reg, "cpod_storage_request_duration_seconds"), "method=GET,route="+kvRoute, total)
 }
+
+// TestMetricsEarlyTooLarge: with the response measured, a body found too
+// large while it is read is still 413 too_large, its bytes read are
+// counted, and the connection serves the next request (no desync).
+func TestMetricsEarlyTooLarge(t *testing.T) {
+	t.Parallel()
+	srv, reg := metricsServer(t, func(c *storage.Config) { c.Limits.MaxKVValueSize = 64 })
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	big := `{"value":"` + strings.Repeat("x", 1<<20) + `"}`
+	r := fileDo(t, srv, "PUT", "/v1/storage/kv/big", tok, nil, chunked(strings.NewReader(big)))
+	wantStatus(t, r, http.StatusRequestEntityTooLarge, "too_large")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/small", tok, `{"value":"v"}`), 204, "")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/big", tok, nil), 404, "not_found")
+	got := series(t, reg, "cpod_storage_requests_total")
+	wantSeries(t, got, "code=413,method=PUT,route="+kvRoute, 1)
+	wantSeries(t, got, "code=204,method=PUT,route="+kvRoute, 1)
+	in := series(t, reg, "cpod_storage_bytes_total")["direction=in,primitive=kv"]
+	if limit := 12*64 + 4096; in <= float64(limit) || in > float64(limit+1+len(`{"value":"v"}`)) {
+		t.Errorf("kv bytes in %v: want the limit+1 read of the large body and the small one", in)
+	}
+}
