@@ -290,6 +290,7 @@ type appRegistry struct {
 	timeout      time.Duration // BackendTimeout, bounds every lookup
 	log          *slog.Logger
 	clock        func() time.Time
+	metrics      *metrics // counts failed lookups; nil without Config.Metrics
 
 	found   *lru.Cache[string, *appEntry] // registered apps, by client_id
 	missing *lru.Cache[string, time.Time] // unregistered client_ids: when seen so
@@ -461,6 +462,7 @@ func (a *appRegistry) fetchAsync(ctx context.Context, clientID string) <-chan si
 				e.retryAt.Store(start.Add(a.ttl).UnixNano())
 			}
 			a.log.Warn("storage: app lookup failed", "client_id", clientID, "err", err)
+			a.metrics.backendError(backendMongo)
 			return nil, lookupError(err)
 		}
 		a.setDegraded(false)

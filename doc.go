@@ -30,7 +30,10 @@
 //	mux.Handle("/storage-api/", http.StripPrefix("/storage-api", engine))
 //
 // [New] makes no backend call; GET /readyz answers 200 once all three backends
-// answer. Every [Config] field documents its default.
+// answer. Every [Config] field documents its default. Config.Metrics takes a
+// prometheus.Registerer for the engine's request, latency, backend-error and
+// byte metrics, labelled by route pattern, never by tenant, key or token
+// (see metrics.go).
 //
 // The engine is stateless (but for a sub-second cache of app lookups, see
 // Config.AppCacheTTL, which also lets each replica keep serving the apps it

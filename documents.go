@@ -247,7 +247,8 @@ func (d *documents) slot(ctx context.Context, b docsBackend) (release func(), er
 
 // docsBackendError translates a driver error the caller did not handle:
 // timeouts and network failures are 503, anything else 500.
-func docsBackendError(op string, err error) error {
+func docsBackendError(op string, err error) (out error) {
+	defer markBackend(backendMongo, &out)
 	if mongo.IsTimeout(err) || mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
 	}
@@ -583,6 +584,7 @@ func (d *documents) readValue(c *call) (docValue, error) {
 		return docValue{}, tooLarge // answered at once, without waiting for the body
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 2*limit+4096))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

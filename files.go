@@ -351,7 +351,8 @@ func fileLocation(id Identity, t Tier, p string) (Location, error) {
 }
 
 // s3Error translates a minio-go error once, here in the adapter.
-func s3Error(op string, err error) error {
+func s3Error(op string, err error) (out error) {
+	defer markBackend(backendS3, &out)
 	if err == nil {
 		return nil
 	}
@@ -616,6 +617,7 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	body := &uploadBody{r: c.r.Body, max: limit}
 	info, guard, err := e.upload(c.ctx, key, body, c.r.ContentLength, ct)
 	st := body.state()
+	e.metrics.fileBytes(st.n, 0)
 	body.detach(c.w)
 	if err != nil {
 		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
@@ -886,10 +888,13 @@ func (s *s3Reader) Read(p []byte) (int, error) {
 // id, never the URL).
 func (e *Engine) copyBody(c *call, body *s3Body) {
 	src := &s3Reader{r: body}
-	if _, err := io.Copy(clientWriter{c.w, body.g}, src); err != nil && src.err != nil && c.ctx.Err() == nil {
+	n, err := io.Copy(clientWriter{c.w, body.g}, src)
+	e.metrics.fileBytes(0, n)
+	if err != nil && src.err != nil && c.ctx.Err() == nil {
 		if body.g.stalled() {
 			src.err = errS3Stalled
 		}
+		e.metrics.backendError(backendS3)
 		e.log.Warn("storage: file stream interrupted", "request_id", c.reqID, "err", src.err)
 	}
 }

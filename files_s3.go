@@ -26,7 +26,7 @@ var errS3Stalled = errors.New("s3: no progress within the S3 timeout")
 
 // errS3Unavailable answers a call that S3 stalled.
 func errS3Unavailable(op string) error {
-	return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: errors.New("s3 " + op + ": no progress within the S3 timeout")}
+	return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: errors.New("s3 " + op + ": no progress within the S3 timeout"), backend: backendS3}
 }
 
 // s3Ctx bounds one S3 call that transfers no file bytes (stat, list,

@@ -63,7 +63,8 @@ func (e *Engine) kvKey(c *call, a Access) (string, error) {
 }
 
 // kvBackendError translates a go-redis error once, here in the adapter.
-func kvBackendError(op string, err error) error {
+func kvBackendError(op string, err error) (out error) {
+	defer markBackend(backendRedis, &out)
 	if err == nil {
 		return nil
 	}

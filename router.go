@@ -37,6 +37,8 @@ type compiledRoute struct {
 	// signed is a signed-URL route: a query it does not take is a changed
 	// URL (403 invalid_signature), not a bad request.
 	signed bool
+	// metrics are the route's series, with Config.Metrics (see metrics.go).
+	metrics *routeMetrics
 }
 
 // spans are the positions of a match's parameters in the path: [start, end).

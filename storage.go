@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -126,6 +127,16 @@ type Config struct {
 	// Now is the engine's clock (token expiry, signed URL expiry).
 	// Default time.Now.
 	Now func() time.Time
+
+	// Metrics, when set, receives the engine's Prometheus collectors:
+	// cpod_storage_requests_total{route,method,code},
+	// cpod_storage_request_duration_seconds{route,method},
+	// cpod_storage_backend_errors_total{backend} and
+	// cpod_storage_bytes_total{primitive,direction}. Labels are route
+	// patterns, methods, status codes, backends and primitives, never a
+	// tenant, key, path or token (see metrics.go). Engines sharing a
+	// Registerer share the collectors. Default nil: no metrics, no cost.
+	Metrics prometheus.Registerer
 }
 
 // Limits caps request sizes. Zero fields take the defaults given.
@@ -214,6 +225,7 @@ type Engine struct {
 	cors        *corsPolicy // nil without Config.CORSOrigins
 	uploads     *uploadBuffers
 	router      []*compiledRoute // routes, compiled (see router.go)
+	metrics     *metrics         // nil without Config.Metrics
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -339,6 +351,13 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
 	e.router = compileRoutes(e.routes)
+	if cfg.Metrics != nil {
+		if e.metrics, err = newMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("storage: invalid config: %w", err)
+		}
+		e.metrics.bindRoutes(e.router)
+		e.apps.metrics = e.metrics
+	}
 	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
 	return e, nil
 }
@@ -371,11 +390,23 @@ type call struct {
 	ctx    context.Context
 	reqID  string
 	params map[string]string
+
+	// With Config.Metrics: the route taken, the start, the response
+	// measured (w is &mw) and the bytes of the request body read.
+	rt     *compiledRoute
+	start  time.Time
+	mw     metricsWriter
+	bodyIn int64
 }
 
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
+	if e.metrics != nil {
+		e.metrics.begin(c)
+		w = c.w
+		defer e.metrics.end(e, c)
+	}
 	w.Header().Set("X-Request-Id", c.reqID)
 	if e.cors != nil && e.cors.handle(w, r) {
 		return // a CORS preflight, answered
@@ -393,6 +424,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	var sp spans
 	if rt, _ := findRoute(e.router, r.Method, path, &sp); rt != nil {
+		c.rt = rt
 		params, err := rt.params(path, &sp)
 		if err == nil {
 			if err = checkQuery(r.URL.RawQuery, rt.query); err != nil && rt.signed {
@@ -459,6 +491,7 @@ func (c *call) json(status int, v any) error {
 // never reach the response.
 func (e *Engine) writeError(c *call, err error) {
 	ee := toError(err)
+	e.metrics.backendError(ee.backend)
 	status := ee.HTTPStatus()
 	msg := ee.Message
 	switch ee.Code {
@@ -492,6 +525,7 @@ func decodeJSON(c *call, limit int64, dst any) error {
 		return bodyTooLarge(limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		return jsonError(err)
 	}
@@ -564,6 +598,7 @@ func decodeOptionalJSON(c *call, limit int64, dst any) error {
 		return bodyTooLarge(limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		return jsonError(err)
 	}

@@ -52,6 +52,7 @@ var settings = []setting{
 	{"max-header-bytes", "CPOD_MAX_HEADER_BYTES", "65536", "int", false, "Server", "largest request header block, in bytes"},
 	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long the stop may take: in-flight requests, then the backends"},
 	{"backend-timeout", "CPOD_BACKEND_TIMEOUT", "10s", "duration", false, "Server", "bound on each MongoDB and Redis call"},
+	{"metrics-addr", "CPOD_METRICS_ADDR", "", "string", false, "Server", "host:port of a second, plain-HTTP listener that serves GET /metrics in the Prometheus text format, such as 127.0.0.1:9090 (default: off, no metrics)"},
 
 	// Authentication
 	{"admin-tokens", "CPOD_ADMIN_TOKENS", "", "list", true, "Authentication", "comma-separated admin tokens for /v1/oauth/apps, at least 16 bytes each (default: one generated in <data-dir>/admin-token)"},
@@ -139,6 +140,7 @@ type serverConfig struct {
 	MaxHeaderBytes    int
 	ShutdownTimeout   time.Duration
 	BackendTimeout    time.Duration
+	MetricsAddr       string // empty: no metrics
 
 	// AdminTokens and URLSigningKey are empty when they are to be generated
 	// in the data directory.
@@ -415,6 +417,15 @@ func checkConfig(v values) (*serverConfig, error) {
 	}
 	c.ShutdownTimeout = dur("shutdown-timeout", 0)
 	c.BackendTimeout = dur("backend-timeout", 100*time.Millisecond)
+	if c.MetricsAddr = str("metrics-addr"); c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			bad("%s must be host:port, such as 127.0.0.1:9090 or :9090", n("metrics-addr"))
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			bad("%s has an invalid port", n("metrics-addr"))
+		} else if c.MetricsAddr == c.Addr && port != "0" {
+			bad("%s must differ from %s", n("metrics-addr"), n("addr"))
+		}
+	}
 
 	// Authentication.
 	if v.given("admin-tokens") {

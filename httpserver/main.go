@@ -34,6 +34,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	storage "github.com/cpod/storage"
 )
 
@@ -79,6 +83,9 @@ type server struct {
 	// stop by then too, whatever they are doing.
 	stopBy  time.Time
 	stopNow atomic.Bool
+	// metrics serves GET /metrics on metricsLn; nil without -metrics-addr.
+	metrics   *http.Server
+	metricsLn net.Listener
 }
 
 // start prepares everything the server needs, in order: data directory,
@@ -138,6 +145,11 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 	if err != nil {
 		return nil, err
 	}
+	var registry *prometheus.Registry
+	if cfg.MetricsAddr != "" {
+		registry = prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	engine, err := storage.New(storage.Config{
 		S3:              s.backends.S3,
 		Bucket:          s.backends.Bucket,
@@ -153,6 +165,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
 		Logger:          log.With("component", "storage"),
+		Metrics:         metricsRegisterer(registry),
 	})
 	if err != nil {
 		return nil, err
@@ -177,6 +190,13 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 	}
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("%s: %w", n("addr"), err)
+	}
+	if registry != nil {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("%s: %w", n("metrics-addr"), err)
+		}
+		s.metrics = metricsServer(cfg, registry, log)
 	}
 	s.announce(generated, stderr)
 	return s, nil
@@ -220,6 +240,9 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	}
 	if hostFromRequests(s.cfg, s.ln.Addr()) {
 		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
+	if s.metricsLn != nil {
+		s.log.Info("metrics listening", "addr", s.metricsLn.Addr().String(), "url", "http://"+s.metricsLn.Addr().String()+"/metrics")
 	}
 	base := s.baseURL()
 	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
@@ -297,6 +320,14 @@ func (s *server) serve(signals chan os.Signal) int {
 			errc <- s.http.Serve(s.ln)
 		}
 	}()
+	if s.metrics != nil {
+		go func() {
+			if err := s.metrics.Serve(s.metricsLn); err != http.ErrServerClosed {
+				s.log.Error("metrics server failed", "err", err)
+			}
+		}()
+		defer s.metrics.Close() // scrapes are short; none is waited for
+	}
 	select {
 	case err := <-errc:
 		s.log.Error("server failed", "err", err)
@@ -346,5 +377,35 @@ func (s *server) stopBackends() {
 	if s.dir != nil {
 		s.dir.unlock()
 		s.dir = nil
+	}
+}
+
+// metricsRegisterer is reg as Config.Metrics: nil (no metrics) when reg is.
+func metricsRegisterer(reg *prometheus.Registry) prometheus.Registerer {
+	if reg == nil {
+		return nil
+	}
+	return reg
+}
+
+// metricsServer serves GET /metrics of reg in the Prometheus text format
+// (or what the scraper negotiates), with the engine's metrics and the Go
+// runtime's and the process's; anything else is 404. It is plain HTTP, on
+// its own listener (-metrics-addr), so the public listener never exposes
+// it.
+func metricsServer(cfg *serverConfig, reg *prometheus.Registry, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Registry: reg, // promhttp_metric_handler_* about the scrapes themselves
+	}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.IOTimeout,
+		WriteTimeout:      cfg.IOTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
