@@ -232,3 +232,47 @@ func (f *fakeTB) Errorf(format string, args ...any) {
 	f.failed = true
 	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
 }
+
+// TestClusterTestServerKeys: cpodtest lists (RedisKeys) and removes a test
+// server's keys on every node: on a cluster they spread over all masters,
+// and a SCAN through the cluster client would see one node only.
+func TestClusterTestServerKeys(t *testing.T) {
+	outer := cpodtest.NewServer(t)
+	var keys []string
+	t.Run("inner", func(t *testing.T) {
+		srv := cpodtest.NewServer(t)
+		srv.RegisterApp(t, "app-a", allScopes...)
+		tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+		for i := range 30 {
+			wantStatus(t, do(t, srv, "PUT", fmt.Sprintf("/v1/storage/kv/k%d", i), tok, `{"value":1}`), 204, "")
+		}
+		keys = srv.RedisKeys(t)
+		equal(t, "keys listed", len(keys), 30)
+		if cc, ok := srv.Redis.(*redis.ClusterClient); ok {
+			nodes := map[string]bool{}
+			for _, k := range keys {
+				n, err := cc.MasterForKey(context.Background(), k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				nodes[n.Options().Addr] = true
+			}
+			if len(nodes) < 2 {
+				t.Fatalf("30 keys on %d master(s): the check needs them spread", len(nodes))
+			}
+		}
+	})
+	if outer.Miniredis() != nil {
+		return // the inner server's miniredis is gone with its keys
+	}
+	n, err := outer.Redis.Exists(context.Background(), keys[0]).Result()
+	for _, k := range keys[1:] {
+		if err != nil || n != 0 {
+			break
+		}
+		n, err = outer.Redis.Exists(context.Background(), k).Result()
+	}
+	if err != nil || n != 0 {
+		t.Fatalf("keys of a finished test server are left: exists %d, err %v", n, err)
+	}
+}
