@@ -94,7 +94,7 @@ func (r *keyRecorder) record(cmd redis.Cmder) {
 	name := strings.ToLower(cmd.Name())
 	var keys []string
 	switch name {
-	case "multi", "exec", "ping", "cluster", "hello", "client", "script":
+	case "multi", "exec", "ping", "cluster", "hello", "client", "script", "scan":
 	case "eval", "evalsha", "eval_ro", "evalsha_ro":
 		n, _ := strconv.Atoi(fmt.Sprint(args[2]))
 		for _, k := range args[3 : 3+n] {
