@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,14 @@ const (
 // nonces (see incrScript) always share a slot; the mapping is injective
 // because the closing brace is always last, and no user key collides with
 // the nonce keys, which end with ":nonces" or ":nonces:prev".
+//
+// A location that starts with '}' (a tenant id may) would make that tag
+// empty, and Redis Cluster then hashes the whole key, so the nonce keys
+// would land in other slots (CROSSSLOT). Such a location maps to
+// RedisKeyPrefix + "}{" + 16 hex digits of its SHA-256 + "}" + location +
+// "}" instead: a tag that is never empty and still spreads keys over slots.
+// That form starts with "}" where the other starts with "{", and ends with
+// "}" too, so the mapping stays injective.
 func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	id, tier, err := e.authorizeCall(c, a)
 	if err != nil {
@@ -58,6 +67,10 @@ func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	loc, err := Resolve(id, tier, key)
 	if err != nil {
 		return "", err
+	}
+	if strings.HasPrefix(loc.Key, "}") {
+		sum := sha256.Sum256([]byte(loc.Key))
+		return e.cfg.RedisKeyPrefix + "}{" + hex.EncodeToString(sum[:8]) + "}" + loc.Key + "}", nil
 	}
 	return e.cfg.RedisKeyPrefix + "{" + loc.Key + "}", nil
 }

@@ -39,7 +39,8 @@
 // # Real servers
 //
 // Each fake is replaced by a real server through an option or an
-// environment variable: CPODTEST_REDIS_URL (redis://host:port/db),
+// environment variable: CPODTEST_REDIS_URL (redis://host:port/db) or
+// CPODTEST_REDIS_ADDRS (a Redis Cluster: host:port,host:port,...; it wins),
 // CPODTEST_MONGO_URI (mongodb://host:port/), CPODTEST_S3_URL
 // (http://ACCESS_KEY:SECRET_KEY@host:port). Every server then gets its own
 // Redis key prefix, MongoDB database and S3 bucket, removed when the test

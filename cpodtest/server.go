@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,10 @@ import (
 const (
 	// EnvRedisURL is a Redis URL, such as redis://127.0.0.1:6379/0.
 	EnvRedisURL = "CPODTEST_REDIS_URL"
+	// EnvRedisAddrs lists the nodes of a Redis Cluster, comma-separated,
+	// such as 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002. When set it
+	// wins over EnvRedisURL: the engine gets a redis.ClusterClient.
+	EnvRedisAddrs = "CPODTEST_REDIS_ADDRS"
 	// EnvMongoURI is a MongoDB URI, such as mongodb://127.0.0.1:27017/.
 	EnvMongoURI = "CPODTEST_MONGO_URI"
 	// EnvS3URL is an S3 endpoint with its keys as user info, such as
@@ -79,8 +84,10 @@ type Server struct {
 	fakes     *embedded.Backends
 	keyPrefix string
 	tokenKey  []byte
-	offset    atomic.Int64 // clock offset in nanoseconds, moved by FastForward
-	calls     counters
+	offset    *atomic.Int64 // clock offset in nanoseconds, moved by FastForward; shared with replicas
+	calls     *counters     // shared with replicas
+	cfg       storage.Config
+	contract  bool
 	t         testing.TB
 	appsMu    sync.Mutex
 	appsKnown map[string]bool
@@ -91,14 +98,31 @@ type Option func(*settings)
 
 type settings struct {
 	redisURL, mongoURI, s3URL string
+	redisAddrs                []string
 	config                    func(*storage.Config)
 	logger                    *slog.Logger
 	contract                  bool
 }
 
 // WithRedisURL uses a real Redis instead of miniredis. Default: the
-// CPODTEST_REDIS_URL variable, else miniredis.
-func WithRedisURL(u string) Option { return func(s *settings) { s.redisURL = u } }
+// CPODTEST_REDIS_URL variable, else miniredis. It replaces a Redis Cluster
+// set by CPODTEST_REDIS_ADDRS or WithRedisAddrs.
+func WithRedisURL(u string) Option {
+	return func(s *settings) { s.redisURL, s.redisAddrs = u, nil }
+}
+
+// WithRedisAddrs uses a Redis Cluster (a redis.ClusterClient on these seed
+// nodes, host:port) instead of miniredis. Default: CPODTEST_REDIS_ADDRS,
+// comma-separated; it wins over CPODTEST_REDIS_URL. No addresses: no
+// cluster.
+func WithRedisAddrs(addrs ...string) Option {
+	return func(s *settings) {
+		s.redisAddrs = slices.Clone(addrs)
+		if len(addrs) > 0 {
+			s.redisURL = ""
+		}
+	}
+}
 
 // WithMongoURI uses a real MongoDB (or FerretDB) instead of the in-process
 // FerretDB on SQLite. Default: CPODTEST_MONGO_URI, else in-process.
@@ -130,22 +154,26 @@ func WithContractCheck(on bool) Option { return func(s *settings) { s.contract =
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	set := settings{
-		redisURL: os.Getenv(EnvRedisURL),
-		mongoURI: os.Getenv(EnvMongoURI),
-		s3URL:    os.Getenv(EnvS3URL),
-		logger:   slog.New(slog.DiscardHandler),
-		contract: !isBenchmark(t),
+		redisURL:   os.Getenv(EnvRedisURL),
+		redisAddrs: splitAddrs(os.Getenv(EnvRedisAddrs)),
+		mongoURI:   os.Getenv(EnvMongoURI),
+		s3URL:      os.Getenv(EnvS3URL),
+		logger:     slog.New(slog.DiscardHandler),
+		contract:   !isBenchmark(t),
+	}
+	if len(set.redisAddrs) > 0 {
+		set.redisURL = ""
 	}
 	for _, o := range opts {
 		o(&set)
 	}
-	s := &Server{t: t, appsKnown: map[string]bool{}}
+	s := &Server{t: t, appsKnown: map[string]bool{}, offset: new(atomic.Int64), calls: new(counters)}
 	id := randomHex(6)
 	s.tokenKey = []byte(randomHex(32))
 	s.AdminToken = "admin-" + randomHex(16)
 
 	s.startFakes(t, set)
-	s.startRedis(t, set.redisURL, id)
+	s.startRedis(t, set, id)
 	s.startMongo(t, set.mongoURI, id)
 	s.startS3(t, set.s3URL, id)
 
@@ -167,19 +195,54 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if set.config != nil {
 		set.config(&cfg)
 	}
-	e, err := storage.New(cfg)
+	s.cfg, s.contract = cfg, set.contract
+	s.serve(t)
+	return s
+}
+
+// serve starts s's engine on s.cfg and its test server.
+func (s *Server) serve(t testing.TB) {
+	t.Helper()
+	e, err := storage.New(s.cfg)
 	if err != nil {
 		t.Fatalf("cpodtest: %v", err)
 	}
 	s.Engine = e
 	var h http.Handler = e
-	if set.contract {
+	if s.contract {
 		h = contractCheck(t, e)
 	}
 	s.HTTP = httptest.NewServer(h)
 	s.URL = s.HTTP.URL
 	t.Cleanup(s.HTTP.Close)
-	return s
+}
+
+// NewReplica starts a second engine, as another replica behind a load
+// balancer would run it: its own storage.New over the same backends (S3
+// bucket, MongoDB database, Redis and key prefix) and the same Config
+// (token keys, AdminToken, SigningKey, clock), on its own httptest.Server.
+// Nothing in process is shared: each engine keeps its own app and token
+// caches. The clock and Calls are shared with s (FastForward on either
+// moves both). WithConfig options change the replica's Config only, for
+// instance to give it another SigningKey; other options are ignored. Its
+// shutdown is registered with t.Cleanup.
+func (s *Server) NewReplica(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var set settings
+	for _, o := range opts {
+		o(&set)
+	}
+	r := &Server{
+		S3: s.S3, Bucket: s.Bucket, Mongo: s.Mongo, Redis: s.Redis, AdminToken: s.AdminToken,
+		mini: s.mini, fakes: s.fakes, keyPrefix: s.keyPrefix, tokenKey: s.tokenKey,
+		offset: s.offset, calls: s.calls, cfg: s.cfg, contract: s.contract,
+		t: t, appsKnown: map[string]bool{},
+	}
+	if set.config != nil {
+		set.config(&r.cfg)
+	}
+	r.serve(t)
+	return r
 }
 
 // Now is the server's clock: real time moved by FastForward.
@@ -191,7 +254,7 @@ func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.offset.
 // the test's goroutine.
 func (s *Server) FastForward(d time.Duration) {
 	if s.mini == nil {
-		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s)", EnvRedisURL)
+		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s or %s)", EnvRedisURL, EnvRedisAddrs)
 	}
 	s.offset.Add(int64(d))
 	s.mini.FastForward(d)
@@ -209,16 +272,41 @@ func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 // miniredis or a real Redis alike.
 func (s *Server) RedisKeys(t testing.TB) []string {
 	t.Helper()
+	var mu sync.Mutex
 	var keys []string
-	ctx := context.Background()
-	iter := s.Redis.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	err := forEachNode(context.Background(), s.Redis, func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	})
+	if err != nil {
 		t.Fatalf("cpodtest: scan keys: %v", err)
 	}
 	return keys
+}
+
+// forEachNode calls fn with each master of a Redis Cluster (concurrently),
+// or once with the client itself: a SCAN sees the keys of one node only.
+func forEachNode(ctx context.Context, c redis.UniversalClient, fn func(context.Context, redis.Cmdable) error) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return fn(ctx, n) })
+	}
+	return fn(ctx, c)
+}
+
+// splitAddrs splits a comma-separated list, dropping empty entries.
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Token mints a token for the claims, signed with the server's key, valid
@@ -312,7 +400,8 @@ func (h redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // temporary directory and loopback ports.
 func (s *Server) startFakes(t testing.TB, set settings) {
 	t.Helper()
-	if set.redisURL != "" && set.mongoURI != "" && set.s3URL != "" {
+	realRedis := set.redisURL != "" || len(set.redisAddrs) > 0
+	if realRedis && set.mongoURI != "" && set.s3URL != "" {
 		return
 	}
 	mon := &event.CommandMonitor{Started: s.countDocuments}
@@ -325,7 +414,7 @@ func (s *Server) startFakes(t testing.TB, set settings) {
 		S3Transport:   func(rt http.RoundTripper) http.RoundTripper { return countingTransport{&s.calls.s3, rt} },
 		NoFiles:       set.s3URL != "",
 		NoDocuments:   set.mongoURI != "",
-		NoKV:          set.redisURL != "",
+		NoKV:          realRedis,
 	})
 	if err != nil {
 		t.Fatalf("cpodtest: %v", err)
@@ -348,33 +437,44 @@ func (s *Server) countDocuments(_ context.Context, ev *event.CommandStartedEvent
 	}
 }
 
-func (s *Server) startRedis(t testing.TB, redisURL, id string) {
+func (s *Server) startRedis(t testing.TB, set settings, id string) {
 	t.Helper()
-	if redisURL == "" {
+	var c redis.UniversalClient
+	switch {
+	case len(set.redisAddrs) > 0:
+		// The engine's BackendTimeout bounds each call only when go-redis
+		// honours context deadlines.
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: set.redisAddrs, ContextTimeoutEnabled: true})
+	case set.redisURL != "":
+		o, err := redis.ParseURL(set.redisURL)
+		if err != nil {
+			t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
+		}
+		o.ContextTimeoutEnabled = true
+		c = redis.NewClient(o)
+	default:
 		s.mini = s.fakes.Miniredis
 		s.fakes.Redis.AddHook(redisCounter{&s.calls.redis})
 		s.Redis = s.fakes.Redis
 		return
 	}
-	o, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
-	}
-	// The engine's BackendTimeout bounds each call only when go-redis honours
-	// context deadlines.
-	o.ContextTimeoutEnabled = true
-	c := redis.NewClient(o)
 	c.AddHook(redisCounter{&s.calls.redis})
 	s.Redis = c
-	t.Cleanup(func() {
-		// Remove this server's keys: the prefix is ours, never user input.
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
+	// Cleanups run last-registered first: the keys go before the client.
 	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() {
+		// Remove this server's keys, on every master of a cluster: the
+		// prefix is ours, never user input.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = forEachNode(ctx, c, func(ctx context.Context, n redis.Cmdable) error {
+			iter := n.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				n.Del(ctx, iter.Val())
+			}
+			return iter.Err()
+		})
+	})
 }
 
 // quietLog keeps the fakes' logs out of test output.
