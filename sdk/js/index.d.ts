@@ -123,6 +123,32 @@ export interface FileUrlOptions extends TierOptions {
   expiresIn?: number;
 }
 
+export interface FileUploadUrlOptions extends TierOptions {
+  /** Seconds the URL works; default 3600, at most 604800 (7 days). */
+  expiresIn?: number;
+  /**
+   * The Content-Type the upload must carry (another one is refused with 403
+   * `invalid_signature`), such as `image/png`; default any.
+   */
+  contentType?: string;
+  /**
+   * The most bytes the upload may hold (more is refused with 413 `too_large`
+   * and stores nothing); default, and at most, the engine's file size limit.
+   */
+  maxSize?: number;
+}
+
+/** Options of `uploadToSignedUrl`. */
+export interface SignedUploadOptions extends CallOptions {
+  /**
+   * The Content-Type to send. Default: a Blob's type, else the one the URL
+   * was signed for, else `application/octet-stream`.
+   */
+  contentType?: string;
+  /** The fetch to send the upload with; default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+}
+
 export interface FileListOptions extends TierOptions {
   /** Most entries in one page: default 100, at most 1000. */
   limit?: number;
@@ -167,11 +193,38 @@ export interface Files {
    * (send it to a browser). The file must exist (else 404 `not_found`).
    */
   url(path: string, options?: FileUrlOptions): Promise<string>;
+  /**
+   * A time-limited URL that stores one file at `path` when its bytes are
+   * sent to it with PUT and no Authorization header (`uploadToSignedUrl`):
+   * hand it to a browser, which then uploads straight to storage. The file
+   * need not exist; an existing one is replaced. Needs the tier's write
+   * scope, and stops working when it expires (403 `expired`) or when the
+   * app no longer declares that scope. It cannot download, nor a `url()`
+   * upload (403 `invalid_signature`).
+   */
+  uploadUrl(path: string, options?: FileUploadUrlOptions): Promise<string>;
   /** The files whose path starts with `prefix` (default all), one page at a time, in path order. */
   list(prefix?: string, options?: FileListOptions): Promise<FileListing>;
   /** Removes the file; a missing file is not an error. */
   delete(path: string, options?: TierOptions): Promise<void>;
 }
+
+/**
+ * Stores `data` through an upload URL of `files.uploadUrl`, as the one PUT
+ * it allows, with no token and no cookies: the URL is the only credential.
+ * Needs no client, so a page that was handed the URL can upload with it.
+ * Answers the stored file, as `files.write`. A refusal is a CpodError:
+ * 403 `invalid_signature` (another Content-Type than the signed one, a
+ * changed URL, a download URL), 403 `expired`, 413 `too_large` (nothing is
+ * stored).
+ *
+ * ```ts
+ * const url = await sdk.storage.files.uploadUrl('avatars/me.png', { contentType: 'image/png', maxSize: 5 << 20 })
+ * // ... in the browser that was given url:
+ * const file = await uploadToSignedUrl(url, input.files[0])
+ * ```
+ */
+export declare function uploadToSignedUrl(url: string | URL, data: FileData, options?: SignedUploadOptions): Promise<FileWriteResult>;
 
 // ---------------------------------------------------------------- documents
 

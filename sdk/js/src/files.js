@@ -1,6 +1,6 @@
 // @ts-check
 import { escapePath } from './encode.js';
-import { localError } from './errors.js';
+import { errorFromResponse, localError } from './errors.js';
 
 /** @typedef {import('./client.js').Transport} Transport */
 /** @typedef {import('../index.js').FileData} FileData */
@@ -8,6 +8,8 @@ import { localError } from './errors.js';
 /** @typedef {import('../index.js').FileWriteResult} FileWriteResult */
 /** @typedef {import('../index.js').FileReadOptions} FileReadOptions */
 /** @typedef {import('../index.js').FileUrlOptions} FileUrlOptions */
+/** @typedef {import('../index.js').FileUploadUrlOptions} FileUploadUrlOptions */
+/** @typedef {import('../index.js').SignedUploadOptions} SignedUploadOptions */
 /** @typedef {import('../index.js').FileListOptions} FileListOptions */
 /** @typedef {import('../index.js').FileListing} FileListing */
 /** @typedef {import('../index.js').TierOptions} TierOptions */
@@ -78,11 +80,36 @@ export class Files {
     /** @type {{key: string, tier?: string, expiresIn?: number}} */
     const body = { key: path };
     if (options.tier !== undefined) body.tier = options.tier;
-    if (options.expiresIn !== undefined) {
-      if (typeof options.expiresIn !== 'number' || !(options.expiresIn > 0)) {
-        throw localError('expiresIn must be a positive number of seconds');
+    if (options.expiresIn !== undefined) body.expiresIn = expirySeconds(options.expiresIn);
+    const out = await this.#t.json('POST', '/v1/storage/signed-urls', { json: body, signal: options.signal });
+    return this.#t.resolve(out.url);
+  }
+
+  /**
+   * uploadUrl asks for a URL that stores one file at path when its bytes
+   * are PUT to it with no Authorization header (uploadToSignedUrl). Like
+   * url, it answers the URL string: the one thing to hand over, and the
+   * caller already knows the method (PUT) and chose the lifetime.
+   * @param {string} path
+   * @param {FileUploadUrlOptions} [options]
+   * @returns {Promise<string>}
+   */
+  async uploadUrl(path, options = {}) {
+    escapePath(path); // the same checks as every other call
+    /** @type {{key: string, tier?: string, method: 'PUT', expiresIn?: number, contentType?: string, maxSize?: number}} */
+    const body = { key: path, method: 'PUT' };
+    if (options.tier !== undefined) body.tier = options.tier;
+    if (options.expiresIn !== undefined) body.expiresIn = expirySeconds(options.expiresIn);
+    const { contentType, maxSize } = options;
+    if (contentType !== undefined && contentType !== '') {
+      if (typeof contentType !== 'string') throw localError('contentType must be a string such as "image/png"');
+      body.contentType = contentType;
+    }
+    if (maxSize !== undefined) {
+      if (!Number.isSafeInteger(maxSize) || maxSize < 1) {
+        throw localError('maxSize must be a whole number of bytes, at least 1');
       }
-      body.expiresIn = Math.ceil(options.expiresIn);
+      body.maxSize = maxSize;
     }
     const out = await this.#t.json('POST', '/v1/storage/signed-urls', { json: body, signal: options.signal });
     return this.#t.resolve(out.url);
@@ -115,6 +142,81 @@ export class Files {
     const p = escapePath(path);
     await this.#t.empty('DELETE', '/v1/storage/files/' + p, { query: { tier: options.tier }, signal: options.signal });
   }
+}
+
+/**
+ * expirySeconds checks a URL lifetime and rounds it up to whole seconds, as
+ * the engine takes it.
+ * @param {unknown} expiresIn
+ * @returns {number}
+ */
+function expirySeconds(expiresIn) {
+  if (typeof expiresIn !== 'number' || !(expiresIn > 0)) {
+    throw localError('expiresIn must be a positive number of seconds');
+  }
+  return Math.ceil(expiresIn);
+}
+
+/**
+ * uploadToSignedUrl stores data through an upload URL (files.uploadUrl):
+ * a PUT with no Authorization header and no cookies, the URL being the
+ * only credential. The Content-Type sent is options.contentType, else a
+ * Blob's own type, else the one the URL was signed for, else
+ * application/octet-stream. It answers the stored file's JSON, as
+ * files.write; a refusal is a CpodError (403 invalid_signature for another
+ * Content-Type or a download URL, 403 expired, 413 too_large).
+ * @param {string | URL} url
+ * @param {FileData} data
+ * @param {SignedUploadOptions} [options]
+ * @returns {Promise<FileWriteResult>}
+ */
+export async function uploadToSignedUrl(url, data, options = {}) {
+  const target = signedTarget(url);
+  const f = options.fetch ?? globalThis.fetch;
+  if (typeof f !== 'function') {
+    throw new TypeError('uploadToSignedUrl: no fetch in this runtime; pass options.fetch');
+  }
+  const { body, type } = await toBody(data);
+  const contentType = options.contentType || type || target.searchParams.get('contentType') || 'application/octet-stream';
+  /** @type {RequestInit & {duplex?: string}} */
+  const req = {
+    method: 'PUT',
+    headers: { 'Content-Type': contentType, Accept: 'application/json' },
+    body,
+    credentials: 'omit',
+    signal: options.signal,
+  };
+  if (isStream(body)) req.duplex = 'half';
+  const res = await f(target.href, req);
+  if (res.status < 200 || res.status > 299) throw await errorFromResponse(res, 'PUT');
+  return res.json();
+}
+
+/**
+ * signedTarget parses an upload URL: absolute http(s), or in a browser
+ * relative to the page.
+ * @param {unknown} url
+ * @returns {URL}
+ */
+function signedTarget(url) {
+  if (typeof url !== 'string' && !(url instanceof URL)) throw localError('the upload URL must be a string');
+  let u;
+  try {
+    u = new URL(url, /** @type {any} */ (globalThis).location?.href);
+  } catch {
+    throw localError('the upload URL is not a valid URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw localError('the upload URL must be http or https');
+  return u;
+}
+
+/**
+ * @param {unknown} body
+ * @returns {boolean}
+ */
+function isStream(body) {
+  return typeof ReadableStream !== 'undefined' && body instanceof ReadableStream ||
+    (body != null && typeof body === 'object' && Symbol.asyncIterator in body);
 }
 
 /**

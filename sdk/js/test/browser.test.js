@@ -1,7 +1,8 @@
 // A real browser: Debian's chromium, headless, driven by playwright-core,
 // loads a page from one origin that uses @cpod/sdk against the engine on
-// another origin (allowed by -cors-origins), and a page from an origin the
-// engine does not allow, whose calls the browser must block.
+// another origin (allowed by -cors-origins), an upload URL included, and a
+// page from an origin the engine does not allow, whose calls (its upload
+// first) the browser must block.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -54,7 +55,7 @@ after(async () => {
   await srv?.stop();
 });
 
-test('a page on another origin writes, lists and reads a file, sets and queries documents, counts and locks in kv', async (t) => {
+test('a page on another origin uploads through an upload URL, writes, lists and reads a file, sets and queries documents, counts and locks in kv', async (t) => {
   if (!existsSync(chromiumPath)) {
     // CI installs chromium (.ci/run); elsewhere the test says why it did not run.
     if (process.env.CI) assert.fail(`${chromiumPath} is missing`);
@@ -77,12 +78,17 @@ test('a page on another origin writes, lists and reads a file, sets and queries 
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
-  const hash = new URLSearchParams({ api: srv.url, token }).toString();
+  const node = new CpodClient({ baseUrl: srv.url, token });
+  const upload = await node.storage.files.uploadUrl('uploads/signed.json', { contentType: 'application/json', maxSize: 1024, expiresIn: 300 });
+  const hash = new URLSearchParams({ api: srv.url, token, upload }).toString();
   await page.goto(`${allowed.origin}/#${hash}`);
   await page.waitForFunction(() => /** @type {any} */ (window).__cpodResult, null, { timeout: 30_000 });
   const out = await page.evaluate(() => /** @type {any} */ (window).__cpodResult);
 
   assert.equal(out.fatal, undefined, `the page failed: ${out.fatal}\n${consoleErrors.join('\n')}`);
+  assert.deepEqual([out.upload.key, out.upload.tier, out.upload.size, out.upload.contentType],
+    ['uploads/signed.json', 'private', 19, 'application/json']);
+  assert.deepEqual(out.uploadRefused, { isCpodError: true, status: 403, code: 'invalid_signature' });
   assert.deepEqual([out.write.key, out.write.tier, out.write.size, out.write.contentType],
     ['browser/hello.txt', 'private', 19, 'text/plain']);
   assert.deepEqual([out.streamWrite.size, out.streamWrite.contentType], [13, 'text/plain']);
@@ -104,14 +110,18 @@ test('a page on another origin writes, lists and reads a file, sets and queries 
   assert.deepEqual(out.error, { isCpodError: true, status: 409, code: 'not_integer', hasRequestId: true });
 
   // What the page wrote is in the engine: Node reads it back with the same token.
-  const node = new CpodClient({ baseUrl: srv.url, token });
+  assert.equal(await new Response(await node.storage.files.read('uploads/signed.json')).text(), '{"from":"chromium"}');
   assert.equal(await new Response(await node.storage.files.read('browser/hello.txt')).text(), 'hello from chromium');
   assert.equal(await node.storage.kv.get('visits'), '6');
 
-  // From an origin the engine does not allow, the browser blocks the call.
-  await page.goto(`${foreign.origin}/#${hash}`);
+  // From an origin the engine does not allow, the browser blocks the call:
+  // the upload, the page's first, is never sent (its preflight is refused).
+  const foreignUpload = await node.storage.files.uploadUrl('uploads/foreign.json', { expiresIn: 300 });
+  const foreignHash = new URLSearchParams({ api: srv.url, token, upload: foreignUpload }).toString();
+  await page.goto(`${foreign.origin}/#${foreignHash}`);
   await page.waitForFunction(() => /** @type {any} */ (window).__cpodResult, null, { timeout: 30_000 });
   const refused = await page.evaluate(() => /** @type {any} */ (window).__cpodResult);
   assert.match(String(refused.fatal), /^TypeError: Failed to fetch/);
   assert.deepEqual((await node.storage.files.list('browser/')).items.map((e) => e.key), ['browser/hello.txt', 'browser/stream.txt']);
+  assert.deepEqual((await node.storage.files.list('uploads/')).items.map((e) => e.key), ['uploads/signed.json']);
 });

@@ -1,8 +1,8 @@
 // Compile-time checks of the public types (npm run typecheck): the API used
 // as an app would, beyond the seed's snippets (test/seed/*.js are checked
 // too). Never run; every line must type-check under strict.
-import { CpodClient, CpodError } from '@cpod/sdk';
-import type { FileWriteResult, Tier, QueryResult, BatchResult, CpodErrorCode } from '@cpod/sdk';
+import { CpodClient, CpodError, uploadToSignedUrl } from '@cpod/sdk';
+import type { FileWriteResult, Tier, QueryResult, BatchResult, CpodErrorCode, FileUploadUrlOptions } from '@cpod/sdk';
 
 declare const baseUrl: string;
 declare function refresh(): Promise<string>;
@@ -31,6 +31,28 @@ async function files(): Promise<void> {
   await sdk.storage.files.write('x', 42);
   // @ts-expect-error no such tier
   await sdk.storage.files.read('x', { tier: 'public' });
+}
+
+async function uploads(file: Blob): Promise<void> {
+  const opts: FileUploadUrlOptions = { expiresIn: 600, contentType: 'image/png', maxSize: 5 << 20, tier: 'user' };
+  const url: string = await sdk.storage.files.uploadUrl('avatars/me.png', opts);
+  await sdk.storage.files.uploadUrl('a', { signal: AbortSignal.timeout(1000) });
+  const r: FileWriteResult = await uploadToSignedUrl(url, file);
+  await uploadToSignedUrl(new URL(url), 'text', { contentType: 'text/plain', signal: AbortSignal.timeout(1000), fetch: globalThis.fetch });
+  await uploadToSignedUrl(url, new Uint8Array(1));
+  await uploadToSignedUrl(url, new ReadableStream<Uint8Array>());
+  void r.etag;
+  // @ts-expect-error maxSize is a number of bytes
+  await sdk.storage.files.uploadUrl('a', { maxSize: '5MB' });
+  // @ts-expect-error no such tier
+  await sdk.storage.files.uploadUrl('a', { tier: 'public' });
+  // @ts-expect-error an upload URL takes no token: there is no token option
+  await uploadToSignedUrl(url, file, { token: 'tok' });
+  // @ts-expect-error a number is not file data
+  await uploadToSignedUrl(url, 42);
+  // @ts-expect-error it answers the stored file, not a string
+  const s: string = await uploadToSignedUrl(url, file);
+  void s;
 }
 
 interface Prefs { mode: string; fontSize: number }
@@ -110,4 +132,4 @@ function errors(e: unknown): void {
   }
 }
 
-void [files, documents, kv, kvConditions, errors];
+void [files, uploads, documents, kv, kvConditions, errors];

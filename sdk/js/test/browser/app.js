@@ -1,7 +1,8 @@
 // The browser test's app (test/browser.test.js serves it from an origin
-// other than the engine's): it loads @cpod/sdk as a plain ES module, uses
-// files, documents and kv (a lock too), and leaves what it saw in window.__cpodResult.
-import { CpodClient, CpodError } from '/sdk/index.js';
+// other than the engine's): it loads @cpod/sdk as a plain ES module, uploads
+// through the upload URL it was handed (no token), uses files, documents and
+// kv (a lock too), and leaves what it saw in window.__cpodResult.
+import { CpodClient, CpodError, uploadToSignedUrl } from '/sdk/index.js';
 
 const params = new URLSearchParams(location.hash.slice(1));
 const sdk = new CpodClient({ baseUrl: params.get('api') ?? '', token: async () => params.get('token') });
@@ -10,6 +11,16 @@ const text = async (stream) => new Response(stream).text();
 const out = {};
 try {
   const { files, db, kv } = sdk.storage;
+  // First, with no token: a PUT with Content-Type application/json, which
+  // the browser preflights (neither the method nor the type is "simple").
+  const uploadUrl = params.get('upload') ?? '';
+  out.upload = await uploadToSignedUrl(uploadUrl, new Blob(['{"from":"chromium"}'], { type: 'application/json' }));
+  try {
+    await uploadToSignedUrl(uploadUrl, '<b>x</b>', { contentType: 'text/html' });
+    out.uploadRefused = 'no error';
+  } catch (e) {
+    out.uploadRefused = { isCpodError: e instanceof CpodError, status: e.status, code: e.code };
+  }
   out.write = await files.write('browser/hello.txt', new Blob(['hello from chromium'], { type: 'text/plain' }));
   // Browsers stream request bodies only over HTTP/2: the SDK gathers a
   // ReadableStream into a Blob first.
