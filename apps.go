@@ -3,10 +3,16 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -85,7 +91,7 @@ func validateAppText(field, s string) error {
 // exists already is ErrConflict; an unknown scope name is ErrInvalidScope.
 func (e *Engine) RegisterApp(ctx context.Context, app App) (App, error) {
 	if !validID(app.ClientID) {
-		return App{}, errorf(CodeInvalidRequest, "client_id must be 1 to 128 printable ASCII characters without '/' or '\\', and not '.' or '..'")
+		return App{}, errorf(CodeInvalidRequest, "client_id must be 1 to 128 printable ASCII characters without '/', '\\' or '%%', and not '.' or '..'")
 	}
 	scopes, err := validateScopes(app.DeclaredScopes)
 	if err != nil {
@@ -202,7 +208,9 @@ func (e *Engine) handleCreateApp(c *call) error {
 	if app.DeclaredScopes == nil {
 		return errorf(CodeInvalidRequest, "declared_scopes is required")
 	}
-	app, err := e.RegisterApp(c.ctx, app)
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	app, err := e.RegisterApp(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -213,7 +221,9 @@ func (e *Engine) handleListApps(c *call) error {
 	if err := e.authorizeAdmin(c.r); err != nil {
 		return err
 	}
-	apps, err := e.ListApps(c.ctx)
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	apps, err := e.ListApps(ctx)
 	if err != nil {
 		return err
 	}
@@ -224,7 +234,9 @@ func (e *Engine) handleGetApp(c *call) error {
 	if err := e.authorizeAdmin(c.r); err != nil {
 		return err
 	}
-	app, err := e.GetApp(c.ctx, c.params["client_id"])
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	app, err := e.GetApp(ctx, c.params["client_id"])
 	if err != nil {
 		return err
 	}
@@ -239,7 +251,9 @@ func (e *Engine) handlePatchApp(c *call) error {
 	if err := decodeJSON(c, maxAppBody, &u); err != nil {
 		return err
 	}
-	app, err := e.UpdateApp(c.ctx, c.params["client_id"], u)
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	app, err := e.UpdateApp(ctx, c.params["client_id"], u)
 	if err != nil {
 		return err
 	}
@@ -250,29 +264,69 @@ func (e *Engine) handleDeleteApp(c *call) error {
 	if err := e.authorizeAdmin(c.r); err != nil {
 		return err
 	}
-	if err := e.DeleteApp(c.ctx, c.params["client_id"]); err != nil {
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	if err := e.DeleteApp(ctx, c.params["client_id"]); err != nil {
 		return err
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// appRegistry is the MongoDB collection of apps with a short-lived cache of
-// lookups. The cache is the only per-process state and it expires after ttl,
-// so every replica sees a change within ttl.
-type appRegistry struct {
-	coll *mongo.Collection
-	ttl  time.Duration
+// appCacheSize caps each of the registry's two caches (registered apps, and
+// client_ids found unregistered), so tokens of ever new client_ids cannot
+// grow the process' memory, and cannot push the registered apps out.
+const appCacheSize = 10000
 
-	mu      sync.Mutex
-	cache   map[string]cachedApp
-	indexed bool
+// appRegistry is the MongoDB collection of apps with a short-lived cache of
+// lookups. The cache is the only per-process state: each replica keeps its
+// own, a fresh entry expires after ttl, so every replica sees a change within
+// ttl. An entry stays a little longer (staleIfError) as a fallback for when
+// MongoDB fails: see lookup.
+type appRegistry struct {
+	coll         *mongo.Collection
+	ttl          time.Duration // AppCacheTTL; 0: no cache (and no fallback)
+	staleIfError time.Duration // AppStaleIfError; 0: no fallback
+	timeout      time.Duration // BackendTimeout, bounds every lookup
+	log          *slog.Logger
+	clock        func() time.Time
+	metrics      *metrics // counts failed lookups; nil without Config.Metrics
+
+	found   *lru.Cache[string, *appEntry] // registered apps, by client_id
+	missing *lru.Cache[string, time.Time] // unregistered client_ids: when seen so
+	group   singleflight.Group            // one lookup in flight per client_id
+
+	mu       sync.Mutex
+	indexed  bool
+	degraded bool // the latest lookup failed: MongoDB is failing
 }
 
-type cachedApp struct {
-	app   App
-	found bool
-	at    time.Time
+// appEntry is a registered app as a successful lookup that started at `at`
+// returned it. After a failed lookup, retryAt (Unix nanoseconds) delays the
+// next background one.
+type appEntry struct {
+	app     App
+	at      time.Time
+	retryAt atomic.Int64
+}
+
+func newAppRegistry(cfg Config) *appRegistry {
+	a := &appRegistry{
+		coll:         cfg.Mongo.Collection(cfg.AppsCollection),
+		ttl:          cfg.AppCacheTTL,
+		staleIfError: cfg.AppStaleIfError,
+		timeout:      cfg.BackendTimeout,
+		log:          cfg.Logger,
+		clock:        time.Now,
+	}
+	a.resize(appCacheSize)
+	return a
+}
+
+// resize replaces the caches by empty ones holding at most n entries each.
+func (a *appRegistry) resize(n int) {
+	a.found, _ = lru.New[string, *appEntry](n)
+	a.missing, _ = lru.New[string, time.Time](n)
 }
 
 // ensureIndex creates the unique index on client_id once per process; a
@@ -297,41 +351,147 @@ func (a *appRegistry) ensureIndex(ctx context.Context) error {
 	return nil
 }
 
+// forget drops what this process knows of an app after it changed it, so
+// neither the cache nor the fallback serves the old version.
 func (a *appRegistry) forget(clientID string) {
+	a.found.Remove(clientID)
+	a.missing.Remove(clientID)
+}
+
+func (a *appRegistry) isDegraded() bool {
 	a.mu.Lock()
-	delete(a.cache, clientID)
+	defer a.mu.Unlock()
+	return a.degraded
+}
+
+func (a *appRegistry) setDegraded(v bool) {
+	a.mu.Lock()
+	a.degraded = v
 	a.mu.Unlock()
 }
 
+// errNotRegistered answers a token whose client_id is not an app.
+func errNotRegistered() error {
+	return errorf(CodeInvalidToken, "the token's client_id is not a registered app")
+}
+
 // lookup returns the app of a token; an unregistered client_id is
-// invalid_token.
+// invalid_token. Each lookup in MongoDB is bounded by the backend timeout and
+// shared by the requests that need the same app meanwhile.
+//
+// Stale-if-error: when the lookup fails (MongoDB down, refusing, not
+// answering in time, or answering an error), an app that a successful lookup
+// returned less than staleIfError ago is served as that lookup returned it.
+// While MongoDB keeps failing, such apps are served at once, and a single
+// background lookup per app and per ttl finds out when MongoDB is back. An
+// app that a successful lookup found changed or gone is never served in its
+// old form: the entry is replaced or removed by that lookup (and by this
+// process' own admin calls). Nor is a client_id known to be unregistered, or
+// never seen by this process: those wait for the lookup and get 503.
 func (a *appRegistry) lookup(ctx context.Context, clientID string) (App, error) {
-	now := time.Now()
-	a.mu.Lock()
-	c, ok := a.cache[clientID]
-	a.mu.Unlock()
-	if !ok || now.Sub(c.at) >= a.ttl {
+	now := a.clock()
+	if a.ttl > 0 {
+		if at, ok := a.missing.Get(clientID); ok && now.Sub(at) < a.ttl {
+			return App{}, errNotRegistered()
+		}
+		if e, ok := a.found.Get(clientID); ok {
+			age := now.Sub(e.at)
+			if age < a.ttl {
+				return e.app, nil
+			}
+			if age < a.staleIfError && a.isDegraded() {
+				if now.UnixNano() >= e.retryAt.Load() {
+					a.fetchAsync(ctx, clientID)
+				}
+				return e.app, nil
+			}
+		}
+	}
+	app, found, err := a.fetch(ctx, clientID)
+	switch {
+	case err == nil && found:
+		return app, nil
+	case err == nil:
+		return App{}, errNotRegistered()
+	}
+	if a.ttl > 0 {
+		if e, ok := a.found.Peek(clientID); ok && a.clock().Sub(e.at) < a.staleIfError {
+			return e.app, nil
+		}
+	}
+	return App{}, err
+}
+
+// fetchResult is what one shared lookup in MongoDB returns.
+type fetchResult struct {
+	app   App
+	found bool
+}
+
+// fetch looks the app up in MongoDB, sharing one call between concurrent
+// requests for the same client_id. The call is bounded by the backend
+// timeout and does not end when the request that started it goes away; each
+// waiting request still stops at its own context's end.
+func (a *appRegistry) fetch(ctx context.Context, clientID string) (App, bool, error) {
+	select {
+	case r := <-a.fetchAsync(ctx, clientID):
+		if r.Err != nil {
+			return App{}, false, r.Err
+		}
+		f := r.Val.(fetchResult)
+		return f.app, f.found, nil
+	case <-ctx.Done():
+		return App{}, false, lookupError(ctx.Err())
+	}
+}
+
+// fetchAsync starts the shared lookup of clientID unless one is in flight,
+// and returns the channel of its result, which nobody needs to read.
+func (a *appRegistry) fetchAsync(ctx context.Context, clientID string) <-chan singleflight.Result {
+	ctx = context.WithoutCancel(ctx)
+	return a.group.DoChan(clientID, func() (any, error) {
+		start := a.clock()
+		ctx, cancel := context.WithTimeout(ctx, a.timeout)
+		defer cancel()
 		var app App
 		err := a.coll.FindOne(ctx, bson.D{{Key: "client_id", Value: clientID}}).Decode(&app)
-		switch {
-		case err == nil:
-			c = cachedApp{app: app, found: true, at: now}
-		case errors.Is(err, mongo.ErrNoDocuments):
-			c = cachedApp{at: now}
-		default:
-			return App{}, backendError("apps lookup", err)
-		}
-		if a.ttl > 0 {
-			a.mu.Lock()
-			if len(a.cache) > 10000 {
-				clear(a.cache)
+		found := err == nil
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			a.setDegraded(true)
+			if e, ok := a.found.Peek(clientID); ok {
+				e.retryAt.Store(start.Add(a.ttl).UnixNano())
 			}
-			a.cache[clientID] = c
-			a.mu.Unlock()
+			a.log.Warn("storage: app lookup failed", "client_id", clientID, "err", err)
+			a.metrics.backendError(backendMongo)
+			return nil, lookupError(err)
 		}
+		a.setDegraded(false)
+		if a.ttl > 0 {
+			if found {
+				a.found.Add(clientID, &appEntry{app: app, at: start})
+				a.missing.Remove(clientID)
+			} else {
+				// Gone: never served again from the fallback.
+				a.found.Remove(clientID)
+				a.missing.Add(clientID, start)
+			}
+		}
+		return fetchResult{app, found}, nil
+	})
+}
+
+// lookupError translates a failed app lookup: whatever MongoDB did wrong,
+// the caller can only try again later.
+func lookupError(err error) error {
+	return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("apps lookup: %w", err)}
+}
+
+// ping is the registry's readiness check: a real query on its collection
+// (a MongoDB proxy such as FerretDB answers ping without its storage).
+func (a *appRegistry) ping(ctx context.Context) error {
+	err := a.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
 	}
-	if !c.found {
-		return App{}, errorf(CodeInvalidToken, "the token's client_id is not a registered app")
-	}
-	return c.app, nil
+	return err
 }

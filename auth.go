@@ -16,10 +16,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Identity is who a verified token speaks for. It comes only from a verified
-// JWT, never from the URL, query or body.
+// JWT, never from the URL, query or body. Tenant, App and User follow the id
+// rule of validID in tiers.go: 1 to 128 bytes of printable ASCII without '/',
+// '\' or '%', and not "." or ".."; a token with any other id is 401
+// invalid_token.
 type Identity struct {
 	Tenant string
 	App    string
@@ -69,6 +73,23 @@ type AuthConfig struct {
 	// Claims names the claims that carry the identity. Defaults:
 	// tenantId, client_id, sub, scope.
 	Claims ClaimNames
+
+	// CacheTTL is how long a verified token is remembered, by the SHA-256
+	// of its whole text (signature included), so that the next calls with
+	// it skip the signature check: 6-15 us for HS256, 35-80 us for the
+	// RS256 and ES256 keys of a JWKS. A remembered token is used only while
+	// it is itself valid on the engine's clock (Config.Now): exp and nbf,
+	// with Leeway, are checked exactly on every call, as without the
+	// cache. It is used for at most CacheTTL after it was verified, and a
+	// token that fails verification is never remembered. A token's
+	// identity, scopes and expiry cannot change; what CacheTTL delays is a
+	// change of keys: a key dropped from a Keyfunc's set (a JWKS rotation)
+	// still admits, for at most CacheTTL, the tokens that it verified in
+	// that time, as does a Keyfunc that revokes tokens. App lookups are
+	// not part of it (see Config.AppCacheTTL). The cache is per engine, at
+	// most 10000 tokens, least recently used first out. Default 1s; at
+	// most 1m; negative disables the cache.
+	CacheTTL time.Duration
 }
 
 // Key is one verification key: an HMAC secret or a PEM public key.
@@ -93,12 +114,33 @@ type ClaimNames struct {
 // maxAuthHeader caps the Authorization header before any parsing.
 const maxAuthHeader = 8 << 10
 
-// verifier checks bearer tokens. It is built once by New and never changes.
+// verifier checks bearer tokens. It is built once by New and never changes
+// but for its cache.
 type verifier struct {
 	keys    []verifyKey
 	keyfunc jwt.Keyfunc
 	parser  *jwt.Parser
 	claims  ClaimNames
+	now     func() time.Time
+	leeway  time.Duration
+
+	// cache holds verified tokens by the SHA-256 of their text, for
+	// cacheTTL (AuthConfig.CacheTTL); nil when disabled.
+	cache    *lru.Cache[[sha256.Size]byte, *verifiedToken]
+	cacheTTL time.Duration
+}
+
+// tokenCacheSize bounds the verified-token cache.
+const tokenCacheSize = 10000
+
+// maxTokenCacheTTL caps AuthConfig.CacheTTL.
+const maxTokenCacheTTL = time.Minute
+
+// verifiedToken is what the verification of one token found.
+type verifiedToken struct {
+	id       Identity
+	exp, nbf time.Time // the token's exp and nbf (zero: no nbf), as the parser read them
+	at       time.Time // when it was verified, on the engine's clock
 }
 
 type verifyKey struct {
@@ -109,7 +151,18 @@ type verifyKey struct {
 }
 
 func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
-	v := &verifier{claims: c.Claims}
+	v := &verifier{claims: c.Claims, now: now, leeway: c.Leeway}
+	switch {
+	case c.CacheTTL == 0:
+		v.cacheTTL = time.Second
+	case c.CacheTTL > maxTokenCacheTTL:
+		return nil, errors.New("Auth.CacheTTL must be at most 1m")
+	case c.CacheTTL > 0:
+		v.cacheTTL = c.CacheTTL
+	}
+	if v.cacheTTL > 0 {
+		v.cache, _ = lru.New[[sha256.Size]byte, *verifiedToken](tokenCacheSize)
+	}
 	if v.claims.Tenant == "" {
 		v.claims.Tenant = "tenantId"
 	}
@@ -167,7 +220,31 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 		opts = append(opts, jwt.WithAudience(c.Audience))
 	}
 	v.parser = jwt.NewParser(opts...)
+	// The header checks run before any key is looked up, with Keys and
+	// with a Keyfunc alike.
+	keyfunc := v.keyfunc
+	v.keyfunc = func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t.Header); err != nil {
+			return nil, err
+		}
+		return keyfunc(t)
+	}
 	return v, nil
+}
+
+// checkHeader refuses a token header that asks for more than the engine
+// does. crit (RFC 7515 section 4.1.11) lists extensions the recipient must
+// understand, or refuse the token; the engine understands none, and
+// golang-jwt ignores crit, so a token that has the header at all (even
+// empty or null, which the RFC forbids) is refused. jku, x5u, jwk and x5c
+// would let the token choose its own verification key: refused too.
+func checkHeader(h map[string]any) error {
+	for _, name := range []string{"crit", "jku", "x5u", "jwk", "x5c"} {
+		if _, ok := h[name]; ok {
+			return fmt.Errorf("header %q is not accepted", name)
+		}
+	}
+	return nil
 }
 
 // Validate reports whether the key can be used: a secret of at least 32
@@ -238,15 +315,11 @@ func parseKey(k Key) (verifyKey, error) {
 	return vk, errors.New("Secret or PublicKeyPEM is required")
 }
 
-// lookup is the jwt.Keyfunc over the configured keys: kid is compared
-// exactly and never used for anything else; keys are offered only for the
-// family of the token's (already allow-listed) algorithm.
+// lookup is the jwt.Keyfunc over the configured keys (after checkHeader):
+// kid is compared exactly and never used for anything else; keys are
+// offered only for the family of the token's (already allow-listed)
+// algorithm.
 func (v *verifier) lookup(t *jwt.Token) (any, error) {
-	for _, h := range []string{"jku", "x5u", "jwk", "x5c"} {
-		if _, ok := t.Header[h]; ok {
-			return nil, fmt.Errorf("header %q is not accepted", h)
-		}
-	}
 	alg, _ := t.Header["alg"].(string)
 	var kid string
 	if raw, ok := t.Header["kid"]; ok {
@@ -276,11 +349,49 @@ func (v *verifier) lookup(t *jwt.Token) (any, error) {
 }
 
 // verify checks a bearer token and returns the identity it carries. Every
-// failure is invalid_token; the reason is for the log only.
+// failure is invalid_token; the reason is for the log only. A token verified
+// in the last cacheTTL is answered from the cache while it is still valid
+// (see AuthConfig.CacheTTL); callers must not change the returned Scopes.
 func (v *verifier) verify(raw string) (Identity, error) {
+	if v.cache == nil {
+		t, err := v.parse(raw)
+		if err != nil {
+			return Identity{}, err
+		}
+		return t.id, nil
+	}
+	sum := sha256.Sum256([]byte(raw))
+	now := v.now()
+	if t, ok := v.cache.Get(sum); ok {
+		if v.fresh(t, now) {
+			return t.id, nil
+		}
+		v.cache.Remove(sum)
+	}
+	t, err := v.parse(raw)
+	if err != nil {
+		return Identity{}, err
+	}
+	t.at = now // taken before parsing: the entry ends no later than it should
+	v.cache.Add(sum, t)
+	return t.id, nil
+}
+
+// fresh reports whether a cached token may answer at now: within cacheTTL
+// of its verification (never before it, should the clock go back), and
+// valid by exp and nbf exactly as jwt's validator decides (now < exp +
+// leeway, now >= nbf - leeway).
+func (v *verifier) fresh(t *verifiedToken, now time.Time) bool {
+	return !now.Before(t.at) && now.Before(t.at.Add(v.cacheTTL)) &&
+		now.Before(t.exp.Add(v.leeway)) && !now.Before(t.nbf.Add(-v.leeway))
+}
+
+// parse verifies a token (signature, header, algorithm, exp, nbf, iss, aud)
+// and reads its identity, without the cache.
+func (v *verifier) parse(raw string) (*verifiedToken, error) {
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
-		return Identity{}, &Error{Code: CodeInvalidToken, Message: "the bearer token is not valid", Err: err}
+		return nil, &Error{Code: CodeInvalidToken, Message: "the bearer token is not valid", Err: err}
 	}
 	str := func(name string) (string, bool) {
 		val, ok := claims[name]
@@ -290,8 +401,8 @@ func (v *verifier) verify(raw string) (Identity, error) {
 		s, ok := val.(string)
 		return s, ok
 	}
-	bad := func(what string) (Identity, error) {
-		return Identity{}, errorf(CodeInvalidToken, "the token's %s claim is missing or not a valid id", what)
+	bad := func(what string) (*verifiedToken, error) {
+		return nil, errorf(CodeInvalidToken, "the token's %s claim is missing or not a valid id", what)
 	}
 	var id Identity
 	var ok bool
@@ -318,14 +429,22 @@ func (v *verifier) verify(raw string) (Identity, error) {
 		for _, e := range s {
 			es, ok := e.(string)
 			if !ok {
-				return Identity{}, errorf(CodeInvalidToken, "the token's %s claim must hold strings", v.claims.Scope)
+				return nil, errorf(CodeInvalidToken, "the token's %s claim must hold strings", v.claims.Scope)
 			}
 			id.Scopes = append(id.Scopes, es)
 		}
 	default:
-		return Identity{}, errorf(CodeInvalidToken, "the token's %s claim must be a string or an array of strings", v.claims.Scope)
+		return nil, errorf(CodeInvalidToken, "the token's %s claim must be a string or an array of strings", v.claims.Scope)
 	}
-	return id, nil
+	t := &verifiedToken{id: id}
+	// The parser required exp and read both claims without error.
+	if exp, _ := claims.GetExpirationTime(); exp != nil {
+		t.exp = exp.Time
+	}
+	if nbf, _ := claims.GetNotBefore(); nbf != nil {
+		t.nbf = nbf.Time
+	}
+	return t, nil
 }
 
 // bearer extracts the bearer token of a request, capped before any parsing.

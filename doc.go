@@ -8,7 +8,9 @@
 // isolated location; the scopes an app declared at registration cap what any
 // of its tokens can do. The HTTP wire contract (paths, JSON shapes, status
 // and error codes) is the one of the cpod SDK's storage chapter; the Go SDK
-// in package client speaks it.
+// in package client speaks it. openapi.json in the repository root (served
+// at GET /v1/openapi.json, see [OpenAPIDocument]) describes it for clients in
+// other languages; Config.CORSOrigins lets browser apps call it (cors.go).
 //
 // # Mounting
 //
@@ -28,10 +30,16 @@
 //	mux.Handle("/storage-api/", http.StripPrefix("/storage-api", engine))
 //
 // [New] makes no backend call; GET /readyz answers 200 once all three backends
-// answer. Every [Config] field documents its default.
+// answer. Every [Config] field documents its default. Config.Metrics takes a
+// prometheus.Registerer for the engine's request, latency, backend-error and
+// byte metrics, labelled by route pattern, never by tenant, key or token
+// (see metrics.go).
 //
 // The engine is stateless (but for a sub-second cache of app lookups, see
-// Config.AppCacheTTL), so any number of replicas can serve the same backends;
+// Config.AppCacheTTL, which also lets each replica keep serving the apps it
+// served recently while MongoDB fails, see Config.AppStaleIfError, and a
+// one-second cache of verified tokens, see AuthConfig.CacheTTL), so any
+// number of replicas can serve the same backends;
 // scale-out is the backends' job: S3, a MongoDB replica set or sharded
 // cluster (see # Documents layout), Redis Cluster (every key the engine
 // writes carries a hash tag, see kv.go).
@@ -52,13 +60,18 @@
 //	shared             {tenant}/shared/
 //
 // Ids are 1 to 128 bytes of printable ASCII without '/' or '\', and never "."
-// or "..", so a location can never reach into another.
+// or "..", so a location can never reach into another. They hold no '%'
+// either (narrower than design.md's charset, on purpose): locations travel
+// percent-encoded, and without '%' an id means the same whether a component
+// on the way decodes it once or twice. A token with such an id is 401
+// invalid_token, and such a client_id cannot be registered (400).
 //
 // # Authorization
 //
 // Every storage call carries Authorization: Bearer <JWT>. Only the algorithms
 // of the configured keys are accepted; exp is required; iss and aud are
-// checked when configured. The claims tenantId, client_id, sub and scope
+// checked when configured; a token whose header has crit (RFC 7515: the
+// engine understands no extension), jku, x5u, jwk or x5c is refused. The claims tenantId, client_id, sub and scope
 // (names configurable) give the [Identity]. A needed scope that the app did
 // not declare is 403 invalid_scope; one declared but not in the token is 403
 // insufficient_scope; the user tier without a user in the token is 403
@@ -156,10 +169,16 @@
 // int64), escapes and any field name, including "", names with '.' or a
 // leading '$'. A field name given twice in one object is 400 naming it. The
 // v field is for matching and ordering: objects keep their order with names
-// escaped ('%' to %25, '.' to %2E, NUL to %00, a leading '$' to %24, "" to
-// %), arrays become objects keyed "0", "1", ... (so a path segment may be an
+// escaped ('%' to %25, '.' to %2E, NUL to %00, a leading '$' to %24, a
+// leading or trailing white-space character to its %XX bytes, "" to %), so
+// a filter or sort on a name such as " a" or "a " works on FerretDB too;
+// arrays become objects keyed "0", "1", ... (so a path segment may be an
 // index, and no MongoDB array semantics apply), integer literals in the
-// int64 range are int64, other numbers float64 (clamped to ±MaxFloat64).
+// int64 range are int64, other numbers float64 (clamped to ±MaxFloat64),
+// and strings have NUL and U+0001 escaped in an order-preserving way
+// (FerretDB on PostgreSQL cannot store NUL). A value's structure is capped
+// (Limits.MaxDocumentNodes, MaxDocumentArrayItems, MaxDocumentObjectFields,
+// and MaxBatchNodes for a batch): over a cap is 413 before any backend call.
 //
 // Queries. A filter is equalities of dotted paths to scalars: numbers match
 // equal numbers of any spelling, null matches null and missing fields. A
@@ -176,8 +195,9 @@
 //
 // # Testing
 //
-// Package cpodtest starts the real engine over in-process fakes (gofakes3,
-// FerretDB on SQLite, miniredis) in well under a second:
+// Package cpodtest starts the real engine over in-process fakes (package
+// embedded: an S3 on a temporary directory, FerretDB on SQLite, miniredis)
+// in well under a second:
 //
 //	srv := cpodtest.NewServer(t)
 //	srv.RegisterApp(t, "app-a", "storage.private.read", "storage.private.write")
@@ -185,5 +205,7 @@
 //		Scopes: []string{"storage.private.read", "storage.private.write"}})
 //
 // The same tests run against real servers when CPODTEST_REDIS_URL,
-// CPODTEST_MONGO_URI and CPODTEST_S3_URL are set.
+// CPODTEST_MONGO_URI and CPODTEST_S3_URL are set. Every exchange with a
+// cpodtest server is validated against openapi.json (see
+// cpodtest.WithContractCheck).
 package storage

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -31,11 +32,11 @@ import (
 func (e *Engine) documentsRoutes() []route {
 	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection), slots: make(chan struct{}, ferretWriteSlots)}
 	return []route{
-		{"PUT", "/v1/storage/db/{collection}/{key}", d.handleSet},
-		{"GET", "/v1/storage/db/{collection}/{key}", d.handleGet},
-		{"DELETE", "/v1/storage/db/{collection}/{key}", d.handleDelete},
-		{"POST", "/v1/storage/db/{collection}/query", d.handleQuery},
-		{"POST", "/v1/storage/db/{collection}/batch", d.handleBatch},
+		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
+		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
+		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
+		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},
+		{"POST", "/v1/storage/db/{collection}/batch?tier", d.handleBatch},
 	}
 }
 
@@ -246,7 +247,8 @@ func (d *documents) slot(ctx context.Context, b docsBackend) (release func(), er
 
 // docsBackendError translates a driver error the caller did not handle:
 // timeouts and network failures are 503, anything else 500.
-func docsBackendError(op string, err error) error {
+func docsBackendError(op string, err error) (out error) {
+	defer markBackend(backendMongo, &out)
 	if mongo.IsTimeout(err) || mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
 	}
@@ -329,8 +331,9 @@ func validDocKey(k string) error {
 
 // docValue is a request's document value, parsed and checked.
 type docValue struct {
-	json []byte // compact JSON text, byte for byte what get returns
-	bson any    // the BSON form (see bsonValue)
+	json  []byte // compact JSON text, byte for byte what get returns
+	bson  any    // the BSON form (see bsonValue)
+	nodes int    // JSON values in it, for Limits.MaxBatchNodes
 }
 
 // maxDepth is the effective nesting limit of values.
@@ -355,7 +358,14 @@ func (d *documents) parseValue(raw []byte) (docValue, error) {
 	if buf.Len() > d.e.cfg.Limits.MaxDocumentSize {
 		return docValue{}, errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", d.e.cfg.Limits.MaxDocumentSize)
 	}
-	p := valueParser{dec: json.NewDecoder(bytes.NewReader(buf.Bytes())), maxDepth: d.maxDepth()}
+	l := d.e.cfg.Limits
+	p := valueParser{
+		dec:       json.NewDecoder(bytes.NewReader(buf.Bytes())),
+		maxDepth:  d.maxDepth(),
+		maxNodes:  l.MaxDocumentNodes,
+		maxItems:  l.MaxDocumentArrayItems,
+		maxFields: l.MaxDocumentObjectFields,
+	}
 	p.dec.UseNumber()
 	tok, err := p.dec.Token()
 	if err != nil {
@@ -368,7 +378,7 @@ func (d *documents) parseValue(raw []byte) (docValue, error) {
 	if _, err := p.dec.Token(); err != io.EOF {
 		return docValue{}, errorf(CodeInvalidRequest, "the body must hold a single JSON value")
 	}
-	return docValue{json: buf.Bytes(), bson: v}, nil
+	return docValue{json: buf.Bytes(), bson: v, nodes: p.nodes}, nil
 }
 
 // valueParser turns JSON tokens into the BSON form of a value:
@@ -383,13 +393,27 @@ func (d *documents) parseValue(raw []byte) (docValue, error) {
 //   - an integer literal in the int64 range becomes an int64; any other
 //     number a float64 (beyond the float64 range, ±MaxFloat64: FerretDB
 //     refuses infinities);
-//   - strings, booleans and null as themselves.
+//   - a string as itself with NUL and U+0001 escaped (see bsonString);
+//   - booleans and null as themselves.
+//
+// It counts the values (nodes) it reads and stops at the first one over
+// the structure limits (Limits.MaxDocumentNodes, MaxDocumentArrayItems,
+// MaxDocumentObjectFields), so a refused value costs no more to parse
+// than an accepted one.
 type valueParser struct {
-	dec      *json.Decoder
-	maxDepth int
+	dec       *json.Decoder
+	maxDepth  int
+	maxNodes  int
+	maxItems  int
+	maxFields int
+	nodes     int
 }
 
 func (p *valueParser) value(tok json.Token, depth int, path string) (any, error) {
+	p.nodes++
+	if p.nodes > p.maxNodes {
+		return nil, errorf(CodeTooLarge, "a document value may hold at most %d values (each object, array, string, number, boolean and null counts one)", p.maxNodes)
+	}
 	switch t := tok.(type) {
 	case json.Delim:
 		if depth+1 > p.maxDepth {
@@ -398,6 +422,12 @@ func (p *valueParser) value(tok json.Token, depth int, path string) (any, error)
 		doc := bson.D{}
 		var seen map[string]bool
 		for i := 0; p.dec.More(); i++ {
+			if t == '[' && i == p.maxItems {
+				return nil, errorf(CodeTooLarge, "the array %s has more than %d items", where(path), p.maxItems)
+			}
+			if t == '{' && i == p.maxFields {
+				return nil, errorf(CodeTooLarge, "the object %s has more than %d fields", where(path), p.maxFields)
+			}
 			name := strconv.Itoa(i)
 			if t == '{' {
 				kt, err := p.dec.Token()
@@ -422,11 +452,7 @@ func (p *valueParser) value(tok json.Token, depth int, path string) (any, error)
 					}
 				}
 				if dup {
-					where := "at the top level"
-					if path != "" {
-						where = "in the object at " + strconv.Quote(path)
-					}
-					return nil, errorf(CodeInvalidRequest, "the value has the field name %q twice %s: each name may appear once per object", name, where)
+					return nil, errorf(CodeInvalidRequest, "the value has the field name %q twice in the object %s: each name may appear once per object", name, where(path))
 				}
 			}
 			vt, err := p.dec.Token()
@@ -449,10 +475,44 @@ func (p *valueParser) value(tok json.Token, depth int, path string) (any, error)
 		return doc, nil
 	case json.Number:
 		return jsonNumber(string(t)), nil
-	case string, bool, nil:
+	case string:
+		return bsonString(t), nil
+	case bool, nil:
 		return t, nil
 	}
 	return nil, errorf(CodeInvalidRequest, "the value is not valid JSON")
+}
+
+// where names the place of a nested value in a message: "at the top
+// level" or "at \"a.b\"" (the dotted path, truncated).
+func where(path string) string {
+	if path == "" {
+		return "at the top level"
+	}
+	return "at " + strconv.Quote(truncate(path, 64))
+}
+
+// bsonString is the BSON form of a string: NUL becomes U+0001 U+0001 and
+// U+0001 becomes U+0001 U+0002, other bytes stay. FerretDB on PostgreSQL
+// cannot store NUL in a string (jsonb refuses \u0000); the mapping is
+// injective and keeps the byte order of strings, so equality filters
+// (whose strings get the same mapping) and sorts are unchanged.
+func bsonString(s string) string {
+	if !strings.ContainsAny(s, "\x00\x01") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case 0, 1:
+			b.WriteByte(1)
+			b.WriteByte(c + 1)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // jsonNumber is the BSON form of a JSON number literal.
@@ -473,32 +533,43 @@ func jsonNumber(s string) any {
 }
 
 // escapeName maps a JSON field name to a BSON field name that MongoDB and
-// FerretDB store and address as one path segment: "%" becomes "%25", "."
-// "%2E", NUL "%00", a leading "$" "%24", and the empty name "%". The mapping
-// is injective, and leaves names without those characters as they are.
+// FerretDB store and address as one path segment. FerretDB v1.24 refuses
+// in a stored name: a leading '$', '.', invalid UTF-8 (refused earlier);
+// and in a path segment: '.', the empty segment and a segment with leading
+// or trailing white space (strings.TrimSpace, so unicode.IsSpace); BSON
+// names cannot hold NUL. So these bytes become "%" and two hex digits:
+// every '%', '.' and NUL, a leading '$', and the bytes of a first or last
+// character that is white space (" a" becomes "%20a", "a\u00a0"
+// "a%C2%A0"); the empty name becomes "%". Every '%' of the name is
+// escaped, so the mapping is injective, and names without those
+// characters stay as they are.
 func escapeName(s string) string {
 	if s == "" {
 		return "%"
 	}
-	if s[0] != '$' && !strings.ContainsAny(s, "%.\x00") {
+	first, n := utf8.DecodeRuneInString(s)
+	lead := 0 // s[:lead] is escaped
+	if first == '$' || unicode.IsSpace(first) {
+		lead = n
+	}
+	trail := len(s) // s[trail:] is escaped
+	if last, n := utf8.DecodeLastRuneInString(s); unicode.IsSpace(last) {
+		trail = len(s) - n
+	}
+	if lead == 0 && trail == len(s) && !strings.ContainsAny(s, "%.\x00") {
 		return s
 	}
-	var b strings.Builder
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '%':
-			b.WriteString("%25")
-		case c == '.':
-			b.WriteString("%2E")
-		case c == 0:
-			b.WriteString("%00")
-		case c == '$' && i == 0:
-			b.WriteString("%24")
-		default:
-			b.WriteByte(c)
+		c := s[i]
+		if i < lead || i >= trail || c == '%' || c == '.' || c == 0 {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // ---------------------------------------------------------------------------
@@ -508,11 +579,16 @@ func escapeName(s string) string {
 // once compacted (the body may carry as much again in whitespace).
 func (d *documents) readValue(c *call) (docValue, error) {
 	limit := int64(d.e.cfg.Limits.MaxDocumentSize)
+	tooLarge := errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
+	if c.r.ContentLength > 2*limit+4096 {
+		return docValue{}, tooLarge // answered at once, without waiting for the body
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 2*limit+4096))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return docValue{}, errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
+			return docValue{}, tooLarge
 		}
 		return docValue{}, errorf(CodeInvalidRequest, "the request body could not be read")
 	}
@@ -835,7 +911,7 @@ func (d *documents) parseFilter(raw json.RawMessage) ([]filterTerm, error) {
 			if len(x) > maxFilterString {
 				return errorf(CodeInvalidRequest, "filter field %q: a string value must be at most %d bytes", truncate(p.text, 64), maxFilterString)
 			}
-			v = x
+			v = bsonString(x)
 		default: // bool, nil
 			v = x
 		}
@@ -1390,9 +1466,12 @@ func (d *documents) handleBatch(c *call) error {
 	}
 	now := d.e.now().UTC().Truncate(time.Millisecond)
 	ops := make([]batchOp, len(*body.Ops))
-	valid := 0
+	valid, nodes := 0, 0
 	for i, raw := range *body.Ops {
 		ops[i] = d.parseOp(raw)
+		if nodes += ops[i].value.nodes; nodes > d.e.cfg.Limits.MaxBatchNodes {
+			return errorf(CodeTooLarge, "the values of a batch may hold at most %d values together (each object, array, string, number, boolean and null counts one): split the batch", d.e.cfg.Limits.MaxBatchNodes)
+		}
 		switch {
 		case ops[i].err != nil:
 		case ops[i].op == "set":

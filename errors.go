@@ -68,6 +68,9 @@ type Error struct {
 	// status overrides Code.Status() for the few statuses that share a code
 	// (405, 416, 400 invalid_scope at registration). Zero means Code.Status().
 	status int
+	// backend is the backend of a translated backend failure ("s3",
+	// "mongodb", "redis"), for cpod_storage_backend_errors_total.
+	backend string
 }
 
 func (e *Error) Error() string {
@@ -141,9 +144,9 @@ func backendError(op string, err error) error {
 		return err
 	}
 	if isUnavailable(err) {
-		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
+		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err), backend: backendOf(op)}
 	}
-	return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("%s: %w", op, err), backend: backendOf(op)}
 }
 
 // isUnavailable reports whether err looks like the backend could not be

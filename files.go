@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -23,20 +22,20 @@ import (
 // download route.
 func (e *Engine) filesRoutes() []route {
 	return []route{
-		{"PUT", "/v1/storage/files/{path...}", e.handleFilePut},
-		{"GET", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"HEAD", "/v1/storage/files/{path...}", e.handleFileGet},
-		{"DELETE", "/v1/storage/files/{path...}", e.handleFileDelete},
-		{"GET", "/v1/storage/files", e.handleFileList},
-		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate},
-		{"GET", signedPath + "{key...}", e.handleSignedDownload},
-		{"HEAD", signedPath + "{key...}", e.handleSignedDownload},
-		// A signed URL only allows GET (and HEAD); any other method is
-		// answered like a URL that was changed.
-		{"PUT", signedPath + "{key...}", e.handleSignedDownload},
-		{"POST", signedPath + "{key...}", e.handleSignedDownload},
-		{"PATCH", signedPath + "{key...}", e.handleSignedDownload},
-		{"DELETE", signedPath + "{key...}", e.handleSignedDownload},
+		{"PUT", "/v1/storage/files/{path...}?tier", e.handleFilePut},
+		{"GET", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"HEAD", "/v1/storage/files/{path...}?tier", e.handleFileGet},
+		{"DELETE", "/v1/storage/files/{path...}?tier", e.handleFileDelete},
+		{"GET", "/v1/storage/files?tier&prefix&limit&cursor", e.handleFileList},
+		{"POST", "/v1/storage/signed-urls", e.handleSignedURLCreate}, // tier in the body
+		{"GET", signedRoute, e.handleSigned},
+		{"HEAD", signedRoute, e.handleSigned},
+		{"PUT", signedRoute, e.handleSigned},
+		// A download URL allows GET and HEAD, an upload URL PUT; any
+		// other method is answered like a URL that was changed.
+		{"POST", signedRoute, e.handleSigned},
+		{"PATCH", signedRoute, e.handleSigned},
+		{"DELETE", signedRoute, e.handleSigned},
 	}
 }
 
@@ -61,23 +60,47 @@ func (e *Engine) filesRoutes() []route {
 //
 // # Uploads
 //
-// With a Content-Length the body streams to S3 as one PutObject of that size
-// (a single PUT up to the S3 client's single-PUT limit, 5 GiB by default;
-// above it a multipart upload with the smallest part size that fits in the
-// part count limit). Without one (chunked), a body that ends within the first
-// MiB is one PUT; a longer one streams as a multipart upload with a bounded
-// part size (8 MiB, or more when Limits.MaxFileSize needs more than 10000
-// parts) and two part buffers (one is read from the client while the other
-// is sent), so an upload holds about 17 MiB whatever its size (measured by
-// BenchmarkFilesUploadHeap: about 25 MiB of peak heap for 1 GiB, about 20
-// MiB for 256 MiB). Multipart parts carry an unsigned payload, plus a
-// Content-MD5 when S3 is reached over plain HTTP. Limits.MaxFileSize
-// is checked from Content-Length before anything is sent to S3, and counted
-// while streaming; a body that exceeds it, a client that goes away and any
-// other failure abort the multipart upload (minio-go aborts it with a context
-// detached from the request's), and a single PUT that does not receive its
-// declared length is never stored by S3. The result is 413 too_large, or 400
-// invalid_request for a body that could not be read.
+// With a Content-Length up to the S3 client's single-PUT limit (5 GiB by
+// default) the body streams to S3 as one PutObject of that size, with no
+// buffer. Without one (chunked), a body that ends within the first MiB is
+// one PUT; a longer one, or one with a Content-Length above the single-PUT
+// limit, streams as a multipart upload (minio.Core: initiate, parts,
+// complete) with a bounded part size (8 MiB, or more when
+// Limits.MaxFileSize needs more than 10000 parts). Its part buffers come
+// from one budget for all uploads together, Limits.MaxUploadMemory (256 MiB
+// by default): an upload waits for its first buffer (bounded only by its
+// request's context) before it reads anything, and takes a second one (read
+// the next part from the client while the previous one is sent) only when
+// the budget has room and no upload waits; otherwise it reads and sends in
+// turn. 64 concurrent chunked uploads of 64 MiB measured about 300 MiB of
+// peak heap instead of 1.1 GiB (BenchmarkFilesConcurrentUploads). Parts
+// carry an unsigned payload, plus a Content-MD5 when S3 is reached over
+// plain HTTP. Limits.MaxFileSize is checked from Content-Length before
+// anything is sent to S3, and counted while streaming; a body that exceeds
+// it, a client that goes away and any other failure abort the multipart
+// upload, and a single PUT that does not receive its declared length is
+// never stored by S3.
+//
+// Every wait on S3 is bounded by Config.S3Timeout (default BackendTimeout):
+// a call that moves no file bytes (stat, list, delete, presign) must be
+// answered within it, retries included; a transfer (a PUT's body, each
+// part, a download) may last as long as bytes move, and ends when S3 takes
+// or sends nothing for S3Timeout while the engine is not waiting for its
+// own client (stallGuard). The wait for S3's answer after a body or part
+// was sent is such a stretch. The time a client takes to send its body or
+// read a download never counts against S3, so a slow client is never taken
+// for a stalled S3. minio-go's retries (Options.MaxRetries of the client
+// the embedder built) all happen within that bound.
+//
+// Failures are classified in one place (uploadError): S3 that stalled is
+// 503 backend_unavailable with Retry-After, whatever else happened; a body
+// past the limit 413 too_large; a body that could not be read to its end
+// (the client broke it, or left before sending all of it; or S3 answered
+// RequestTimeout while the engine was waiting for the client's next bytes)
+// 400 invalid_request. An empty body, or one read to its end, is never
+// blamed on the client. When S3 stalled, the abort of a multipart upload
+// runs in the background (bounded by S3Timeout), so the answer is not
+// held up by it.
 //
 // # Downloads
 //
@@ -114,11 +137,16 @@ func (e *Engine) filesRoutes() []route {
 // 400 invalid_cursor. Pages continue with S3's StartAfter, so a cursor stays
 // valid while files are added or removed.
 //
-// # Signed download URLs
+// # Signed URLs: downloads and uploads
 //
-// POST /v1/storage/signed-urls returns
+// POST /v1/storage/signed-urls returns a download URL (method GET, the
+// default)
 //
 //	{base}/v1/storage/signed/{location key}?app=..&expires=..&sig=..&tier=..
+//
+// or an upload URL (method PUT)
+//
+//	{base}/v1/storage/signed/{location key}?app=..[&contentType=..]&expires=..&maxSize=..&method=PUT&sig=..&tier=..
 //
 // where {base} is Config.PublicURL, or else "http(s)://" + the request's Host
 // (https when the request came over TLS). X-Forwarded-Host and -Proto are not
@@ -126,26 +154,51 @@ func (e *Engine) filesRoutes() []route {
 // rewrites the path, set PublicURL. The location key is path-escaped segment
 // by segment, so the URL ends with the file's name. sig is the base64url
 // HMAC-SHA256 (Engine.mac, purpose "signed-url", a key derived from
-// Config.SigningKey, never a JWT key) of the method GET, the tier, the app
-// that signed, the expiry (Unix seconds) and the resolved location key: it is
-// bound to the location, not to the relative path. The download route
-// needs no Authorization header and checks, in this order: the exact set of
-// query parameters and the signature (403 invalid_signature for any change,
-// including a truncated signature or another method than GET or HEAD), the
-// expiry on the engine's clock (403 expired), then revocation: the signing
-// app must still be registered and still declare the tier's read scope (else
-// 403 invalid_signature), and the file must still exist (404). It serves the
-// file like GET above, Range included, plus "Referrer-Policy: no-referrer".
-// The engine never logs URLs, so signatures never reach a log. Expiry has no
-// leeway and there is no not-before, so replicas with slightly different
-// clocks never refuse a fresh URL; each one ends it at its own clock's
-// reading of the expiry.
+// Config.SigningKey, never a JWT key) of the method (GET or PUT), the tier,
+// the app that signed, the expiry (Unix seconds), for an upload URL its
+// maxSize and contentType, and the resolved location key (signedURL.msg): it
+// is bound to the location, not to the relative path. A download URL needs
+// the tier's read scope and an existing file (404); an upload URL needs the
+// tier's write scope, and the file need not exist. maxSize is 1 to
+// Limits.MaxFileSize bytes, that limit by default; contentType is optional
+// (any valid Content-Type when absent or empty) and must be a media type.
+//
+// The signed route needs no Authorization header and checks, in this
+// order: the signature, over the query's values (403 invalid_signature for
+// any change, including a truncated signature), that the path and query
+// are spelled exactly as issued (an equivalent spelling, such as "%61" for
+// "a", an escaped '/', lower-case hex, a zero-padded expires or maxSize, an
+// empty contentType, parameters in another order, is a change too), the
+// method: a download URL answers GET and HEAD, an upload URL PUT, anything
+// else is 403 invalid_signature; the expiry on the engine's clock (403
+// expired); for an upload, a Content-Type other than the signed one (the
+// same media type and parameters; letter case of the type and of parameter
+// names aside; a missing header is application/octet-stream) is 403
+// invalid_signature; then revocation: the signing app must still be
+// registered and still declare the tier's read scope (download) or write
+// scope (upload), else 403 invalid_signature. A download then serves the
+// file like GET above (404 when it no longer exists), Range included. An
+// upload streams exactly like an authenticated PUT (storeFile: the same
+// S3Timeout stall guard, memory budget and failure classes) with the limit
+// min(maxSize, Limits.MaxFileSize), checked from Content-Length before
+// anything is sent to S3 and counted while streaming (413 too_large,
+// nothing stored), and answers the same 200 file JSON, whose key is the
+// path relative to the tier. The expiry is checked when the request
+// starts: an upload that started in time may end after it. Every answer of
+// the signed route carries "Referrer-Policy: no-referrer". The engine
+// never logs URLs, so signatures never reach a log. Expiry has no leeway
+// and there is no not-before, so replicas with slightly different clocks
+// never refuse a fresh URL; each one ends it at its own clock's reading of
+// the expiry.
 //
 // # Direct S3 presigned URLs (Config.S3PresignedURLs)
 //
-// When set, POST /v1/storage/signed-urls returns a SigV4 presigned GET URL of
-// the S3 endpoint itself (minio-go PresignedGetObject) for the same resolved
-// key, after the same checks (scope, path, the file exists, expiresIn). It
+// When set, POST /v1/storage/signed-urls returns, for a download URL, a
+// SigV4 presigned GET URL of the S3 endpoint itself (minio-go
+// PresignedGetObject) for the same resolved key, after the same checks
+// (scope, path, the file exists, expiresIn). Upload URLs stay the engine's
+// own in this mode: an S3 presigned PUT cannot limit the size of the body
+// (maxSize), and could not be revoked. The presigned GET URL
 // guarantees what S3 guarantees: the URL reads only that key of that bucket,
 // only with GET, until the expiry on S3's clock, and any change to it fails.
 // It does not give the engine's guarantees: downloads bypass the engine, so
@@ -181,11 +234,18 @@ const (
 	chunkedPartSize = 8 << 20
 	// signedPath starts every signed download URL.
 	signedPath = "/v1/storage/signed/"
+	// signedRoute is the route pattern of signed URLs, with their query
+	// parameters (see route); the last three are only in upload URLs.
+	signedRoute = signedPath + "{key...}?" + sigParamApp + "&" + sigParamExpires + "&" + sigParamSig + "&" + sigParamTier +
+		"&" + sigParamMethod + "&" + sigParamContentType + "&" + sigParamMaxSize
 	// Signed URL query parameters.
-	sigParamApp     = "app"
-	sigParamExpires = "expires"
-	sigParamSig     = "sig"
-	sigParamTier    = "tier"
+	sigParamApp         = "app"
+	sigParamExpires     = "expires"
+	sigParamSig         = "sig"
+	sigParamTier        = "tier"
+	sigParamMethod      = "method"      // upload URLs: always "PUT"
+	sigParamContentType = "contentType" // upload URLs: the Content-Type to send, when one was signed
+	sigParamMaxSize     = "maxSize"     // upload URLs: the most bytes the upload may hold
 	// maxCursor caps a list cursor before it is decoded.
 	maxCursor = 4096
 )
@@ -291,7 +351,8 @@ func fileLocation(id Identity, t Tier, p string) (Location, error) {
 }
 
 // s3Error translates a minio-go error once, here in the adapter.
-func s3Error(op string, err error) error {
+func s3Error(op string, err error) (out error) {
+	defer markBackend(backendS3, &out)
 	if err == nil {
 		return nil
 	}
@@ -321,102 +382,171 @@ func s3Error(op string, err error) error {
 
 // uploadBody counts a request body and ends it past the size limit. It is
 // read by minio-go, possibly from a transport goroutine, hence the lock.
+// The time spent in a read is the client's: it does not count against S3
+// (see stallGuard).
 type uploadBody struct {
-	r   io.Reader
-	max int64
+	r     io.Reader
+	max   int64
+	guard *stallGuard // set once the upload starts
 
-	mu      sync.Mutex
-	n       int64
-	over    bool
-	readErr error // a failure to read the client's body (not EOF, not the limit)
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when a read ends
+	n        int64
+	over     bool
+	eof      bool  // the whole body was read
+	reading  bool  // a read from the client is in progress
+	detached bool  // the upload is over: no more reads
+	readErr  error // a failure to read the client's body (not EOF, not the limit)
 }
+
+// errBodyDetached ends a read of the body after the upload gave up.
+var errBodyDetached = errors.New("the upload ended")
 
 func (b *uploadBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	over := b.over
+	over, g, detached := b.over, b.guard, b.detached
+	b.reading = !over && !detached
 	b.mu.Unlock()
 	if over {
 		return 0, errFileTooLarge
 	}
+	if detached {
+		return 0, errBodyDetached
+	}
+	if g != nil {
+		g.clientWait()
+	}
 	n, err := b.r.Read(p)
+	if g != nil {
+		g.clientDone()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.reading = false
+	if b.idle != nil {
+		b.idle.Broadcast()
+	}
 	b.n += int64(n)
 	if b.n > b.max {
 		b.over = true
 		return 0, errFileTooLarge
 	}
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
 		b.readErr = err
 	}
 	return n, err
 }
 
-func (b *uploadBody) state() (n int64, over bool, readErr error) {
+// detach ends the engine's use of the client's body once the upload is
+// over: no read starts any more, and a read still in progress (minio-go's
+// transport may still be reading the body of a PUT that S3 already
+// answered) is ended by a read deadline on the connection, which is then
+// not reused. It returns when no read is in progress, so the response can
+// be written (a read in progress holds the request body's lock, which
+// writing the response needs).
+func (b *uploadBody) detach(w http.ResponseWriter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.n, b.over, b.readErr
+	b.detached = true
+	if !b.reading {
+		return
+	}
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now()); err != nil {
+		return // cannot end it; do not wait
+	}
+	if b.idle == nil {
+		b.idle = sync.NewCond(&b.mu)
+	}
+	for b.reading {
+		b.idle.Wait()
+	}
 }
 
-var smallUploadBufs = sync.Pool{New: func() any { b := make([]byte, smallUpload); return &b }}
+// uploadState is what an upload's body tells about a failure.
+type uploadState struct {
+	n       int64
+	over    bool
+	eof     bool
+	reading bool
+	readErr error
+}
+
+func (b *uploadBody) state() uploadState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return uploadState{b.n, b.over, b.eof, b.reading, b.readErr}
+}
 
 // partSize is the part size of a multipart upload of at most size bytes:
 // at least chunkedPartSize, and large enough to fit in the client's part
 // count limit.
-func (e *Engine) partSize(size int64) uint64 {
-	l := e.cfg.S3.UploadLimits()
+func (e *Engine) partSize(size int64) int64 {
+	return uploadPartSize(e.cfg.S3.UploadLimits(), size)
+}
+
+func uploadPartSize(l minio.UploadLimits, size int64) int64 {
 	ps := max(int64(chunkedPartSize), l.MinPartSize)
 	if need := (size + l.MaxPartsCount - 1) / l.MaxPartsCount; need > ps {
 		ps = (need + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
 	}
-	return uint64(min(ps, l.MaxPartSize))
+	return min(ps, l.MaxPartSize)
 }
 
-// upload streams body to key; size is the Content-Length, or -1.
-func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size int64, contentType string) (minio.UploadInfo, error) {
-	opts := minio.PutObjectOptions{ContentType: contentType}
-	// Parts are sent with an unsigned payload, not minio-go's streaming
-	// SHA-256 payload signature (gofakes3 v1.2.0 stores streaming-signed
-	// parts undecoded). Over plain HTTP, where minio-go would sign the
-	// payload, each part carries a Content-MD5 instead (covered by the
-	// request signature, checked by S3); over HTTPS, TLS protects it, as
-	// minio-go assumes too. A single PUT keeps minio-go's default (its
-	// Content-MD5 would need the whole body in memory first).
-	multipart := func(size int64) {
-		opts.PartSize = e.partSize(size)
-		opts.DisableContentSha256 = true
-		opts.SendContentMd5 = e.cfg.S3.EndpointURL().Scheme != "https"
+// upload streams body to key; size is the Content-Length, or -1. It returns
+// the stall guard of the transfer, to tell a stalled S3 from other failures.
+func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size int64, contentType string) (minio.UploadInfo, *stallGuard, error) {
+	opts := minio.PutObjectOptions{ContentType: contentType, DisableMultipart: true}
+	if size >= 0 && size <= e.cfg.S3.UploadLimits().MaxSinglePutObjectSize {
+		// One PUT that streams the body as it arrives: no buffer. A size
+		// of 0 has no payload to sign; a streaming signature of nothing
+		// is refused by some stores (gofakes3: MissingContentLength).
+		opts.DisableContentSha256 = size == 0
+		ctx, g := e.guardS3(ctx)
+		defer g.stop()
+		body.mu.Lock()
+		body.guard = g
+		body.mu.Unlock()
+		info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
+		return info, g, err
 	}
-	if size == 0 {
-		// No payload to sign; a streaming signature of nothing is refused
-		// by some stores (gofakes3: MissingContentLength).
-		opts.DisableContentSha256 = true
+	// Chunked, or larger than one PUT: a part buffer of the memory budget
+	// first (the wait is bounded by the request), then the guard.
+	buf, err := e.uploads.acquire(ctx)
+	if err != nil {
+		return minio.UploadInfo{}, nil, err
 	}
-	if size >= 0 {
-		if size <= e.cfg.S3.UploadLimits().MaxSinglePutObjectSize {
-			opts.DisableMultipart = true
-		} else {
-			multipart(size)
+	ctx, g := e.guardS3(ctx)
+	defer g.stop()
+	body.mu.Lock()
+	body.guard = g
+	body.mu.Unlock()
+	ps := e.partSize(max(size, e.cfg.Limits.MaxFileSize))
+	head := 0
+	if size < 0 {
+		// A chunked body that ends within the first MiB is one PUT.
+		n, err := io.ReadFull(body, (*buf)[:smallUpload])
+		switch err {
+		case io.EOF, io.ErrUnexpectedEOF:
+			// Parts and this PUT carry an unsigned payload, not minio-go's
+			// streaming SHA-256 payload signature (gofakes3 v1.2.0 stores
+			// streaming-signed parts undecoded). Over plain HTTP the PUT
+			// is signed as a whole (the body is in memory).
+			opts.DisableContentSha256 = n == 0
+			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, newGuardedReader((*buf)[:n], g), int64(n), opts)
+			e.uploads.release(buf)
+			return info, g, err
+		case nil:
+			head = n
+		default:
+			e.uploads.release(buf)
+			return minio.UploadInfo{}, g, err
 		}
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
 	}
-	bufp := smallUploadBufs.Get().(*[]byte)
-	defer smallUploadBufs.Put(bufp)
-	n, err := io.ReadFull(body, *bufp)
-	head := bytes.NewReader((*bufp)[:n])
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF: // the whole body: one PUT
-		opts.DisableMultipart = true
-		opts.DisableContentSha256 = n == 0
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, head, int64(n), opts)
-	case nil: // more to come: multipart with bounded parts
-		multipart(e.cfg.Limits.MaxFileSize)
-		// Two part buffers: the next part is read from the client while
-		// the previous one is sent to S3.
-		opts.ConcurrentStreamParts, opts.NumThreads = true, 2
-		return e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, io.MultiReader(head, body), -1, opts)
-	}
-	return minio.UploadInfo{}, err
+	info, err := e.multipartUpload(ctx, g, key, buf, head, body, ps, contentType)
+	return info, g, err
 }
 
 // uploadContentType is the Content-Type to store: the request's, checked, or
@@ -430,14 +560,24 @@ func uploadContentType(r *http.Request) (string, error) {
 		return "application/octet-stream", nil
 	}
 	ct := strings.TrimSpace(vs[0])
+	if err := checkContentType(ct, "Content-Type"); err != nil {
+		return "", err
+	}
+	return ct, nil
+}
+
+// checkContentType checks a Content-Type to store (or to sign into an
+// upload URL): a media type such as text/plain, at most maxContentType
+// bytes of text.
+func checkContentType(ct, what string) error {
 	if len(ct) > maxContentType || !validText(ct) {
-		return "", errorf(CodeInvalidRequest, "the Content-Type must be at most %d bytes of text", maxContentType)
+		return errorf(CodeInvalidRequest, "the %s must be at most %d bytes of text", what, maxContentType)
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if typ, sub, ok := strings.Cut(mt, "/"); err != nil || !ok || typ == "" || sub == "" {
-		return "", errorf(CodeInvalidRequest, "the Content-Type is not a valid media type such as text/plain")
+		return errorf(CodeInvalidRequest, "the %s is not a valid media type such as text/plain", what)
 	}
-	return ct, nil
+	return nil
 }
 
 // fileResult is the JSON of a stored file.
@@ -464,35 +604,65 @@ func (e *Engine) handleFilePut(c *call) error {
 	if err != nil {
 		return err
 	}
-	limit := e.cfg.Limits.MaxFileSize
+	return e.storeFile(c, loc.Key, name, tier, ct, e.cfg.Limits.MaxFileSize)
+}
+
+// storeFile streams the request body to the object at key, at most limit
+// bytes, and answers the file JSON (name is the path relative to the
+// tier). Authenticated uploads and upload URLs both go through it.
+func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limit int64) error {
 	if c.r.ContentLength > limit {
 		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
 	}
 	body := &uploadBody{r: c.r.Body, max: limit}
-	info, err := e.upload(c.ctx, loc.Key, body, c.r.ContentLength, ct)
+	info, guard, err := e.upload(c.ctx, key, body, c.r.ContentLength, ct)
+	st := body.state()
+	e.metrics.fileBytes(st.n, 0)
+	body.detach(c.w)
 	if err != nil {
-		_, over, readErr := body.state()
-		switch {
-		case over || errors.Is(err, errFileTooLarge):
-			return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
-		case readErr != nil || c.ctx.Err() != nil:
-			// The client went away or sent a broken body; nothing was stored.
-			return &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: readErr}
-		}
-		return s3Error("put", err)
+		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
 	}
-	n, _, _ := body.state()
+	n := st.n
 	res := fileResult{Key: name, Tier: tier, Size: n, ContentType: ct, ETag: quoteETag(info.ETag), LastModified: jsonTime(e.now())}
 	// S3's own ETag and Last-Modified, so that the write, GET and list agree
 	// (a multipart ETag is not always the one S3 reports later). If the file
 	// was removed or replaced by another size meanwhile, the write's own
 	// values stand.
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
-	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err == nil && st.Size == n {
+	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{}); err == nil && st.Size == n {
 		res.ETag, res.LastModified = quoteETag(st.ETag), jsonTime(st.LastModified)
 	}
 	return c.json(http.StatusOK, res)
+}
+
+// uploadError classifies a failed upload, in this order: S3 that stalled
+// is 503 backend_unavailable whatever else happened; a body past the limit
+// is 413 too_large; a body that could not be read to its end (the client
+// broke it, or left before sending all of it) is 400 invalid_request, and
+// so is S3's RequestTimeout while the engine was waiting for the client's
+// next bytes (S3 gave up on a body the client stopped sending). Anything
+// else is S3's answer, translated by s3Error; a client that left after its
+// whole body was read is not blamed for it.
+func uploadError(err error, g *stallGuard, st uploadState, size int64, reqCtx context.Context, limit int64) error {
+	complete := st.eof || size >= 0 && st.n == size
+	unread := &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: err}
+	switch {
+	case g != nil && g.stalled():
+		return errS3Unavailable("put")
+	case st.over || errors.Is(err, errFileTooLarge):
+		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
+	case st.readErr != nil:
+		unread.Err = st.readErr
+		return unread
+	case reqCtx.Err() != nil && !complete:
+		return unread
+	case st.reading && minio.ToErrorResponse(err).Code == "RequestTimeout":
+		return unread
+	case reqCtx.Err() != nil:
+		return &Error{Code: CodeBackendUnavailable, Message: "request canceled", Err: err}
+	}
+	return s3Error("put", err)
 }
 
 func quoteETag(etag string) string {
@@ -611,7 +781,7 @@ func (e *Engine) serveFile(c *call, key string) error {
 	// Stat first to decide 304, 412, 416 or 206; then read exactly the
 	// version that was described (If-Match), once more if it changed.
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := e.backendCtx(c)
+		ctx, cancel := e.s3Ctx(c)
 		info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{})
 		cancel()
 		if err != nil {
@@ -672,41 +842,30 @@ func (e *Engine) serveFile(c *call, key string) error {
 // errReplaced is an object that changed between its stat and its read.
 var errReplaced = errors.New("object replaced while being read")
 
-// openObject starts reading an object. The wait for the store's answer is
-// bounded by BackendTimeout (503 backend_unavailable); the stream that
-// follows is not, it lasts as long as the client reads. Closing the body
-// releases everything.
-func (e *Engine) openObject(c *call, key string, opts minio.GetObjectOptions) (io.ReadCloser, minio.ObjectInfo, error) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	timer := time.AfterFunc(e.cfg.BackendTimeout, cancel)
+// openObject starts reading an object. S3 must answer within S3Timeout
+// (503 backend_unavailable), and the stream that follows may last as long
+// as bytes move: it ends when S3 sends nothing for S3Timeout while the
+// engine waits for it (time spent writing to the client does not count).
+// Closing the body releases everything.
+func (e *Engine) openObject(c *call, key string, opts minio.GetObjectOptions) (*s3Body, minio.ObjectInfo, error) {
+	ctx, g := e.guardS3(c.ctx)
 	body, info, _, err := minio.Core{Client: e.cfg.S3}.GetObject(ctx, e.cfg.Bucket, key, opts)
-	if !timer.Stop() {
+	if g.stalled() {
 		if err == nil {
 			body.Close()
 		}
-		cancel()
-		return nil, info, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: errors.New("s3 get: no answer within the backend timeout")}
+		g.stop()
+		return nil, info, errS3Unavailable("get")
 	}
 	if err != nil {
-		cancel()
+		g.stop()
 		if minio.ToErrorResponse(err).Code == minio.PreconditionFailed {
 			return nil, info, errReplaced
 		}
 		return nil, info, s3Error("get", err)
 	}
-	return cancelCloser{body, cancel}, info, nil
-}
-
-// cancelCloser closes a body and then cancels its context.
-type cancelCloser struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelCloser) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	g.progress()
+	return &s3Body{rc: body, g: g}, info, nil
 }
 
 // s3Reader remembers a read failure of the object store.
@@ -727,9 +886,15 @@ func (s *s3Reader) Read(p []byte) (int, error) {
 // failure can no longer change the response: the client sees a body shorter
 // than its Content-Length. Only store failures are logged (with the request
 // id, never the URL).
-func (e *Engine) copyBody(c *call, body io.Reader) {
+func (e *Engine) copyBody(c *call, body *s3Body) {
 	src := &s3Reader{r: body}
-	if _, err := io.Copy(c.w, src); err != nil && src.err != nil && c.ctx.Err() == nil {
+	n, err := io.Copy(clientWriter{c.w, body.g}, src)
+	e.metrics.fileBytes(0, n)
+	if err != nil && src.err != nil && c.ctx.Err() == nil {
+		if body.g.stalled() {
+			src.err = errS3Stalled
+		}
+		e.metrics.backendError(backendS3)
 		e.log.Warn("storage: file stream interrupted", "request_id", c.reqID, "err", src.err)
 	}
 }
@@ -879,7 +1044,7 @@ func (e *Engine) handleFileDelete(c *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	if err := e.cfg.S3.RemoveObject(ctx, e.cfg.Bucket, loc.Key, minio.RemoveObjectOptions{}); err != nil {
 		if err := s3Error("delete", err); !errors.Is(err, ErrNotFound) {
@@ -943,7 +1108,7 @@ func (e *Engine) handleFileList(c *call) error {
 		}
 		startAfter = loc.Prefix + last
 	}
-	ctx, cancel := e.backendCtx(c)
+	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	noOwner := false
 	items := make([]listItem, 0, min(limit, 64))
@@ -1012,11 +1177,54 @@ func (e *Engine) openListCursor(location, prefix, cursor string) (string, error)
 
 // ---- signed URLs ----
 
-// signedURLMsg is what a signed URL's HMAC covers. The tier is one of three
-// words, the app id holds no control character, the expiry is digits and
-// the key comes last, so the encoding is unambiguous.
-func signedURLMsg(tier Tier, app string, expires int64, key string) []byte {
-	return []byte("GET\n" + string(tier) + "\n" + app + "\n" + strconv.FormatInt(expires, 10) + "\n" + key)
+// signedURL is what a signed URL grants; its signature covers every field.
+type signedURL struct {
+	method  string // http.MethodGet (a download URL, GET and HEAD) or http.MethodPut (an upload URL)
+	tier    Tier
+	app     string // the app that signed
+	expires int64  // Unix seconds
+	key     string // the resolved location key
+	// Upload URLs only.
+	contentType string // the Content-Type the upload must carry; "" for any
+	maxSize     int64  // the most bytes the upload may hold
+}
+
+// msg is what the URL's HMAC covers. The method and tier are fixed words,
+// the app id and the content type hold no control character (so no '\n'),
+// the numbers are digits and the key comes last, so the encoding is
+// unambiguous. A download URL covers what it always covered, so URLs
+// issued before upload URLs existed stay valid; an upload URL's message
+// starts with "PUT", so neither kind verifies as the other.
+func (s signedURL) msg() []byte {
+	m := s.method + "\n" + string(s.tier) + "\n" + s.app + "\n" + strconv.FormatInt(s.expires, 10) + "\n"
+	if s.method == http.MethodPut {
+		m += strconv.FormatInt(s.maxSize, 10) + "\n" + s.contentType + "\n"
+	}
+	return []byte(m + s.key)
+}
+
+// query is the URL's query, in its one spelling (names in order, as
+// url.Values.Encode writes them).
+func (s signedURL) query(sum []byte) string {
+	q := url.Values{
+		sigParamTier:    {string(s.tier)},
+		sigParamApp:     {s.app},
+		sigParamExpires: {strconv.FormatInt(s.expires, 10)},
+		sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+	}
+	if s.method == http.MethodPut {
+		q.Set(sigParamMethod, s.method)
+		q.Set(sigParamMaxSize, strconv.FormatInt(s.maxSize, 10))
+		if s.contentType != "" {
+			q.Set(sigParamContentType, s.contentType)
+		}
+	}
+	return q.Encode()
+}
+
+// signedURLOf is the signed URL of s on base, the engine's public URL.
+func (e *Engine) signedURLOf(base string, s signedURL) string {
+	return base + signedPath + escapeKey(s.key) + "?" + s.query(e.mac("signed-url", s.msg()))
 }
 
 func (e *Engine) handleSignedURLCreate(c *call) error {
@@ -1030,9 +1238,12 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		return err
 	}
 	var in struct {
-		Key       *string         `json:"key"`
-		Tier      string          `json:"tier"`
-		ExpiresIn json.RawMessage `json:"expiresIn"`
+		Key         *string         `json:"key"`
+		Tier        string          `json:"tier"`
+		ExpiresIn   json.RawMessage `json:"expiresIn"`
+		Method      *string         `json:"method"`
+		ContentType *string         `json:"contentType"`
+		MaxSize     json.RawMessage `json:"maxSize"`
 	}
 	if err := decodeJSON(c, 16<<10, &in); err != nil {
 		return err
@@ -1041,7 +1252,22 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	if err != nil {
 		return err
 	}
-	id, err := e.authorize(c.r, tier, Read)
+	method := http.MethodGet
+	if in.Method != nil {
+		method = *in.Method
+	}
+	access := Read
+	switch method {
+	case http.MethodGet:
+		if in.ContentType != nil || !isNull(in.MaxSize) {
+			return errorf(CodeInvalidRequest, "contentType and maxSize apply to upload (PUT) URLs only")
+		}
+	case http.MethodPut:
+		access = Write
+	default:
+		return errorf(CodeInvalidRequest, "method must be GET or PUT")
+	}
+	id, err := e.authorize(c.r, tier, access)
 	if err != nil {
 		return err
 	}
@@ -1049,27 +1275,51 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 		return errorf(CodeInvalidRequest, "key is required")
 	}
 	expiresIn := int64(defaultSignedURLExpiry)
-	if raw := string(in.ExpiresIn); raw != "" && raw != "null" {
-		n, ok := parseDigits(raw)
+	if !isNull(in.ExpiresIn) {
+		n, ok := parseDigits(string(in.ExpiresIn))
 		if !ok || n < 1 || n > maxSignedURLExpiry {
 			return errorf(CodeInvalidRequest, "expiresIn must be a whole number of seconds from 1 to %d", maxSignedURLExpiry)
 		}
 		expiresIn = n
 	}
+	s := signedURL{method: method, tier: tier, app: id.App}
+	if method == http.MethodPut {
+		limit := e.cfg.Limits.MaxFileSize
+		s.maxSize = limit
+		if !isNull(in.MaxSize) {
+			n, ok := parseDigits(string(in.MaxSize))
+			if !ok || n < 1 || n > limit {
+				return errorf(CodeInvalidRequest, "maxSize must be a whole number of bytes from 1 to %d", limit)
+			}
+			s.maxSize = n
+		}
+		if in.ContentType != nil && *in.ContentType != "" {
+			if err := checkContentType(*in.ContentType, "contentType"); err != nil {
+				return err
+			}
+			s.contentType = *in.ContentType
+		}
+	}
 	loc, err := fileLocation(id, tier, *in.Key)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
-	defer cancel()
-	info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
-	if err != nil {
-		return s3Error("stat", err)
-	}
-	now := e.now()
-	expires := now.Unix() + expiresIn
+	s.key = loc.Key
+	s.expires = e.now().Unix() + expiresIn
 	var u string
-	if e.cfg.S3PresignedURLs {
+	switch {
+	case method == http.MethodPut:
+		// No existence check. Always the engine's own URL, also with
+		// S3PresignedURLs: an S3 presigned PUT enforces neither maxSize
+		// nor revocation (see the notes above).
+		u = e.signedURLOf(e.publicBase(c.r), s)
+	case e.cfg.S3PresignedURLs:
+		ctx, cancel := e.s3Ctx(c)
+		defer cancel()
+		info, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{})
+		if err != nil {
+			return s3Error("stat", err)
+		}
 		params := url.Values{}
 		if inline, _ := contentTypeSafety(metaOf(info).contentType); !inline {
 			params.Set("response-content-disposition", "attachment")
@@ -1079,20 +1329,24 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 			return s3Error("presign", err)
 		}
 		u = pu.String()
-	} else {
-		sum := e.mac("signed-url", signedURLMsg(tier, id.App, expires, loc.Key))
-		q := url.Values{
-			sigParamTier:    {string(tier)},
-			sigParamApp:     {id.App},
-			sigParamExpires: {strconv.FormatInt(expires, 10)},
-			sigParamSig:     {base64.RawURLEncoding.EncodeToString(sum)},
+	default:
+		ctx, cancel := e.s3Ctx(c)
+		defer cancel()
+		if _, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, loc.Key, minio.StatObjectOptions{}); err != nil {
+			return s3Error("stat", err)
 		}
-		u = e.publicBase(c.r) + signedPath + escapeKey(loc.Key) + "?" + q.Encode()
+		u = e.signedURLOf(e.publicBase(c.r), s)
 	}
 	return c.json(http.StatusOK, struct {
 		URL       string `json:"url"`
 		ExpiresAt string `json:"expiresAt"`
-	}{u, jsonTime(time.Unix(expires, 0))})
+		Method    string `json:"method"`
+	}{u, jsonTime(time.Unix(s.expires, 0)), method})
+}
+
+// isNull reports whether an optional JSON field was absent or null.
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
 }
 
 // publicBase is the absolute URL the engine is reached at: Config.PublicURL,
@@ -1137,47 +1391,147 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
-// handleSignedDownload serves a signed URL: no Authorization header; the
-// signature, the expiry and the signing app's scope are checked instead.
-func (e *Engine) handleSignedDownload(c *call) error {
+// signatureRefused is the answer to a signed URL that was changed: 403
+// invalid_signature, with the Referrer-Policy of every signed URL answer.
+func signatureRefused(c *call) error {
 	c.w.Header().Set("Referrer-Policy", "no-referrer")
-	invalid := errorf(CodeInvalidSignature, "the URL signature is not valid")
-	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
+	return errorf(CodeInvalidSignature, "the URL signature is not valid")
+}
+
+// handleSigned serves a signed URL: no Authorization header; the
+// signature, the expiry and the signing app's scope are checked instead. A
+// download URL answers GET and HEAD, an upload URL PUT.
+func (e *Engine) handleSigned(c *call) error {
+	invalid := signatureRefused(c)
+	s, ok := e.verifySignedURL(c)
+	if !ok {
 		return invalid
 	}
-	q, err := url.ParseQuery(c.r.URL.RawQuery)
-	if err != nil || len(q) != 4 {
-		return invalid
+	access := Read
+	switch {
+	case s.method == http.MethodGet && (c.r.Method == http.MethodGet || c.r.Method == http.MethodHead):
+	case s.method == http.MethodPut && c.r.Method == http.MethodPut:
+		access = Write
+	default:
+		return invalid // a download URL cannot upload, nor an upload URL read
 	}
-	for _, vs := range q {
-		if len(vs) != 1 {
+	if !e.now().Before(time.Unix(s.expires, 0)) {
+		return errorf(CodeExpired, "the signed URL has expired")
+	}
+	var ct, name string
+	if access == Write {
+		var err error
+		if ct, err = uploadContentType(c.r); err != nil && s.contentType == "" {
+			return err
+		}
+		if s.contentType != "" && (err != nil || !sameMediaType(ct, s.contentType)) {
+			return errorf(CodeInvalidSignature, "the Content-Type is not the one the URL was signed for")
+		}
+		if name, ok = relativeName(s); !ok {
 			return invalid
 		}
 	}
-	tier, app, exp, sig := Tier(q.Get(sigParamTier)), q.Get(sigParamApp), q.Get(sigParamExpires), q.Get(sigParamSig)
-	if tier != TierPrivate && tier != TierUser && tier != TierShared {
-		return invalid
-	}
-	expires, ok := parseDigits(exp)
-	sum, err := base64.RawURLEncoding.DecodeString(sig)
-	key := c.params["key"]
-	if !ok || err != nil || !validID(app) || len(key) > maxFileKey ||
-		!e.validMAC("signed-url", signedURLMsg(tier, app, expires, key), sum) {
-		return invalid
-	}
-	if !e.now().Before(time.Unix(expires, 0)) {
-		return errorf(CodeExpired, "the signed URL has expired")
-	}
 	// Revocation: the app that signed must still be registered and still
-	// declare read access to the tier.
+	// declare the tier's scope for the URL's access.
 	ctx, cancel := e.backendCtx(c)
-	a, err := e.apps.lookup(ctx, app)
+	a, err := e.apps.lookup(ctx, s.app)
 	cancel()
-	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(tier, Read)) {
+	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(s.tier, access)) {
 		return errorf(CodeInvalidSignature, "the signed URL was revoked")
 	}
 	if err != nil {
 		return err
 	}
-	return e.serveFile(c, key)
+	if access == Read {
+		return e.serveFile(c, s.key)
+	}
+	return e.storeFile(c, s.key, name, s.tier, ct, min(s.maxSize, e.cfg.Limits.MaxFileSize))
+}
+
+// verifySignedURL reads the signed URL of the request and checks its
+// signature and its spelling.
+func (e *Engine) verifySignedURL(c *call) (signedURL, bool) {
+	q, err := url.ParseQuery(c.r.URL.RawQuery)
+	if err != nil {
+		return signedURL{}, false
+	}
+	for _, vs := range q {
+		if len(vs) != 1 {
+			return signedURL{}, false
+		}
+	}
+	s := signedURL{method: http.MethodGet, tier: Tier(q.Get(sigParamTier)), app: q.Get(sigParamApp), key: c.params["key"]}
+	if s.tier != TierPrivate && s.tier != TierUser && s.tier != TierShared {
+		return signedURL{}, false
+	}
+	expires, ok := parseDigits(q.Get(sigParamExpires))
+	s.expires = expires
+	if _, put := q[sigParamMethod]; put {
+		// An upload URL: the method is PUT, maxSize at least 1.
+		s.method, s.contentType = q.Get(sigParamMethod), q.Get(sigParamContentType)
+		n, okSize := parseDigits(q.Get(sigParamMaxSize))
+		s.maxSize, ok = n, ok && okSize && n >= 1 && s.method == http.MethodPut
+	}
+	sum, err := base64.RawURLEncoding.DecodeString(q.Get(sigParamSig))
+	if !ok || err != nil || !validID(s.app) || len(s.key) > maxFileKey ||
+		!e.validMAC("signed-url", s.msg(), sum) {
+		return signedURL{}, false
+	}
+	// Exactly the URL that was signed, byte for byte: equivalent spellings
+	// ("s%2Fa.txt" for "s/a.txt", "%61" for "a", lower-case hex, expires
+	// with a leading zero, a signature with other padding bits, parameters
+	// in another order, an empty contentType) are changes too. The route
+	// matched the escaped path, which starts with signedPath.
+	if strings.TrimPrefix(c.r.URL.EscapedPath(), signedPath) != escapeKey(s.key) ||
+		c.r.URL.RawQuery != s.query(sum) {
+		return signedURL{}, false
+	}
+	return s, true
+}
+
+// relativeName is the path, relative to its tier, of a signed location
+// key: the inverse of Resolve for the identity that signed. The key was
+// made by Resolve and is covered by the signature; the path rules are
+// applied once more all the same.
+func relativeName(s signedURL) (string, bool) {
+	var prefix string
+	switch s.tier {
+	case TierPrivate:
+		prefix = "/apps/" + s.app + "/"
+	case TierUser:
+		prefix = "/users/"
+	case TierShared:
+		prefix = "/shared/"
+	}
+	tenant, rest, _ := strings.Cut(s.key, "/")
+	rest, ok := strings.CutPrefix("/"+rest, prefix)
+	if ok && s.tier == TierUser {
+		var user string
+		user, rest, ok = strings.Cut(rest, "/")
+		ok = ok && validID(user)
+	}
+	if !ok || !validID(tenant) || checkFilePath(rest) != nil {
+		return "", false
+	}
+	return rest, true
+}
+
+// sameMediaType reports whether two Content-Types name the same media type
+// with the same parameters; type, subtype and parameter names compare
+// case-insensitively, parameter values exactly.
+func sameMediaType(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ma, pa, err1 := mime.ParseMediaType(a)
+	mb, pb, err2 := mime.ParseMediaType(b)
+	if err1 != nil || err2 != nil || ma != mb || len(pa) != len(pb) {
+		return false
+	}
+	for k, v := range pa {
+		if w, ok := pb[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

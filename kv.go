@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,28 +20,38 @@ import (
 // kvRoutes binds the key-value endpoints (sdk.storage.kv).
 func (e *Engine) kvRoutes() []route {
 	return []route{
-		{"PUT", "/v1/storage/kv/{key...}", e.handleKVSet},
-		{"GET", "/v1/storage/kv/{key...}", e.handleKVGet},
-		{"HEAD", "/v1/storage/kv/{key...}", e.handleKVHead},
-		{"POST", "/v1/storage/kv/{key...}", e.handleKVIncr},
-		{"DELETE", "/v1/storage/kv/{key...}", e.handleKVDel},
+		{"PUT", "/v1/storage/kv/{key...}?tier", e.handleKVSet},
+		{"GET", "/v1/storage/kv/{key...}?tier", e.handleKVGet},
+		{"HEAD", "/v1/storage/kv/{key...}?tier", e.handleKVHead},
+		{"POST", "/v1/storage/kv/{key...}?tier", e.handleKVIncr},
+		{"DELETE", "/v1/storage/kv/{key...}?tier", e.handleKVDel},
+		{"PATCH", "/v1/storage/kv/{key...}?tier", e.handleKVExpire},
 	}
 }
 
 const (
 	maxKVKey = 512
 	maxKVTTL = 365 * 24 * 60 * 60 // one year, in seconds
-	// incrDedupTTL is how long the result of one increment is remembered
-	// under its request nonce, so a retry of the same command (go-redis
-	// retries on network errors) returns it instead of counting again.
-	incrDedupTTL = 120
+	// incrNoncesPerGeneration caps each of a counter's two nonce hashes
+	// (see incrScript): a counter keeps at most twice this many nonces,
+	// whatever the rate of increments.
+	incrNoncesPerGeneration = 256
 )
 
 // kvKey authorizes the call and returns the Redis key of the request's kv
 // key. A user key maps to RedisKeyPrefix + "{" + location + key + "}": the
 // braces make it a Redis Cluster hash tag, so the key and its increment
 // nonces (see incrScript) always share a slot; the mapping is injective
-// because the closing brace is always last.
+// because the closing brace is always last, and no user key collides with
+// the nonce keys, which end with ":nonces" or ":nonces:prev".
+//
+// A location that starts with '}' (a tenant id may) would make that tag
+// empty, and Redis Cluster then hashes the whole key, so the nonce keys
+// would land in other slots (CROSSSLOT). Such a location maps to
+// RedisKeyPrefix + "}{" + 16 hex digits of its SHA-256 + "}" + location +
+// "}" instead: a tag that is never empty and still spreads keys over slots.
+// That form starts with "}" where the other starts with "{", and ends with
+// "}" too, so the mapping stays injective.
 func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	id, tier, err := e.authorizeCall(c, a)
 	if err != nil {
@@ -57,11 +68,16 @@ func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if strings.HasPrefix(loc.Key, "}") {
+		sum := sha256.Sum256([]byte(loc.Key))
+		return e.cfg.RedisKeyPrefix + "}{" + hex.EncodeToString(sum[:8]) + "}" + loc.Key + "}", nil
+	}
 	return e.cfg.RedisKeyPrefix + "{" + loc.Key + "}", nil
 }
 
 // kvBackendError translates a go-redis error once, here in the adapter.
-func kvBackendError(op string, err error) error {
+func kvBackendError(op string, err error) (out error) {
+	defer markBackend(backendRedis, &out)
 	if err == nil {
 		return nil
 	}
@@ -84,17 +100,27 @@ func kvBackendError(op string, err error) error {
 	return backendError("redis "+op, err)
 }
 
+// handleKVSet stores a value, replacing the value and the TTL there: the
+// key keeps no earlier TTL, it gets the request's ttl or none. A condition
+// ("ifAbsent": true, or "ifValue": the current value) makes the check and the
+// write one atomic Redis command (SET NX, or setIfScript); when it does not
+// hold the answer is 412 conflict and nothing is written. A conditional set
+// is a set: it also replaces the TTL, so a lock holder that refreshes its
+// lock with ifValue sends the ttl again.
 func (e *Engine) handleKVSet(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
 		return err
 	}
 	var body struct {
-		Value json.RawMessage `json:"value"`
-		TTL   json.RawMessage `json:"ttl"`
+		Value    json.RawMessage `json:"value"`
+		TTL      json.RawMessage `json:"ttl"`
+		IfAbsent json.RawMessage `json:"ifAbsent"`
+		IfValue  json.RawMessage `json:"ifValue"`
 	}
-	// A JSON string can take up to 6 body bytes per stored byte (\u0000).
-	if err := decodeJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
+	// A JSON string can take up to 6 body bytes per stored byte (\u0000),
+	// and value and ifValue can each be a whole value.
+	if err := decodeJSON(c, 12*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
 		return err
 	}
 	if len(body.Value) == 0 {
@@ -123,14 +149,107 @@ func (e *Engine) handleKVSet(c *call) error {
 		}
 		ttl = time.Duration(n) * time.Second
 	}
+	ifAbsent := false
+	if body.IfAbsent != nil {
+		if err := json.Unmarshal(body.IfAbsent, &ifAbsent); err != nil || string(body.IfAbsent) == "null" {
+			return errorf(CodeInvalidRequest, "ifAbsent must be true or false")
+		}
+	}
+	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
+	if err != nil {
+		return err
+	}
+	if ifAbsent && hasIfValue {
+		return errorf(CodeInvalidRequest, "ifAbsent and ifValue cannot be used together")
+	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
-		return kvBackendError("set", err)
+	switch {
+	case ifAbsent:
+		ok, err := e.cfg.Redis.SetNX(ctx, k, value, ttl).Result()
+		if err != nil {
+			return kvBackendError("set", err)
+		}
+		if !ok {
+			return kvConditionFailed("the key already exists; nothing was written")
+		}
+	case hasIfValue:
+		if len(ifValue) > e.cfg.Limits.MaxKVValueSize {
+			// No stored value is that long: the condition cannot hold.
+			return kvConditionFailed(ifValueFailed)
+		}
+		n, err := setIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue, value, ttl.Milliseconds()).Int64()
+		if err != nil {
+			return kvBackendError("set", err)
+		}
+		if n != 1 {
+			return kvConditionFailed(ifValueFailed)
+		}
+	default:
+		if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
+			return kvBackendError("set", err)
+		}
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// kvConditionFailed answers a conditional set or delete whose condition does
+// not hold: 412 with the code conflict.
+func kvConditionFailed(msg string) error {
+	return withStatus(errorf(CodeConflict, "%s", msg), http.StatusPreconditionFailed)
+}
+
+const ifValueFailed = "the key is missing or its value differs from ifValue; nothing was written"
+
+// kvIfValue reads an optional "ifValue": it must be a JSON string, the
+// stored text to compare with byte for byte (what GET answers: a value set
+// from other JSON is stored as its compact text). null is refused rather
+// than read as "no condition", so that a client passing a missing value
+// never overwrites unconditionally; ifAbsent is the condition for a missing
+// key.
+func kvIfValue(raw json.RawMessage) (string, bool, error) {
+	if raw == nil {
+		return "", false, nil
+	}
+	var s string
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false, errorf(CodeInvalidRequest, "ifValue must be a JSON string: the current value as GET returns it (use ifAbsent for a missing key)")
+	}
+	return s, true, nil
+}
+
+// setIfScript sets KEYS[1] to ARGV[2] only when it holds exactly ARGV[1],
+// with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
+// plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
+// reads as false, which equals no string. One key, so it runs on Redis
+// Cluster as well.
+var setIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+`)
+
+// delIfScript deletes KEYS[1] only when it holds exactly ARGV[1]; it
+// answers 1 when it deleted, 0 otherwise.
+var delIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// persistScript removes the TTL of KEYS[1]; it answers 0 when the key is
+// missing, 1 otherwise (PERSIST alone answers 0 for a key without a TTL
+// too).
+var persistScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+`)
 
 // parseInt64 accepts a JSON integer literal in the int64 range: no string,
 // fraction or exponent.
@@ -169,10 +288,16 @@ func (e *Engine) handleKVGet(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
+	// GET and PTTL in one pipeline: one round trip, no MULTI/EXEC (which
+	// added two commands), and no script (a Lua call costs more than both
+	// commands, see BenchmarkKVGetRedis). Redis runs the commands that one
+	// connection sends together back to back, and both keys are the same, so
+	// on Cluster too they reach one node at once. Should the key expire or
+	// be deleted between the two, PTTL says -2 and the answer is 404, as it
+	// would be a moment later.
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
-	// One MULTI/EXEC, so value and ttl describe the same moment.
-	_, err = e.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = e.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		get = p.Get(ctx, k)
 		pttl = p.PTTL(ctx, k)
 		return nil
@@ -184,7 +309,10 @@ func (e *Engine) handleKVGet(c *call) error {
 		return kvBackendError("get", err)
 	}
 	ttl := int64(-1)
-	if d := pttl.Val(); d > 0 {
+	switch d := pttl.Val(); {
+	case d == -2: // gone since the GET (go-redis keeps Redis' raw -2 and -1)
+		return errorf(CodeNotFound, "no such key")
+	case d > 0:
 		ttl = ttlSeconds(d)
 	}
 	return c.json(http.StatusOK, struct {
@@ -212,19 +340,36 @@ func (e *Engine) handleKVHead(c *call) error {
 	return nil
 }
 
-// incrScript increments KEYS[1] by ARGV[1] at most once per nonce: the result
-// is remembered under KEYS[2] (the nonce key, in the same hash slot) for
-// incrDedupTTL seconds, so when go-redis resends the script after a lost
-// reply the second run returns the first result instead of counting twice.
+// incrScript increments KEYS[1] by ARGV[1] at most once per nonce ARGV[2].
+// go-redis resends a command whose reply was lost (the connection dropped
+// after Redis ran it); the resend must return the first result instead of
+// counting twice. So the script remembers the result of each nonce in a
+// hash next to the counter, in the same hash slot: KEYS[2], the current
+// generation, holds at most ARGV[3] nonces; when full it becomes KEYS[3],
+// the previous generation (RENAME drops the one before), and a new one
+// starts. Both expire ARGV[4] milliseconds after their last write. So a
+// counter costs at most two extra keys and 2*ARGV[3] nonces however fast it
+// is incremented, and nothing once it has been idle for ARGV[4] ms.
+//
+// A nonce is remembered for at least ARGV[4] ms (go-redis resends within
+// the call's context, bounded by BackendTimeout, which ARGV[4] exceeds) and
+// for at least ARGV[3] later increments of the same counter: a resend that
+// comes after more increments than that may count twice.
+//
 // The value travels as a string: Lua numbers are doubles and would round
 // integers above 2^53.
 var incrScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[2])
+local done = redis.call('HGET', KEYS[2], ARGV[2])
+if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
 if done then return done end
 local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(r) == 'table' and r.err then return r end
 local v = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[2], v, 'EX', tonumber(ARGV[2]))
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+end
+redis.call('HSET', KEYS[2], ARGV[2], v)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return v
 `)
 
@@ -247,34 +392,119 @@ func (e *Engine) handleKVIncr(c *call) error {
 		}
 		by = n
 	}
-	var nonce [16]byte
+	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	res, err := incrScript.Run(ctx, e.cfg.Redis,
-		[]string{k, k + ":incr:" + hex.EncodeToString(nonce[:])},
-		strconv.FormatInt(by, 10), incrDedupTTL).Text()
+	n, err := e.incr(ctx, k, by, hex.EncodeToString(nonce[:]))
 	if err != nil {
-		return kvBackendError("incrby", err)
-	}
-	n, err := strconv.ParseInt(res, 10, 64)
-	if err != nil {
-		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+		return err
 	}
 	return c.json(http.StatusOK, struct {
 		Value int64 `json:"value"`
 	}{n})
 }
 
+// incr runs incrScript on the Redis key k with the request's nonce: 64
+// random bits, unique among the at most 2*incrNoncesPerGeneration nonces a
+// counter remembers.
+func (e *Engine) incr(ctx context.Context, k string, by int64, nonce string) (int64, error) {
+	keep := e.cfg.BackendTimeout + time.Second
+	res, err := incrScript.Run(ctx, e.cfg.Redis,
+		[]string{k, k + ":nonces", k + ":nonces:prev"},
+		strconv.FormatInt(by, 10), nonce, incrNoncesPerGeneration, keep.Milliseconds()).Text()
+	if err != nil {
+		return 0, kvBackendError("incrby", err)
+	}
+	n, err := strconv.ParseInt(res, 10, 64)
+	if err != nil {
+		return 0, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	return n, nil
+}
+
+// handleKVDel deletes a key; 204 also when it was missing. A body
+// {"ifValue": "<string>"} deletes only when the key holds exactly that value,
+// in one atomic script (delIfScript); a missing key or another value is 412
+// conflict. An empty body, or {}, is a plain delete.
 func (e *Engine) handleKVDel(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
 		return err
 	}
+	var body struct {
+		IfValue json.RawMessage `json:"ifValue"`
+	}
+	if err := decodeOptionalJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
+		return err
+	}
+	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
+	if hasIfValue {
+		if len(ifValue) > e.cfg.Limits.MaxKVValueSize {
+			return kvConditionFailed(ifValueFailed)
+		}
+		n, err := delIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue).Int64()
+		if err != nil {
+			return kvBackendError("del", err)
+		}
+		if n != 1 {
+			return kvConditionFailed(ifValueFailed)
+		}
+	} else if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
 		return kvBackendError("del", err)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleKVExpire answers PATCH {"ttl": <seconds> | null}: it sets the TTL of
+// an existing key (EXPIRE) or removes it (null, persistScript), keeping the
+// value, in one command; 404 when the key is missing.
+func (e *Engine) handleKVExpire(c *call) error {
+	k, err := e.kvKey(c, Write)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		TTL json.RawMessage `json:"ttl"`
+	}
+	if err := decodeJSON(c, 4096, &body); err != nil {
+		return err
+	}
+	if body.TTL == nil {
+		return errorf(CodeInvalidRequest, "ttl is required: seconds from 1 to %d, or null to remove the TTL", maxKVTTL)
+	}
+	persist := string(body.TTL) == "null"
+	var ttl int64
+	if !persist {
+		n, err := parseInt64(body.TTL)
+		if err != nil || n < 1 || n > maxKVTTL {
+			return errorf(CodeInvalidRequest, "ttl must be a whole number of seconds from 1 to %d, or null", maxKVTTL)
+		}
+		ttl = n
+	}
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	var found bool
+	if persist {
+		n, err := persistScript.Run(ctx, e.cfg.Redis, []string{k}).Int64()
+		if err != nil {
+			return kvBackendError("persist", err)
+		}
+		found = n == 1
+	} else {
+		found, err = e.cfg.Redis.Expire(ctx, k, time.Duration(ttl)*time.Second).Result()
+		if err != nil {
+			return kvBackendError("expire", err)
+		}
+	}
+	if !found {
+		return errorf(CodeNotFound, "no such key")
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil

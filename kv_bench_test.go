@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cpod/storage/cpodtest"
 )
 
@@ -55,6 +57,64 @@ func BenchmarkKVGet(b *testing.B) {
 	})
 }
 
+// BenchmarkKVGetRedis compares, on the Redis side alone, the ways to read a
+// value and its TTL: a plain GET (the floor, without the TTL), MULTI/GET/
+// PTTL/EXEC (what a kv GET sent before), GET and PTTL pipelined without
+// MULTI (one round trip, two commands: what a kv GET sends now), and a Lua
+// script (one round trip, one command, strictly atomic, but the slowest on
+// both miniredis, which builds a Lua state per call, and a real Redis).
+// Redis' own time per kv GET (INFO commandstats, Redis 7.0.15, 60000 calls
+// each): pipeline 0.37 µs (GET 0.17 + PTTL 0.20), MULTI/EXEC 0.59 µs
+// (MULTI 0.05 + EXEC 0.54, which includes GET and PTTL), script 1.80 µs.
+func BenchmarkKVGetRedis(b *testing.B) {
+	srv, tok := benchServer(b)
+	benchRequest(b, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"a value of some thirty bytes.","ttl":3600}`, 204)
+	ctx := context.Background()
+	k := srv.RedisKeys(b)[0]
+	b.Run("get", func(b *testing.B) {
+		for b.Loop() {
+			if err := srv.Redis.Get(ctx, k).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("multi", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := srv.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, k)
+				p.PTTL(ctx, k)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pipeline", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := srv.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, k)
+				p.PTTL(ctx, k)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("script", func(b *testing.B) {
+		for b.Loop() {
+			if err := getTTLScript.Run(ctx, srv.Redis, []string{k}).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+var getTTLScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return nil end
+return {v, redis.call('PTTL', KEYS[1])}
+`)
+
 func BenchmarkKVSet(b *testing.B) {
 	srv, tok := benchServer(b)
 	b.Run("engine", func(b *testing.B) {
@@ -80,4 +140,39 @@ func BenchmarkNewServer(b *testing.B) {
 		srv := cpodtest.NewServer(b)
 		srv.RegisterApp(b, "app-a")
 	}
+}
+
+// BenchmarkKVIncr measures an increment through the engine against a direct
+// INCRBY, and reports the Redis keys and bytes (MEMORY USAGE, on a real
+// Redis only) the engine's counter leaves behind after b.N increments: the
+// counter plus its retry nonces.
+func BenchmarkKVIncr(b *testing.B) {
+	srv, tok := benchServer(b)
+	ctx := context.Background()
+	b.Run("engine", func(b *testing.B) {
+		for b.Loop() {
+			benchRequest(b, srv, "POST", "/v1/storage/kv/counter", tok, "", 200)
+		}
+		b.StopTimer()
+		keys := srv.RedisKeys(b)
+		b.ReportMetric(float64(len(keys)), "keys")
+		if srv.Miniredis() == nil {
+			var bytes int64
+			for _, k := range keys {
+				bytes += srv.Redis.MemoryUsage(ctx, k).Val()
+			}
+			b.ReportMetric(float64(bytes), "redis-bytes")
+		}
+		for _, k := range keys {
+			srv.Redis.Del(ctx, k)
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if err := srv.Redis.IncrBy(ctx, "cpodtest-direct-counter", 1).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		srv.Redis.Del(ctx, "cpodtest-direct-counter")
+	})
 }

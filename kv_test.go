@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -467,4 +468,99 @@ func (p *dropProxy) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// TestKVIncrFootprint: increments leave a bounded footprint in Redis. 2,000
+// increments of one counter leave the counter and at most two nonce keys,
+// holding at most 2*IncrNoncesPerGeneration nonces whatever the rate; once
+// the counter is idle for longer than the retry window (BackendTimeout plus
+// a second) only the counter is left.
+func TestKVIncrFootprint(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.BackendTimeout = 500 * time.Millisecond }))
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes, TTL: time.Hour})
+	const total, workers = 2000, 4
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range total / workers {
+				if r := do(t, srv, "POST", "/v1/storage/kv/counter", tok, nil); r.status != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	equal(t, "failed increments", failed.Load(), 0)
+	var got struct{ Value string }
+	decode(t, do(t, srv, "GET", "/v1/storage/kv/counter", tok, nil), &got)
+	equal(t, "counter", got.Value, strconv.Itoa(total))
+
+	ctx := context.Background()
+	keys := srv.RedisKeys(t)
+	if len(keys) > 3 {
+		t.Fatalf("%d increments left %d keys, want the counter and at most 2 nonce keys: %q...", total, len(keys), keys[:3])
+	}
+	var nonces, bytes int64
+	for _, k := range keys {
+		if strings.HasSuffix(k, "}") {
+			continue // the counter
+		}
+		nonces += srv.Redis.HLen(ctx, k).Val()
+		if srv.Miniredis() == nil {
+			bytes += srv.Redis.MemoryUsage(ctx, k).Val()
+		}
+	}
+	if nonces > 2*storage.IncrNoncesPerGeneration {
+		t.Fatalf("%d nonces kept, want at most %d", nonces, 2*storage.IncrNoncesPerGeneration)
+	}
+	t.Logf("%d increments: %d keys, %d nonces, %d bytes of nonce keys (MEMORY USAGE, real Redis only)", total, len(keys), nonces, bytes)
+
+	advance(srv, 1600*time.Millisecond)
+	keys = srv.RedisKeys(t)
+	if len(keys) != 1 || !strings.HasSuffix(keys[0], "}") {
+		t.Fatalf("after the retry window: keys %q, want the counter alone", keys)
+	}
+}
+
+// TestKVIncrNonceRemembered replays one increment's nonce, as go-redis does
+// when the reply is lost: it returns the first result without counting,
+// also after a full generation of other increments moved it to the previous
+// nonce hash. The memory is bounded: after two generations it is forgotten.
+func TestKVIncrNonceRemembered(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/c", tok, `{"value":0}`), 204, "")
+	keys := srv.RedisKeys(t)
+	if len(keys) != 1 {
+		t.Fatalf("keys %q", keys)
+	}
+	ctx, k := context.Background(), keys[0]
+	incr := func(nonce string) int64 {
+		t.Helper()
+		n, err := storage.IncrWithNonce(ctx, srv.Engine, k, nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	equal(t, "first", incr("first"), 1)
+	equal(t, "replay at once", incr("first"), 1)
+	gen := storage.IncrNoncesPerGeneration
+	for i := range gen + 10 {
+		incr(fmt.Sprintf("other-%d", i))
+	}
+	want := int64(1 + gen + 10)
+	equal(t, "replay a generation later", incr("first"), 1)
+	equal(t, "counter after the replays", incr("next"), want+1)
+	for i := range 2 * gen {
+		incr(fmt.Sprintf("more-%d", i))
+	}
+	equal(t, "replay two generations later counts", incr("first"), want+1+int64(2*gen)+1)
 }

@@ -15,12 +15,14 @@ import (
 	"net/url"
 	"reflect"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -67,20 +69,26 @@ type Config struct {
 	// Default none: the admin API then answers 401 to everyone.
 	AdminTokens []string
 
-	// SigningKey is the engine's own secret for signed download URLs and
+	// SigningKey is the engine's own secret for signed URLs and
 	// cursors; it must differ from any JWT key and be at least 32 bytes.
 	// Required.
 	SigningKey []byte
 	// PublicURL is the absolute URL at which the engine is reachable, used to
-	// build signed download URLs, such as "https://api.example.com/storage".
+	// build signed URLs, such as "https://api.example.com/storage".
 	// Default: derived from each request (Host header and TLS state).
 	PublicURL string
 	// S3PresignedURLs makes POST /v1/storage/signed-urls return S3 presigned
-	// GET URLs of the S3 endpoint instead of the engine's own signed URLs,
-	// for an S3 endpoint that end users can reach. They have S3's guarantees,
-	// not the engine's (no revocation, S3's errors and headers): see the
-	// notes in files.go. Default false.
+	// GET URLs of the S3 endpoint instead of the engine's own signed
+	// download URLs, for an S3 endpoint that end users can reach. They have
+	// S3's guarantees, not the engine's (no revocation, S3's errors and
+	// headers): see the notes in files.go. Upload (PUT) URLs are always the
+	// engine's own, which enforce maxSize. Default false.
 	S3PresignedURLs bool
+
+	// CORSOrigins are the origins allowed to call /v1/storage/... (signed
+	// URLs included) from a browser, such as "https://app.example.com";
+	// "*" allows any origin. See cors.go. Default none: no CORS headers.
+	CORSOrigins []string
 
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
@@ -89,10 +97,29 @@ type Config struct {
 	// A call that does not answer in time is 503 backend_unavailable.
 	// Default 10s.
 	BackendTimeout time.Duration
+	// S3Timeout bounds each wait on S3: its answer to a call (stat, list,
+	// delete, the headers of a download, each part of an upload, the
+	// completion of a multipart upload), retries included, and during a
+	// file transfer any stretch in which S3 takes or sends no byte while
+	// the engine is not waiting for its own client. A transfer may last as
+	// long as bytes move. A call that S3 leaves waiting longer is 503
+	// backend_unavailable. Default BackendTimeout.
+	S3Timeout time.Duration
 	// AppCacheTTL is how long an app lookup is cached in process. A change to
 	// an app's declared scopes applies to issued tokens after at most this
-	// long. Default 500ms; at most 1s; negative disables the cache.
+	// long. Default 500ms; at most 1s; negative disables the cache (and
+	// AppStaleIfError with it). The cache is per process, at most 10000
+	// apps and 10000 unregistered client_ids, least recently used first out.
 	AppCacheTTL time.Duration
+	// AppStaleIfError keeps kv and files serving while MongoDB fails: when
+	// the registry lookup of an app fails (down, refused, no answer within
+	// BackendTimeout, error), the app as this process last found it is used
+	// for up to this long after that successful lookup, and meanwhile
+	// without waiting for MongoDB again. Never once a successful lookup found
+	// the app changed or gone; never for an app this process has not seen
+	// (those get 503). The cache is per process: each replica falls back on
+	// the apps it served itself. Default 5m; at most 1h; negative disables.
+	AppStaleIfError time.Duration
 
 	// Logger receives backend failures with the request id. Tokens and URL
 	// signatures are never logged. Default slog.Default().
@@ -100,6 +127,16 @@ type Config struct {
 	// Now is the engine's clock (token expiry, signed URL expiry).
 	// Default time.Now.
 	Now func() time.Time
+
+	// Metrics, when set, receives the engine's Prometheus collectors:
+	// cpod_storage_requests_total{route,method,code},
+	// cpod_storage_request_duration_seconds{route,method},
+	// cpod_storage_backend_errors_total{backend} and
+	// cpod_storage_bytes_total{primitive,direction}. Labels are route
+	// patterns, methods, status codes, backends and primitives, never a
+	// tenant, key, path or token (see metrics.go). Engines sharing a
+	// Registerer share the collectors. Default nil: no metrics, no cost.
+	Metrics prometheus.Registerer
 }
 
 // Limits caps request sizes. Zero fields take the defaults given.
@@ -111,6 +148,41 @@ type Limits struct {
 	MaxBatchOps      int   // ops in one batch; default 500
 	MaxQueryLimit    int   // items in one query page; default 1000
 	MaxListLimit     int   // items in one file listing page; default 1000
+
+	// The structure of a document's value is capped as well as its bytes:
+	// on FerretDB the cost of storing a value, and on FerretDB-SQLite of
+	// every later query on the documents collection (it decodes every
+	// document), grows with the JSON values it holds (a 1 MiB array holds
+	// 500k) and faster than that with the items of one array or object;
+	// FerretDB does not stop that work when BackendTimeout fires. A value
+	// over a cap is 413 too_large naming it, before any backend call. The
+	// defaults keep one write of a value at every cap at once to about
+	// 0.2 s and a batch at MaxBatchNodes to about 0.3-0.5 s, on FerretDB
+	// v1.24 over SQLite and PostgreSQL on a busy 2-core machine (see
+	// BenchmarkDocumentsValueShape), while arrays of a few thousand items
+	// and ordinary documents pass.
+	//
+	// MaxDocumentNodes caps the JSON values in one document value, each
+	// object, array, string, number, boolean and null counting one.
+	// Default 10000.
+	MaxDocumentNodes int
+	// MaxDocumentArrayItems caps the items of any one array in a value.
+	// Default 5000.
+	MaxDocumentArrayItems int
+	// MaxDocumentObjectFields caps the fields of any one object in a
+	// value. Default 1000.
+	MaxDocumentObjectFields int
+	// MaxBatchNodes caps the JSON values of all set values of one batch
+	// together (two values at MaxDocumentNodes, or 500 of 40); a batch
+	// over it is 413 too_large as a whole, before any backend call.
+	// Default 20000.
+	MaxBatchNodes int
+	// MaxUploadMemory caps the part buffers of all uploads together, in
+	// bytes: each chunked upload, and each one larger than a single S3 PUT,
+	// holds one or two parts (8 MiB each by default) and waits for its first
+	// while the budget is spent. An upload with Content-Length streams
+	// without a buffer. At least one part; default 256 MiB.
+	MaxUploadMemory int64
 }
 
 func (l *Limits) setDefaults() {
@@ -122,8 +194,15 @@ func (l *Limits) setDefaults() {
 	if l.MaxFileSize <= 0 {
 		l.MaxFileSize = 5 << 30
 	}
+	if l.MaxUploadMemory <= 0 {
+		l.MaxUploadMemory = 256 << 20
+	}
 	def(&l.MaxDocumentSize, 1<<20)
 	def(&l.MaxDocumentDepth, 32)
+	def(&l.MaxDocumentNodes, 10000)
+	def(&l.MaxDocumentArrayItems, 5000)
+	def(&l.MaxDocumentObjectFields, 1000)
+	def(&l.MaxBatchNodes, 20000)
 	def(&l.MaxKVValueSize, 1<<20)
 	def(&l.MaxBatchOps, 500)
 	def(&l.MaxQueryLimit, 1000)
@@ -131,8 +210,10 @@ func (l *Limits) setDefaults() {
 }
 
 // Engine is the cpod storage engine: an http.Handler serving /v1/...,
-// /healthz and /readyz. It is stateless but for a sub-second cache of app
-// lookups, so any number of replicas can serve the same backends.
+// /healthz and /readyz. It is stateless but for short caches of app
+// lookups (AppCacheTTL, AppStaleIfError) and of verified tokens
+// (AuthConfig.CacheTTL), so any number of replicas can serve the same
+// backends.
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
@@ -141,6 +222,10 @@ type Engine struct {
 	adminTokens [][sha256.Size]byte
 	apps        *appRegistry
 	routes      []route
+	cors        *corsPolicy // nil without Config.CORSOrigins
+	uploads     *uploadBuffers
+	router      []*compiledRoute // routes, compiled (see router.go)
+	metrics     *metrics         // nil without Config.Metrics
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -206,6 +291,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BackendTimeout <= 0 {
 		cfg.BackendTimeout = 10 * time.Second
 	}
+	if cfg.S3Timeout <= 0 {
+		cfg.S3Timeout = cfg.BackendTimeout
+	}
 	switch {
 	case cfg.AppCacheTTL == 0:
 		cfg.AppCacheTTL = 500 * time.Millisecond
@@ -214,13 +302,31 @@ func New(cfg Config) (*Engine, error) {
 	case cfg.AppCacheTTL < 0:
 		cfg.AppCacheTTL = 0
 	}
+	switch {
+	case cfg.AppStaleIfError == 0:
+		cfg.AppStaleIfError = 5 * time.Minute
+	case cfg.AppStaleIfError > time.Hour:
+		bad("Config.AppStaleIfError must be at most 1h")
+	case cfg.AppStaleIfError < 0:
+		cfg.AppStaleIfError = 0
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := checkCORSOrigins(cfg.CORSOrigins); err != nil {
+		bad("Config.%s", err)
+	}
 	cfg.Limits.setDefaults()
+	var partSize int64
+	if cfg.S3 != nil {
+		partSize = uploadPartSize(cfg.S3.UploadLimits(), cfg.Limits.MaxFileSize)
+		if cfg.Limits.MaxUploadMemory < partSize {
+			bad("Config.Limits.MaxUploadMemory must be at least one upload part (%d bytes)", partSize)
+		}
+	}
 	v, err := newVerifier(cfg.Auth, cfg.Now)
 	if err != nil {
 		bad("Config.%s", err)
@@ -229,19 +335,30 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
+	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
-	e.apps = &appRegistry{coll: cfg.Mongo.Collection(cfg.AppsCollection), ttl: cfg.AppCacheTTL, cache: map[string]cachedApp{}}
+	e.apps = newAppRegistry(cfg)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
 		route{"GET", "/healthz", e.handleHealthz},
 		route{"GET", "/readyz", e.handleReadyz},
+		route{method: "GET", pattern: "/v1/openapi.json", handle: e.handleOpenAPI},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
+	e.router = compileRoutes(e.routes)
+	if cfg.Metrics != nil {
+		if e.metrics, err = newMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("storage: invalid config: %w", err)
+		}
+		e.metrics.bindRoutes(e.router)
+		e.apps.metrics = e.metrics
+	}
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
 	return e, nil
 }
 
@@ -250,6 +367,16 @@ func New(cfg Config) (*Engine, error) {
 // Patterns are matched against the escaped path and never cleaned, so
 // "a/../b" reaches the handler (and is refused there) instead of being
 // redirected; values are percent-decoded exactly once.
+//
+// The pattern also declares the query parameters the route takes, after a
+// '?' and separated by '&': "/v1/storage/files?tier&prefix&limit&cursor".
+// A pattern without '?' takes none, so a route that declares nothing gets
+// the strictest rule. ServeHTTP checks the query before the handler runs:
+// every name must be one the route declares, exactly (case-sensitive), and
+// given at most once; anything else is 400 invalid_request naming the
+// parameters (a signed URL's query is part of its signature: 403
+// invalid_signature there). So "?TIER=user" can never fall back silently to
+// the default tier.
 type route struct {
 	method  string
 	pattern string
@@ -263,52 +390,27 @@ type call struct {
 	ctx    context.Context
 	reqID  string
 	params map[string]string
-}
 
-// match reports whether the escaped path fits the pattern and returns its
-// decoded parameters. A parameter that is not valid percent-encoding fails
-// with invalid_request.
-func match(pattern, path string) (map[string]string, bool, error) {
-	ps := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
-	xs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	params := map[string]string{}
-	for i, p := range ps {
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "...}") {
-			if i >= len(xs) {
-				return nil, false, nil
-			}
-			v, err := url.PathUnescape(strings.Join(xs[i:], "/"))
-			if err != nil {
-				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
-			}
-			params[p[1:len(p)-4]] = v
-			return params, true, nil
-		}
-		if i >= len(xs) {
-			return nil, false, nil
-		}
-		if strings.HasPrefix(p, "{") {
-			v, err := url.PathUnescape(xs[i])
-			if err != nil {
-				return nil, true, errorf(CodeInvalidRequest, "the path is not valid percent-encoding")
-			}
-			params[p[1:len(p)-1]] = v
-			continue
-		}
-		if p != xs[i] {
-			return nil, false, nil
-		}
-	}
-	if len(xs) != len(ps) {
-		return nil, false, nil
-	}
-	return params, true, nil
+	// With Config.Metrics: the route taken, the start, the response
+	// measured (w is &mw) and the bytes of the request body read.
+	rt     *compiledRoute
+	start  time.Time
+	mw     metricsWriter
+	bodyIn int64
 }
 
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
+	if e.metrics != nil {
+		e.metrics.begin(c)
+		w = c.w
+		defer e.metrics.end(e, c)
+	}
 	w.Header().Set("X-Request-Id", c.reqID)
+	if e.cors != nil && e.cors.handle(w, r) {
+		return // a CORS preflight, answered
+	}
 	defer func() {
 		// A bug must not take the connection down without an answer, nor
 		// print a stack to the caller: it is a logged 500 internal.
@@ -320,15 +422,14 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	path := r.URL.EscapedPath()
-	var allowed []string
-	for _, rt := range e.routes {
-		params, ok, err := match(rt.pattern, path)
-		if !ok {
-			continue
-		}
-		if rt.method != r.Method {
-			allowed = append(allowed, rt.method)
-			continue
+	var sp spans
+	if rt, _ := findRoute(e.router, r.Method, path, &sp); rt != nil {
+		c.rt = rt
+		params, err := rt.params(path, &sp)
+		if err == nil {
+			if err = checkQuery(r.URL.RawQuery, rt.query); err != nil && rt.signed {
+				err = signatureRefused(c)
+			}
 		}
 		if err == nil {
 			c.params = params
@@ -339,7 +440,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if len(allowed) > 0 {
+	if allowed := allowedMethods(e.router, path); len(allowed) > 0 {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
 		return
@@ -390,6 +491,7 @@ func (c *call) json(status int, v any) error {
 // never reach the response.
 func (e *Engine) writeError(c *call, err error) {
 	ee := toError(err)
+	e.metrics.backendError(ee.backend)
 	status := ee.HTTPStatus()
 	msg := ee.Message
 	switch ee.Code {
@@ -419,7 +521,11 @@ func (e *Engine) writeError(c *call, err error) {
 // "value" and let a repeated field win silently), each at most once. Too
 // large is 413 too_large, anything malformed 400 invalid_request.
 func decodeJSON(c *call, limit int64, dst any) error {
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		return jsonError(err)
 	}
@@ -488,7 +594,11 @@ func checkFieldNames(b []byte, dst any) error {
 // decodeOptionalJSON is decodeJSON for a body that may also be empty, which
 // leaves dst as it is.
 func decodeOptionalJSON(c *call, limit int64, dst any) error {
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	c.bodyIn += int64(len(b))
 	if err != nil {
 		return jsonError(err)
 	}
@@ -498,15 +608,90 @@ func decodeOptionalJSON(c *call, limit int64, dst any) error {
 	return unmarshalStrict(b, dst)
 }
 
+// bodyTooLarge answers a body over limit bytes, known from its
+// Content-Length before reading it (so the answer does not wait for a body
+// that may never come) or found while reading.
+func bodyTooLarge(limit int64) error {
+	return errorf(CodeTooLarge, "the request body is larger than %d bytes", limit)
+}
+
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return errorf(CodeTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+		return bodyTooLarge(mbe.Limit)
 	}
 	if errors.Is(err, io.EOF) {
 		return errorf(CodeInvalidRequest, "the request body must be JSON")
 	}
 	return &Error{Code: CodeInvalidRequest, Message: "malformed JSON body: " + err.Error()}
+}
+
+// maxQueryNames caps how many refused parameter names an error message
+// quotes, and maxQueryName how much of each.
+const (
+	maxQueryNames = 5
+	maxQueryName  = 40
+)
+
+// checkQuery checks a raw query against the names a route declares
+// ("tier&prefix", see route): each given name must be declared, exactly,
+// and given at most once.
+func checkQuery(rawQuery, declared string) error {
+	if rawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return errorf(CodeInvalidRequest, "the query string is not valid")
+	}
+	var unknown, repeated []string
+	for name, vs := range q {
+		switch {
+		case !declaresName(declared, name):
+			unknown = append(unknown, name)
+		case len(vs) > 1:
+			repeated = append(repeated, name)
+		}
+	}
+	if len(unknown) == 0 && len(repeated) == 0 {
+		return nil
+	}
+	quote := func(names []string) string {
+		sort.Strings(names)
+		more := ""
+		if len(names) > maxQueryNames {
+			names, more = names[:maxQueryNames], ", ..."
+		}
+		out := make([]string, len(names))
+		for i, n := range names {
+			if len(n) > maxQueryName {
+				n = n[:maxQueryName] + "..."
+			}
+			out[i] = strconv.Quote(n)
+		}
+		return strings.Join(out, ", ") + more
+	}
+	if len(unknown) > 0 {
+		takes := "no query parameters"
+		if declared != "" {
+			takes = "only the query parameters " + strings.ReplaceAll(declared, "&", ", ")
+		}
+		return errorf(CodeInvalidRequest, "unknown query parameter %s: this endpoint takes %s (names are case-sensitive)", quote(unknown), takes)
+	}
+	return errorf(CodeInvalidRequest, "the query parameter %s may be given once", quote(repeated))
+}
+
+// declaresName reports whether name is one of the '&'-separated names of
+// declared.
+func declaresName(declared, name string) bool {
+	for declared != "" {
+		var d string
+		d, declared, _ = strings.Cut(declared, "&")
+		if d == name {
+			return true
+		}
+	}
+	return false
 }
 
 // tierParam parses the ?tier= query parameter; it may be given once at most.
@@ -558,9 +743,13 @@ func (e *Engine) handleHealthz(c *call) error {
 }
 
 // handleReadyz answers 200 when all three backends answer, else 503 naming
-// the ones that did not (never their addresses).
+// the ones that did not (never their addresses). Each check is a real round
+// trip of the kind requests make, bounded by BackendTimeout, and they run
+// concurrently, so the answer comes within BackendTimeout: a query on the app
+// registry's collection (every request needs it; a proxy such as FerretDB
+// answers ping without its storage), a Redis GET, and the bucket's HEAD.
 func (e *Engine) handleReadyz(c *call) error {
-	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
 	checks := map[string]func() error{
 		"s3": func() error {
@@ -570,8 +759,14 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		"mongodb": func() error { return e.cfg.Mongo.Client().Ping(ctx, nil) },
-		"redis":   func() error { return e.cfg.Redis.Ping(ctx).Err() },
+		"mongodb": func() error { return e.apps.ping(ctx) },
+		"redis": func() error {
+			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		},
 	}
 	type res struct {
 		name string
@@ -584,12 +779,31 @@ func (e *Engine) handleReadyz(c *call) error {
 	status := map[string]string{}
 	ready := true
 	for range checks {
-		r := <-ch
+		var r res
+		select {
+		case r = <-ch:
+		case <-ctx.Done():
+			// A client that ignores its context must not hold the answer.
+			select {
+			case r = <-ch:
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if r.name == "" {
+			break
+		}
 		status[r.name] = "ok"
 		if r.err != nil {
 			ready = false
 			status[r.name] = "unavailable"
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
+		}
+	}
+	for name := range checks {
+		if status[name] == "" {
+			ready = false
+			status[name] = "unavailable"
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", name, "err", "no answer within the backend timeout")
 		}
 	}
 	if !ready {

@@ -25,9 +25,9 @@ func TestRoutes(t *testing.T) {
 	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"ok","redis":"ok","s3":"ok"},"status":"ok"}`)
 	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "not_found")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "not_found")
-	r = do(t, srv, "PATCH", "/v1/storage/kv/k", tok, nil)
+	r = do(t, srv, "TRACE", "/v1/storage/kv/k", tok, nil)
 	wantStatus(t, r, 405, "invalid_request")
-	equal(t, "Allow", r.header.Get("Allow"), "PUT, GET, HEAD, POST, DELETE")
+	equal(t, "Allow", r.header.Get("Allow"), "PUT, GET, HEAD, POST, DELETE, PATCH")
 	equal(t, "content type", r.header.Get("Content-Type"), "application/json")
 	if r.header.Get("X-Request-Id") == "" {
 		t.Fatal("no X-Request-Id")

@@ -116,14 +116,22 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 }
 
 // validID is the id rule for tenant, app and user: 1 to 128 bytes of printable
-// ASCII (0x21 to 0x7E) except '/' and '\', and not "." or "..".
+// ASCII (0x21 to 0x7E) except '/', '\' and '%', and not "." or "..".
+//
+// '%' is refused although design.md's charset allows it, for the reason
+// file paths refuse percent-escapes (see files.go): ids become part of
+// locations, which travel percent-encoded (S3 request paths, signed URL
+// paths, the admin API's /v1/oauth/apps/{client_id}), and a component that
+// decodes once more would turn tenant "t%2Fusers%2Fu1" into "t/users/u1",
+// another location. Without '%' no decoding can change an id, whatever a
+// proxy or an S3 implementation does.
 func validID(s string) bool {
 	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c < 0x21 || c > 0x7E || c == '/' || c == '\\' {
+		if c < 0x21 || c > 0x7E || c == '/' || c == '\\' || c == '%' {
 			return false
 		}
 	}

@@ -15,6 +15,8 @@
 #
 # Servers:
 #   Redis 7        Debian's redis-server (apt-get install when missing), --save '' --appendonly no
+#   Redis Cluster  three more redis-server --cluster-enabled yes (masters, no replicas), joined
+#                  by redis-cli --cluster create; each uses PORT and PORT+10000 (cluster bus)
 #   S3             versitygw v1.8.0 (go install, cached), posix backend on a temp dir, SigV4
 #                  and presigned-URL expiry enforced, region us-east-1
 #   MongoDB wire   FerretDB v1.24.2 (internal/ferretpg, embeds the ferretdb package) on a
@@ -22,6 +24,8 @@
 #
 # The env file ($CPOD_CI_STATE/env) exports:
 #   CPODTEST_REDIS_URL=redis://127.0.0.1:PORT/0
+#   CPODTEST_REDIS_ADDRS=127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3   (the cluster; cpodtest prefers it
+#                  to CPODTEST_REDIS_URL: unset it for a run on the single Redis)
 #   CPODTEST_MONGO_URI=mongodb://127.0.0.1:PORT/
 #   CPODTEST_S3_URL=http://ACCESSKEY:SECRETKEY@127.0.0.1:PORT   (keys are [0-9a-z], url-safe)
 #
@@ -69,6 +73,23 @@ free_port() {
 		return 0
 	done
 	log "no free TCP port found"
+	return 1
+}
+
+# free_cluster_port: sets PORT to a free port whose cluster bus port (PORT+10000) is free
+# too, both below the ephemeral range (32768), neither handed out before.
+free_cluster_port() {
+	local p i
+	for ((i = 0; i < 500; i++)); do
+		p=$((20000 + RANDOM % 2700))
+		[[ $USED_PORTS == *" $p "* || $USED_PORTS == *" $((p + 10000)) "* ]] && continue
+		port_in_use "$p" && continue
+		port_in_use "$((p + 10000))" && continue
+		USED_PORTS+="$p $((p + 10000)) "
+		PORT=$p
+		return 0
+	done
+	log "no free TCP port pair for the Redis Cluster found"
 	return 1
 }
 
@@ -201,6 +222,49 @@ start_redis() {
 		"[[ \$(redis-cli -h 127.0.0.1 -p $REDIS_PORT ping) == PONG ]]"
 }
 
+# cluster_ok PORT: the node on PORT reports cluster_state:ok (all 16384 slots served).
+cluster_ok() {
+	redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+# start_redis_cluster: three masters on loopback (Redis Cluster needs at least three),
+# no replicas, no persistence; each node's files are in $STATE/redis-cluster/N.
+start_redis_cluster() {
+	local n d addrs=() port
+	CLUSTER_PORTS=()
+	for n in 1 2 3; do
+		free_cluster_port
+		port=$PORT
+		CLUSTER_PORTS+=("$port")
+		addrs+=("127.0.0.1:$port")
+		d=$STATE/redis-cluster/$n
+		mkdir -p "$d"
+		# shellcheck disable=SC2094 # early errors go to stdout, the rest to --logfile
+		redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+			--cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 5000 \
+			--daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" --dir "$d" \
+			>>"$d/redis.log" 2>&1 || true
+	done
+	for n in 1 2 3; do
+		d=$STATE/redis-cluster/$n
+		port=${CLUSTER_PORTS[n - 1]}
+		wait_ready "redis cluster node $n" "$d/redis.log" "pid_alive '$d/redis.pid' redis-server" \
+			"[[ \$(redis-cli -h 127.0.0.1 -p $port ping) == PONG ]]"
+	done
+	d=$STATE/redis-cluster
+	if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+		>"$d/create.log" 2>&1; then
+		server_failed "redis cluster" "$d/create.log" "redis-cli --cluster create failed"
+		return 1
+	fi
+	for n in 1 2 3; do
+		port=${CLUSTER_PORTS[n - 1]}
+		wait_ready "redis cluster node $n (cluster_state:ok)" "$d/$n/redis.log" \
+			"pid_alive '$d/$n/redis.pid' redis-server" "cluster_ok $port"
+	done
+	REDIS_CLUSTER_ADDRS=$(IFS=,; echo "${addrs[*]}")
+}
+
 start_postgres() {
 	local bin d
 	bin=$(pg_bindir) || { apt_install postgresql && bin=$(pg_bindir); }
@@ -286,6 +350,7 @@ write_env() {
 	cat >"$STATE/env.tmp" <<EOF
 # written by .ci/services.sh start; source it: . $STATE/env
 export CPODTEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+export CPODTEST_REDIS_ADDRS=$REDIS_CLUSTER_ADDRS
 export CPODTEST_MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
 export CPODTEST_S3_URL=http://$S3_ACCESS:$S3_SECRET@127.0.0.1:$S3_PORT
 EOF
@@ -313,6 +378,7 @@ cmd_start() {
 	build_pid=$!
 
 	start_redis
+	start_redis_cluster
 	start_postgres
 	if ! wait "$build_pid"; then
 		server_failed "build of versitygw/ferretpg" "$STATE/build.log" "failed"
@@ -354,6 +420,10 @@ cmd_stop() {
 	stop_pid versitygw "$STATE/versitygw/versitygw.pid"
 	stop_pid ferretpg "$STATE/ferretdb/ferretdb.pid"
 	stop_pid redis-server "$STATE/redis/redis.pid"
+	local node
+	for node in "$STATE"/redis-cluster/*/redis.pid; do
+		[[ -e $node ]] && stop_pid redis-server "$node"
+	done
 	local pgdata=$STATE/pg/data bin
 	if [[ -f $pgdata/postmaster.pid ]]; then
 		if bin=$(pg_bindir) && as_postgres "$bin/pg_ctl" -D "$pgdata" stop -m immediate -w -t 30 \
@@ -373,14 +443,17 @@ cmd_status() {
 	local name pidfile
 	while read -r name pidfile; do
 		if pid_alive "$STATE/$pidfile" "$name"; then
-			echo "$name: running (pid $(head -n1 "$STATE/$pidfile"))"
+			echo "$name ($pidfile): running (pid $(head -n1 "$STATE/$pidfile"))"
 		else
-			echo "$name: not running"
+			echo "$name ($pidfile): not running"
 		fi
 	done <<-EOF
 		versitygw versitygw/versitygw.pid
 		ferretpg ferretdb/ferretdb.pid
 		redis-server redis/redis.pid
+		redis-server redis-cluster/1/redis.pid
+		redis-server redis-cluster/2/redis.pid
+		redis-server redis-cluster/3/redis.pid
 		postgres pg/data/postmaster.pid
 	EOF
 }

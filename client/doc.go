@@ -4,7 +4,8 @@
 //
 //	c.Storage.Files  blobs            Write, Read, URL, List, Delete
 //	c.Storage.DB     documents        Collection(name, opts): Set, Get, Delete, Query, Batch
-//	c.Storage.KV     ephemeral values Set, Get, Exists, Incr, TTL, Del
+//	c.Storage.KV     ephemeral values Set, Get, Exists, Incr, TTL, Del, and for
+//	                 locks SetIfAbsent, SetIfValue, DeleteIf, Expire
 //
 // The app never holds database credentials. Every call carries the app's
 // bearer token; the server takes the tenant, the app and the user from it
@@ -64,6 +65,11 @@
 //
 //	err := c.Storage.KV.Set(ctx, "session:abc", session, &client.KVSetOptions{TTL: time.Hour})
 //	n, err := c.Storage.KV.Incr(ctx, "counter:api-calls", 1)
+//
+// SetIfAbsent, SetIfValue (compare-and-set) and DeleteIf (compare-and-delete)
+// are atomic on the server and answer ok == false when their condition does
+// not hold: a lock is SetIfAbsent with a TTL and a token of your own,
+// released with DeleteIf (see the SetIfAbsent example).
 //
 // # Errors
 //

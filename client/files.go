@@ -186,10 +186,14 @@ type URLOptions struct {
 	Tier Tier
 }
 
-// SignedURL is a time-limited download URL.
+// SignedURL is a time-limited download ([Files.URL]) or upload
+// ([Files.UploadURL]) URL.
 type SignedURL struct {
 	URL       string
 	ExpiresAt time.Time
+	// Method is what the URL allows: "GET" (and HEAD) for a download URL,
+	// "PUT" for an upload URL.
+	Method string
 }
 
 // URL returns a time-limited URL that downloads the file at path with no
@@ -213,14 +217,73 @@ func (f *Files) URL(ctx context.Context, path string, opts *URLOptions) (SignedU
 		s := seconds(opts.ExpiresIn)
 		in.ExpiresIn = &s
 	}
+	return f.sign(ctx, in)
+}
+
+// sign asks the server for a signed URL.
+func (f *Files) sign(ctx context.Context, in any) (SignedURL, error) {
 	var out struct {
 		URL       string   `json:"url"`
 		ExpiresAt wireTime `json:"expiresAt"`
+		Method    string   `json:"method"`
 	}
 	if err := f.c.doJSON(ctx, http.MethodPost, "/v1/storage/signed-urls", nil, in, &out); err != nil {
 		return SignedURL{}, err
 	}
-	return SignedURL{URL: f.c.resolve(out.URL), ExpiresAt: out.ExpiresAt.Time}, nil
+	if out.Method == "" {
+		out.Method = http.MethodGet // a server from before upload URLs
+	}
+	return SignedURL{URL: f.c.resolve(out.URL), ExpiresAt: out.ExpiresAt.Time, Method: out.Method}, nil
+}
+
+// UploadURLOptions are the options of [Files.UploadURL]. A nil
+// *UploadURLOptions means all defaults.
+type UploadURLOptions struct {
+	// ExpiresIn is how long the URL works, rounded up to whole seconds;
+	// 0 means the server's default of one hour. At most 7 days.
+	ExpiresIn time.Duration
+	// ContentType is the Content-Type the upload must carry (another one is
+	// refused with ErrInvalidSignature); empty allows any.
+	ContentType string
+	// MaxSize is the most bytes the upload may hold (more is refused with
+	// ErrTooLarge and stores nothing); 0 means the server's file size
+	// limit, which is also the most it accepts.
+	MaxSize int64
+	// Tier of the file; default private.
+	Tier Tier
+}
+
+// UploadURL returns a time-limited URL that stores one file at path when
+// its bytes are sent to it with PUT and no Authorization header: hand it to
+// a browser, which then uploads straight to storage. The file need not
+// exist; an existing one is replaced. The upload answers the JSON of
+// [Files.Write]. It needs the tier's write scope, and stops working when
+// it expires ([ErrExpired]) or when the app no longer declares that scope;
+// another Content-Type than opts.ContentType, any change to the URL, or a
+// GET of it is [ErrInvalidSignature] (see [CheckResponse]).
+func (f *Files) UploadURL(ctx context.Context, path string, opts *UploadURLOptions) (SignedURL, error) {
+	if opts == nil {
+		opts = &UploadURLOptions{}
+	}
+	if _, err := escapePath(path); err != nil {
+		return SignedURL{}, err
+	}
+	if opts.MaxSize < 0 {
+		return SignedURL{}, localError("negative MaxSize")
+	}
+	in := struct {
+		Key         string `json:"key"`
+		Tier        Tier   `json:"tier,omitempty"`
+		Method      string `json:"method"`
+		ExpiresIn   *int64 `json:"expiresIn,omitempty"`
+		ContentType string `json:"contentType,omitempty"`
+		MaxSize     int64  `json:"maxSize,omitempty"`
+	}{Key: path, Tier: opts.Tier, Method: http.MethodPut, ContentType: opts.ContentType, MaxSize: opts.MaxSize}
+	if opts.ExpiresIn != 0 {
+		s := seconds(opts.ExpiresIn)
+		in.ExpiresIn = &s
+	}
+	return f.sign(ctx, in)
 }
 
 // resolve makes a URL returned by the server absolute, relative to the base

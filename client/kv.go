@@ -50,6 +50,41 @@ func (kv *KV) path(key string) (string, error) {
 // as its compact JSON text, so Set(ctx, k, map[string]any{"a": 1}, nil)
 // makes Get return `{"a":1}`. A json.RawMessage is taken as JSON.
 func (kv *KV) Set(ctx context.Context, key string, value any, opts *KVSetOptions) error {
+	return kv.set(ctx, key, value, opts, nil, nil)
+}
+
+// SetIfAbsent stores value under key only when key does not exist, in one
+// atomic step on the server: a lock's acquire. ok is false, with a nil
+// error, when the key exists; nothing is written then. Value and opts are
+// as for [KV.Set].
+func (kv *KV) SetIfAbsent(ctx context.Context, key string, value any, opts *KVSetOptions) (ok bool, err error) {
+	yes := true
+	return conditionHeld(kv.set(ctx, key, value, opts, &yes, nil))
+}
+
+// SetIfValue stores value under key only when key holds exactly current,
+// in one atomic step on the server (compare-and-set). ok is false, with a
+// nil error, when the key is missing or holds anything else; nothing is
+// written then. current is compared with the stored text, as [KV.Get]
+// returns it (compact JSON text for a value that was not a string).
+//
+// Like [KV.Set], it replaces the TTL: without opts.TTL the key no longer
+// expires. To refresh a lock you hold, pass the lock's TTL again.
+func (kv *KV) SetIfValue(ctx context.Context, key string, value any, current string, opts *KVSetOptions) (ok bool, err error) {
+	return conditionHeld(kv.set(ctx, key, value, opts, nil, &current))
+}
+
+// conditionHeld turns the answer of a conditional call into ok: a 412
+// (code conflict) means the condition did not hold.
+func conditionHeld(err error) (bool, error) {
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusPreconditionFailed {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (kv *KV) set(ctx context.Context, key string, value any, opts *KVSetOptions, ifAbsent *bool, ifValue *string) error {
 	p, err := kv.path(key)
 	if err != nil {
 		return err
@@ -61,9 +96,11 @@ func (kv *KV) Set(ctx context.Context, key string, value any, opts *KVSetOptions
 		value = string(b)
 	}
 	in := struct {
-		Value any    `json:"value"`
-		TTL   *int64 `json:"ttl,omitempty"`
-	}{Value: value}
+		Value    any     `json:"value"`
+		TTL      *int64  `json:"ttl,omitempty"`
+		IfAbsent *bool   `json:"ifAbsent,omitempty"`
+		IfValue  *string `json:"ifValue,omitempty"`
+	}{Value: value, IfAbsent: ifAbsent, IfValue: ifValue}
 	if opts.TTL != 0 {
 		s := seconds(opts.TTL)
 		in.TTL = &s
@@ -160,4 +197,42 @@ func (kv *KV) Del(ctx context.Context, key string) error {
 		return err
 	}
 	return kv.c.doJSON(ctx, http.MethodDelete, p, tierQuery(kv.tier), nil, nil)
+}
+
+// DeleteIf removes key only when it holds exactly current, in one atomic
+// step on the server (compare-and-delete): a lock's release, which must not
+// remove a lock that expired and was taken by someone else. ok is false,
+// with a nil error, when the key is missing or holds anything else.
+func (kv *KV) DeleteIf(ctx context.Context, key, current string) (ok bool, err error) {
+	p, err := kv.path(key)
+	if err != nil {
+		return false, err
+	}
+	in := struct {
+		IfValue string `json:"ifValue"`
+	}{current}
+	return conditionHeld(kv.c.doJSON(ctx, http.MethodDelete, p, tierQuery(kv.tier), in, nil))
+}
+
+// Expire sets the time key has left to ttl (rounded up to whole seconds,
+// 1 second to 1 year), keeping its value; ttl == [NoExpiry] removes its TTL.
+// A missing key is ErrNotFound. Expire is not conditional: to extend a lock
+// only while you still hold it, use [KV.SetIfValue] with a TTL.
+func (kv *KV) Expire(ctx context.Context, key string, ttl time.Duration) error {
+	p, err := kv.path(key)
+	if err != nil {
+		return err
+	}
+	in := struct {
+		TTL *int64 `json:"ttl"`
+	}{}
+	switch {
+	case ttl == NoExpiry:
+	case ttl > 0:
+		s := seconds(ttl)
+		in.TTL = &s
+	default:
+		return localError("ttl must be positive, or NoExpiry to remove the TTL")
+	}
+	return kv.c.doJSON(ctx, http.MethodPatch, p, tierQuery(kv.tier), in, nil)
 }

@@ -1,8 +1,9 @@
 // Package cpodtest runs the real cpod storage engine for tests, the way
 // net/http/httptest runs a handler: [NewServer] starts the engine on an
-// httptest.Server over in-process fakes — gofakes3 in memory for S3,
-// FerretDB on SQLite (in t.TempDir()) for MongoDB, miniredis for Redis — and
-// registers its shutdown with t.Cleanup. It starts in about 50 ms with no
+// httptest.Server over in-process fakes — package embedded's S3 on a
+// temporary directory, FerretDB on SQLite for MongoDB, miniredis for Redis,
+// the same backends as `go run ./httpserver` — and registers its shutdown
+// with t.Cleanup. It starts in about 50 ms with no
 // network and nothing installed. Setup failures fail the test; nothing is
 // returned to check.
 //
@@ -38,7 +39,8 @@
 // # Real servers
 //
 // Each fake is replaced by a real server through an option or an
-// environment variable: CPODTEST_REDIS_URL (redis://host:port/db),
+// environment variable: CPODTEST_REDIS_URL (redis://host:port/db) or
+// CPODTEST_REDIS_ADDRS (a Redis Cluster: host:port,host:port,...; it wins),
 // CPODTEST_MONGO_URI (mongodb://host:port/), CPODTEST_S3_URL
 // (http://ACCESS_KEY:SECRET_KEY@host:port). Every server then gets its own
 // Redis key prefix, MongoDB database and S3 bucket, removed when the test

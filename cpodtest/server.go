@@ -4,23 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
@@ -29,6 +26,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/embedded"
 )
 
 // Environment variables that replace a fake with a real server. Each test
@@ -37,6 +35,10 @@ import (
 const (
 	// EnvRedisURL is a Redis URL, such as redis://127.0.0.1:6379/0.
 	EnvRedisURL = "CPODTEST_REDIS_URL"
+	// EnvRedisAddrs lists the nodes of a Redis Cluster, comma-separated,
+	// such as 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002. When set it
+	// wins over EnvRedisURL: the engine gets a redis.ClusterClient.
+	EnvRedisAddrs = "CPODTEST_REDIS_ADDRS"
 	// EnvMongoURI is a MongoDB URI, such as mongodb://127.0.0.1:27017/.
 	EnvMongoURI = "CPODTEST_MONGO_URI"
 	// EnvS3URL is an S3 endpoint with its keys as user info, such as
@@ -79,10 +81,13 @@ type Server struct {
 	Redis  redis.UniversalClient
 
 	mini      *miniredis.Miniredis
+	fakes     *embedded.Backends
 	keyPrefix string
 	tokenKey  []byte
-	offset    atomic.Int64 // clock offset in nanoseconds, moved by FastForward
-	calls     counters
+	offset    *atomic.Int64 // clock offset in nanoseconds, moved by FastForward; shared with replicas
+	calls     *counters     // shared with replicas
+	cfg       storage.Config
+	contract  bool
 	t         testing.TB
 	appsMu    sync.Mutex
 	appsKnown map[string]bool
@@ -93,20 +98,38 @@ type Option func(*settings)
 
 type settings struct {
 	redisURL, mongoURI, s3URL string
+	redisAddrs                []string
 	config                    func(*storage.Config)
 	logger                    *slog.Logger
+	contract                  bool
 }
 
 // WithRedisURL uses a real Redis instead of miniredis. Default: the
-// CPODTEST_REDIS_URL variable, else miniredis.
-func WithRedisURL(u string) Option { return func(s *settings) { s.redisURL = u } }
+// CPODTEST_REDIS_URL variable, else miniredis. It replaces a Redis Cluster
+// set by CPODTEST_REDIS_ADDRS or WithRedisAddrs.
+func WithRedisURL(u string) Option {
+	return func(s *settings) { s.redisURL, s.redisAddrs = u, nil }
+}
+
+// WithRedisAddrs uses a Redis Cluster (a redis.ClusterClient on these seed
+// nodes, host:port) instead of miniredis. Default: CPODTEST_REDIS_ADDRS,
+// comma-separated; it wins over CPODTEST_REDIS_URL. No addresses: no
+// cluster.
+func WithRedisAddrs(addrs ...string) Option {
+	return func(s *settings) {
+		s.redisAddrs = slices.Clone(addrs)
+		if len(addrs) > 0 {
+			s.redisURL = ""
+		}
+	}
+}
 
 // WithMongoURI uses a real MongoDB (or FerretDB) instead of the in-process
 // FerretDB on SQLite. Default: CPODTEST_MONGO_URI, else in-process.
 func WithMongoURI(u string) Option { return func(s *settings) { s.mongoURI = u } }
 
-// WithS3URL uses a real S3 endpoint instead of gofakes3. Default:
-// CPODTEST_S3_URL, else gofakes3 in memory.
+// WithS3URL uses a real S3 endpoint instead of the embedded one. Default:
+// CPODTEST_S3_URL, else package embedded's S3 on a temporary directory.
 func WithS3URL(u string) Option { return func(s *settings) { s.s3URL = u } }
 
 // WithConfig changes the engine's Config before New is called, for instance
@@ -116,25 +139,41 @@ func WithConfig(f func(*storage.Config)) Option { return func(s *settings) { s.c
 // WithLogger sets the engine's logger. Default: discard.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
+// WithContractCheck turns the OpenAPI check of every exchange on or off.
+// On, each request and response that reaches the server is validated
+// against the engine's OpenAPI document (openapi.json, see
+// storage.OpenAPIDocument and internal/openapicheck), and a mismatch fails
+// the test: a response whose status, headers or JSON body the document does
+// not allow, or a request that the engine accepted (status below 400) but
+// the document does not describe. Default on in tests, off in benchmarks
+// (it would be part of what they measure).
+func WithContractCheck(on bool) Option { return func(s *settings) { s.contract = on } }
+
 // NewServer starts the engine over the fakes and registers its shutdown with
 // t.Cleanup. Any setup failure fails the test.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	set := settings{
-		redisURL: os.Getenv(EnvRedisURL),
-		mongoURI: os.Getenv(EnvMongoURI),
-		s3URL:    os.Getenv(EnvS3URL),
-		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		redisURL:   os.Getenv(EnvRedisURL),
+		redisAddrs: splitAddrs(os.Getenv(EnvRedisAddrs)),
+		mongoURI:   os.Getenv(EnvMongoURI),
+		s3URL:      os.Getenv(EnvS3URL),
+		logger:     slog.New(slog.DiscardHandler),
+		contract:   !isBenchmark(t),
+	}
+	if len(set.redisAddrs) > 0 {
+		set.redisURL = ""
 	}
 	for _, o := range opts {
 		o(&set)
 	}
-	s := &Server{t: t, appsKnown: map[string]bool{}}
+	s := &Server{t: t, appsKnown: map[string]bool{}, offset: new(atomic.Int64), calls: new(counters)}
 	id := randomHex(6)
 	s.tokenKey = []byte(randomHex(32))
 	s.AdminToken = "admin-" + randomHex(16)
 
-	s.startRedis(t, set.redisURL, id)
+	s.startFakes(t, set)
+	s.startRedis(t, set, id)
 	s.startMongo(t, set.mongoURI, id)
 	s.startS3(t, set.s3URL, id)
 
@@ -156,15 +195,54 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if set.config != nil {
 		set.config(&cfg)
 	}
-	e, err := storage.New(cfg)
+	s.cfg, s.contract = cfg, set.contract
+	s.serve(t)
+	return s
+}
+
+// serve starts s's engine on s.cfg and its test server.
+func (s *Server) serve(t testing.TB) {
+	t.Helper()
+	e, err := storage.New(s.cfg)
 	if err != nil {
 		t.Fatalf("cpodtest: %v", err)
 	}
 	s.Engine = e
-	s.HTTP = httptest.NewServer(e)
+	var h http.Handler = e
+	if s.contract {
+		h = contractCheck(t, e)
+	}
+	s.HTTP = httptest.NewServer(h)
 	s.URL = s.HTTP.URL
 	t.Cleanup(s.HTTP.Close)
-	return s
+}
+
+// NewReplica starts a second engine, as another replica behind a load
+// balancer would run it: its own storage.New over the same backends (S3
+// bucket, MongoDB database, Redis and key prefix) and the same Config
+// (token keys, AdminToken, SigningKey, clock), on its own httptest.Server.
+// Nothing in process is shared: each engine keeps its own app and token
+// caches. The clock and Calls are shared with s (FastForward on either
+// moves both). WithConfig options change the replica's Config only, for
+// instance to give it another SigningKey; other options are ignored. Its
+// shutdown is registered with t.Cleanup.
+func (s *Server) NewReplica(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var set settings
+	for _, o := range opts {
+		o(&set)
+	}
+	r := &Server{
+		S3: s.S3, Bucket: s.Bucket, Mongo: s.Mongo, Redis: s.Redis, AdminToken: s.AdminToken,
+		mini: s.mini, fakes: s.fakes, keyPrefix: s.keyPrefix, tokenKey: s.tokenKey,
+		offset: s.offset, calls: s.calls, cfg: s.cfg, contract: s.contract,
+		t: t, appsKnown: map[string]bool{},
+	}
+	if set.config != nil {
+		set.config(&r.cfg)
+	}
+	r.serve(t)
+	return r
 }
 
 // Now is the server's clock: real time moved by FastForward.
@@ -176,7 +254,7 @@ func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.offset.
 // the test's goroutine.
 func (s *Server) FastForward(d time.Duration) {
 	if s.mini == nil {
-		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s)", EnvRedisURL)
+		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s or %s)", EnvRedisURL, EnvRedisAddrs)
 	}
 	s.offset.Add(int64(d))
 	s.mini.FastForward(d)
@@ -194,16 +272,41 @@ func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 // miniredis or a real Redis alike.
 func (s *Server) RedisKeys(t testing.TB) []string {
 	t.Helper()
+	var mu sync.Mutex
 	var keys []string
-	ctx := context.Background()
-	iter := s.Redis.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	err := forEachNode(context.Background(), s.Redis, func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	})
+	if err != nil {
 		t.Fatalf("cpodtest: scan keys: %v", err)
 	}
 	return keys
+}
+
+// forEachNode calls fn with each master of a Redis Cluster (concurrently),
+// or once with the client itself: a SCAN sees the keys of one node only.
+func forEachNode(ctx context.Context, c redis.UniversalClient, fn func(context.Context, redis.Cmdable) error) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return fn(ctx, n) })
+	}
+	return fn(ctx, c)
+}
+
+// splitAddrs splits a comma-separated list, dropping empty entries.
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Token mints a token for the claims, signed with the server's key, valid
@@ -292,80 +395,99 @@ func (h redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
-func (s *Server) startRedis(t testing.TB, redisURL, id string) {
+// startFakes starts the in-process backends that no real server replaces,
+// through package embedded (the same code as httpserver's defaults), on a
+// temporary directory and loopback ports.
+func (s *Server) startFakes(t testing.TB, set settings) {
 	t.Helper()
-	if redisURL == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.Start(); err != nil {
-			t.Fatalf("cpodtest: start miniredis: %v", err)
-		}
-		t.Cleanup(m.Close)
-		s.mini = m
-		redisURL = "redis://" + m.Addr()
+	realRedis := set.redisURL != "" || len(set.redisAddrs) > 0
+	if realRedis && set.mongoURI != "" && set.s3URL != "" {
+		return
 	}
-	o, err := redis.ParseURL(redisURL)
+	mon := &event.CommandMonitor{Started: s.countDocuments}
+	b, err := embedded.Start(context.Background(), embedded.Config{
+		Loopback:      true,
+		KVManualClock: true,
+		Logger:        quietLog,
+		MongoTimeout:  30 * time.Second,
+		MongoMonitor:  mon,
+		S3Transport:   func(rt http.RoundTripper) http.RoundTripper { return countingTransport{&s.calls.s3, rt} },
+		NoFiles:       set.s3URL != "",
+		NoDocuments:   set.mongoURI != "",
+		NoKV:          realRedis,
+	})
 	if err != nil {
-		t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
+		t.Fatalf("cpodtest: %v", err)
 	}
-	// The engine's BackendTimeout bounds each call only when go-redis honours
-	// context deadlines.
-	o.ContextTimeoutEnabled = true
-	c := redis.NewClient(o)
-	c.AddHook(redisCounter{&s.calls.redis})
-	s.Redis = c
-	if s.mini == nil {
-		t.Cleanup(func() {
-			// Remove this server's keys: the prefix is ours, never user input.
-			ctx := context.Background()
-			iter := c.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
-			for iter.Next(ctx) {
-				c.Del(ctx, iter.Val())
-			}
-		})
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	s.fakes = b
 }
 
-// ferretMu serialises ferretdb.New, which is not safe for concurrent use.
-var ferretMu sync.Mutex
+// countDocuments counts the commands on the documents collection.
+func (s *Server) countDocuments(_ context.Context, ev *event.CommandStartedEvent) {
+	// The first element of a command names its collection.
+	if el, err := ev.Command.IndexErr(0); err == nil {
+		if v, ok := el.Value().StringValueOK(); ok && strings.HasPrefix(v, "cpod_documents") {
+			s.calls.documents.Add(1)
+		}
+	}
+}
 
-// quietLog keeps FerretDB's logs out of test output.
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+func (s *Server) startRedis(t testing.TB, set settings, id string) {
+	t.Helper()
+	var c redis.UniversalClient
+	switch {
+	case len(set.redisAddrs) > 0:
+		// The engine's BackendTimeout bounds each call only when go-redis
+		// honours context deadlines.
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: set.redisAddrs, ContextTimeoutEnabled: true})
+	case set.redisURL != "":
+		o, err := redis.ParseURL(set.redisURL)
+		if err != nil {
+			t.Fatalf("cpodtest: %s: %v", EnvRedisURL, err)
+		}
+		o.ContextTimeoutEnabled = true
+		c = redis.NewClient(o)
+	default:
+		s.mini = s.fakes.Miniredis
+		s.fakes.Redis.AddHook(redisCounter{&s.calls.redis})
+		s.Redis = s.fakes.Redis
+		return
+	}
+	c.AddHook(redisCounter{&s.calls.redis})
+	s.Redis = c
+	// Cleanups run last-registered first: the keys go before the client.
+	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() {
+		// Remove this server's keys, on every master of a cluster: the
+		// prefix is ours, never user input.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = forEachNode(ctx, c, func(ctx context.Context, n redis.Cmdable) error {
+			iter := n.Scan(ctx, 0, "cpodtest:"+id+":*", 1000).Iterator()
+			for iter.Next(ctx) {
+				n.Del(ctx, iter.Val())
+			}
+			return iter.Err()
+		})
+	})
+}
+
+// quietLog keeps the fakes' logs out of test output.
+var quietLog = slog.New(slog.DiscardHandler)
 
 func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
 	t.Helper()
-	dbName := "cpod"
 	if mongoURI == "" {
-		// ferretdb.New writes a package-level variable (the version's
-		// Package field), so servers started by parallel tests take turns.
-		ferretMu.Lock()
-		f, err := ferretdb.New(&ferretdb.Config{
-			Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-			Handler:   "sqlite",
-			SQLiteURL: "file:" + t.TempDir() + "/",
-			Logger:    quietLog,
-		})
-		ferretMu.Unlock()
-		if err != nil {
-			t.Fatalf("cpodtest: start FerretDB: %v", err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = f.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		mongoURI = f.MongoDBURI()
-	} else {
-		dbName = "cpodtest_" + id
+		s.Mongo = s.fakes.Mongo
+		return
 	}
-	calls := &s.calls.documents
-	mon := &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
-		// The first element of a command names its collection.
-		if el, err := ev.Command.IndexErr(0); err == nil {
-			if v, ok := el.Value().StringValueOK(); ok && strings.HasPrefix(v, "cpod_documents") {
-				calls.Add(1)
-			}
-		}
-	}}
+	dbName := "cpodtest_" + id
+	mon := &event.CommandMonitor{Started: s.countDocuments}
 	c, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetMonitor(mon).SetTimeout(30 * time.Second))
 	if err != nil {
 		t.Fatalf("cpodtest: connect MongoDB: %v", err)
@@ -374,25 +496,12 @@ func (s *Server) startMongo(t testing.TB, mongoURI, id string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if dbName != "cpod" {
-			_ = s.Mongo.Drop(ctx)
-		}
+		_ = s.Mongo.Drop(ctx)
 		_ = c.Disconnect(ctx)
 	})
 }
 
-// countingHandler counts the requests that reach the fake S3.
-type countingHandler struct {
-	n    *atomic.Int64
-	next http.Handler
-}
-
-func (h countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.n.Add(1)
-	h.next.ServeHTTP(w, r)
-}
-
-// countingTransport counts the requests sent to a real S3.
+// countingTransport counts the requests sent to the S3.
 type countingTransport struct {
 	n    *atomic.Int64
 	next http.RoundTripper
@@ -407,20 +516,7 @@ func (s *Server) startS3(t testing.TB, s3URL, id string) {
 	t.Helper()
 	ctx := context.Background()
 	if s3URL == "" {
-		backend := s3mem.New()
-		faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
-		ts := httptest.NewServer(countingHandler{&s.calls.s3, faker.Server()})
-		t.Cleanup(ts.Close)
-		s.Bucket = "cpod"
-		if err := backend.CreateBucket(s.Bucket); err != nil {
-			t.Fatalf("cpodtest: create bucket: %v", err)
-		}
-		u, _ := url.Parse(ts.URL)
-		c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4("cpodtest", "cpodtest-secret", ""), Region: "us-east-1"})
-		if err != nil {
-			t.Fatalf("cpodtest: S3 client: %v", err)
-		}
-		s.S3 = c
+		s.S3, s.Bucket = s.fakes.S3, s.fakes.Bucket
 		return
 	}
 	u, err := url.Parse(s3URL)

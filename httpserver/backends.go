@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/embedded"
 )
 
 // openBackends connects the configured backends and starts the embedded ones.
@@ -34,28 +35,49 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 			b.close(ctx)
 		}
 	}()
-	var sockDir string
-	if cfg.embeddedS3() || cfg.embeddedMongo() {
-		var err error
-		if sockDir, err = b.socketDir(dir.path); err != nil {
-			return nil, fmt.Errorf("embedded backends: %w", err)
-		}
-	}
 	quiet := log.With("component", "embedded")
-
-	if cfg.embeddedS3() {
-		if err := b.startEmbeddedS3(dir.path, sockDir, cfg.S3Bucket, quiet); err != nil {
+	if cfg.embeddedS3() || cfg.embeddedMongo() || cfg.embeddedRedis() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		eb, err := embedded.Start(ctx, embedded.Config{
+			Dir:          dir.path,
+			Bucket:       cfg.S3Bucket,
+			Database:     cfg.MongoDatabase,
+			Logger:       quiet,
+			MongoTimeout: mongoTimeout(cfg),
+			NoFiles:      !cfg.embeddedS3(),
+			NoDocuments:  !cfg.embeddedMongo(),
+			NoKV:         !cfg.embeddedRedis(),
+		})
+		if err != nil {
 			return nil, err
 		}
-	} else if err := b.openS3(cfg); err != nil {
-		return nil, err
+		b.onClose(func(ctx context.Context) {
+			if err := eb.Close(ctx); err != nil {
+				log.Error("stopping the embedded backends", "err", err)
+			}
+		})
+		for k, v := range eb.Kinds {
+			b.Kinds[k] = v
+		}
+		if eb.S3 != nil {
+			b.S3, b.Bucket = eb.S3, eb.Bucket
+		}
+		if eb.Mongo != nil {
+			b.Mongo = eb.Mongo
+		}
+		if eb.Redis != nil {
+			b.Redis = eb.Redis
+		}
 	}
 
-	if cfg.embeddedMongo() {
-		if err := b.startEmbeddedMongo(dir.path, sockDir, cfg.MongoDatabase, mongoTimeout(cfg), ferretLog(quiet)); err != nil {
+	if !cfg.embeddedS3() {
+		if err := b.openS3(cfg); err != nil {
 			return nil, err
 		}
-	} else {
+	}
+
+	if !cfg.embeddedMongo() {
 		c, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI).SetAppName("cpod-storage").SetTimeout(mongoTimeout(cfg)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s", n("mongo-uri"), cfg.redact(err.Error()))
@@ -67,7 +89,6 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 
 	switch {
 	case cfg.embeddedRedis():
-		b.startEmbeddedRedis()
 	case cfg.RedisURL != "":
 		o, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -197,40 +218,4 @@ func authConfig(cfg *serverConfig, localSecret string, log *slog.Logger, b *back
 		a.Keys = []storage.Key{{Secret: []byte(localSecret)}}
 	}
 	return a, nil
-}
-
-// ferretLog is the embedded FerretDB's logger: errors only, and never its
-// dumps of wire messages, which may carry document contents.
-func ferretLog(l *slog.Logger) *slog.Logger {
-	return slog.New(filterHandler{l.Handler(), slog.LevelError, func(r slog.Record) bool {
-		for _, p := range []string{"Request ", "Response ", "Proxy ", "Header diff"} {
-			if strings.HasPrefix(r.Message, p) {
-				return true
-			}
-		}
-		return false
-	}})
-}
-
-// filterHandler drops records below min, and those drop reports.
-type filterHandler struct {
-	slog.Handler
-	min  slog.Level
-	drop func(slog.Record) bool
-}
-
-func (h filterHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-func (h filterHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.drop != nil && h.drop(r) {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-func (h filterHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return filterHandler{h.Handler.WithAttrs(a), h.min, h.drop}
-}
-func (h filterHandler) WithGroup(g string) slog.Handler {
-	return filterHandler{h.Handler.WithGroup(g), h.min, h.drop}
 }

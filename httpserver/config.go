@@ -41,6 +41,7 @@ var settings = []setting{
 	{"addr", "CPOD_ADDR", "127.0.0.1:8080", "string", false, "Server", "host:port to listen on"},
 	{"data-dir", "CPOD_DATA_DIR", "./cpod-data", "string", false, "Server", "directory of the embedded backends' data and of generated secrets"},
 	{"public-url", "CPOD_PUBLIC_URL", "", "string", false, "Server", "absolute URL the server is reachable at, used in signed download URLs (default: taken from each request)"},
+	{"cors-origins", "CPOD_CORS_ORIGINS", "", "list", false, "Server", "comma-separated origins allowed to call /v1/storage/... from a browser (CORS), such as https://app.example.com; * allows any origin (default: none, no CORS headers)"},
 	{"tls-cert-file", "CPOD_TLS_CERT_FILE", "", "string", false, "Server", "PEM certificate to serve HTTPS (with -tls-key-file)"},
 	{"tls-key-file", "CPOD_TLS_KEY_FILE", "", "string", false, "Server", "PEM private key to serve HTTPS (with -tls-cert-file)"},
 	{"log-format", "CPOD_LOG_FORMAT", "text", "string", false, "Server", "log format: text or json"},
@@ -49,8 +50,9 @@ var settings = []setting{
 	{"io-timeout", "CPOD_IO_TIMEOUT", "60s", "duration", false, "Server", "longest stall while reading a request body or writing a response; a transfer that keeps moving may take as long as it needs"},
 	{"idle-timeout", "CPOD_IDLE_TIMEOUT", "120s", "duration", false, "Server", "how long an idle keep-alive connection stays open"},
 	{"max-header-bytes", "CPOD_MAX_HEADER_BYTES", "65536", "int", false, "Server", "largest request header block, in bytes"},
-	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long in-flight requests may take to finish"},
+	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long the stop may take: in-flight requests, then the backends"},
 	{"backend-timeout", "CPOD_BACKEND_TIMEOUT", "10s", "duration", false, "Server", "bound on each MongoDB and Redis call"},
+	{"metrics-addr", "CPOD_METRICS_ADDR", "", "string", false, "Server", "host:port of a second, plain-HTTP listener that serves GET /metrics in the Prometheus text format, such as 127.0.0.1:9090 (default: off, no metrics)"},
 
 	// Authentication
 	{"admin-tokens", "CPOD_ADMIN_TOKENS", "", "list", true, "Authentication", "comma-separated admin tokens for /v1/oauth/apps, at least 16 bytes each (default: one generated in <data-dir>/admin-token)"},
@@ -68,7 +70,7 @@ var settings = []setting{
 	{"jwt-claim-scope", "CPOD_JWT_CLAIM_SCOPE", "scope", "string", false, "Authentication", "claim that carries the scopes"},
 
 	// S3
-	{"s3-endpoint", "CPOD_S3_ENDPOINT", "", "string", false, "Files (S3)", "S3 endpoint URL, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000; https means TLS (default: embedded, in <data-dir>/files.bolt)"},
+	{"s3-endpoint", "CPOD_S3_ENDPOINT", "", "string", false, "Files (S3)", "S3 endpoint URL, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000; https means TLS (default: embedded, in <data-dir>/files/)"},
 	{"s3-access-key", "CPOD_S3_ACCESS_KEY", "", "string", true, "Files (S3)", "S3 access key (required with -s3-endpoint)"},
 	{"s3-secret-key", "CPOD_S3_SECRET_KEY", "", "string", true, "Files (S3)", "S3 secret key (required with -s3-endpoint)"},
 	{"s3-region", "CPOD_S3_REGION", "us-east-1", "string", false, "Files (S3)", "S3 region"},
@@ -83,7 +85,7 @@ var settings = []setting{
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
 
 	// Redis
-	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded in-memory miniredis, lost on stop)"},
+	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
 	{"redis-addrs", "CPOD_REDIS_ADDRS", "", "list", false, "KV (Redis)", "comma-separated host:port list instead of -redis-url: two or more make a Cluster client, with -redis-master-name they are Sentinels"},
 	{"redis-cluster", "CPOD_REDIS_CLUSTER", "false", "bool", false, "KV (Redis)", "use a Cluster client even with a single -redis-addrs entry (a configuration endpoint)"},
 	{"redis-master-name", "CPOD_REDIS_MASTER_NAME", "", "string", false, "KV (Redis)", "Sentinel master name (with -redis-addrs)"},
@@ -127,6 +129,7 @@ type serverConfig struct {
 	Addr              string
 	DataDir           string
 	PublicURL         string
+	CORSOrigins       []string
 	TLSCertFile       string
 	TLSKeyFile        string
 	LogFormat         string
@@ -137,6 +140,7 @@ type serverConfig struct {
 	MaxHeaderBytes    int
 	ShutdownTimeout   time.Duration
 	BackendTimeout    time.Duration
+	MetricsAddr       string // empty: no metrics
 
 	// AdminTokens and URLSigningKey are empty when they are to be generated
 	// in the data directory.
@@ -392,6 +396,7 @@ func checkConfig(v values) (*serverConfig, error) {
 			bad("%s must be an absolute http(s) URL without user info or query, such as https://api.example.com/storage", n("public-url"))
 		}
 	}
+	c.CORSOrigins = splitList(str("cors-origins")) // checked by storage.New
 	c.TLSCertFile, c.TLSKeyFile = str("tls-cert-file"), str("tls-key-file")
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("%s and %s must be set together", n("tls-cert-file"), n("tls-key-file"))
@@ -412,6 +417,15 @@ func checkConfig(v values) (*serverConfig, error) {
 	}
 	c.ShutdownTimeout = dur("shutdown-timeout", 0)
 	c.BackendTimeout = dur("backend-timeout", 100*time.Millisecond)
+	if c.MetricsAddr = str("metrics-addr"); c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			bad("%s must be host:port, such as 127.0.0.1:9090 or :9090", n("metrics-addr"))
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			bad("%s has an invalid port", n("metrics-addr"))
+		} else if c.MetricsAddr == c.Addr && port != "0" {
+			bad("%s must differ from %s", n("metrics-addr"), n("addr"))
+		}
+	}
 
 	// Authentication.
 	if v.given("admin-tokens") {

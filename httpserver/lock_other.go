@@ -2,6 +2,6 @@
 
 package main
 
-// lockDir is a no-op where flock is not available; the embedded S3's bolt
-// file lock still keeps a second server out.
+// lockDir is a no-op where flock is not available: nothing keeps a second
+// server off the same data directory there.
 func lockDir(string) (func(), error) { return func() {}, nil }

@@ -62,7 +62,15 @@ func (a accessLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w, rc: rc, ioTimeout: a.ioTimeout}
 	body := &bodyReader{rc: rc, ioTimeout: a.ioTimeout}
 	if r.Body != nil && r.Body != http.NoBody {
+		// The handler gets a shallow copy with the counting body; the
+		// server's own *http.Request keeps its body. net/http decides
+		// after the handler, from the type and state of that body, whether
+		// to answer at once and close the connection (a large unread
+		// body) or to read the rest first; with a foreign body type it
+		// always reads, and a client that declared 6 GiB and stopped
+		// sending got its 413 only after the io timeout.
 		body.ReadCloser = r.Body
+		r = r.WithContext(r.Context())
 		r.Body = body
 	}
 	if a.ioTimeout > 0 {

@@ -3,12 +3,13 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (gofakes3 on a bolt file), documents in
-// an embedded FerretDB on SQLite, kv values in an in-memory miniredis (lost
-// when the server stops). On first start it generates a token-signing secret,
+// ./cpod-data: files in an embedded S3 (files on disk), documents in an
+// embedded FerretDB on SQLite, kv values in an in-memory miniredis saved to a
+// snapshot on a graceful stop (package embedded runs all three). On first
+// start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
-//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write
+//	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write,storage.user.read,storage.user.write
 //
 // mints a bearer token signed with that secret. Flags and environment
 // variables select real S3, MongoDB, Redis and JWT verification instead; run
@@ -29,8 +30,13 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	storage "github.com/cpod/storage"
 )
@@ -73,6 +79,13 @@ type server struct {
 	ln       net.Listener
 	backends *backends
 	dir      *dataDir
+	// stopBy is the shutdown deadline once a signal arrived: the backends
+	// stop by then too, whatever they are doing.
+	stopBy  time.Time
+	stopNow atomic.Bool
+	// metrics serves GET /metrics on metricsLn; nil without -metrics-addr.
+	metrics   *http.Server
+	metricsLn net.Listener
 }
 
 // start prepares everything the server needs, in order: data directory,
@@ -132,6 +145,11 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 	if err != nil {
 		return nil, err
 	}
+	var registry *prometheus.Registry
+	if cfg.MetricsAddr != "" {
+		registry = prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	engine, err := storage.New(storage.Config{
 		S3:              s.backends.S3,
 		Bucket:          s.backends.Bucket,
@@ -142,10 +160,12 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		AdminTokens:     adminTokens,
 		SigningKey:      []byte(signingKey),
 		PublicURL:       cfg.PublicURL,
+		CORSOrigins:     cfg.CORSOrigins,
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
 		Logger:          log.With("component", "storage"),
+		Metrics:         metricsRegisterer(registry),
 	})
 	if err != nil {
 		return nil, err
@@ -170,6 +190,13 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 	}
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("%s: %w", n("addr"), err)
+	}
+	if registry != nil {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("%s: %w", n("metrics-addr"), err)
+		}
+		s.metrics = metricsServer(cfg, registry, log)
 	}
 	s.announce(generated, stderr)
 	return s, nil
@@ -203,13 +230,19 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 		s.log.Info("backend", "store", k, "backend", s.backends.Kinds[k])
 	}
 	if s.cfg.embeddedRedis() {
-		s.log.Warn("kv values are EPHEMERAL: the embedded Redis keeps them in memory and loses them when the server stops; set CPOD_REDIS_URL to keep them")
+		s.log.Warn("kv values live in memory: the embedded Redis saves them on a graceful stop and every 30s, so a crash (SIGKILL) loses up to 30s of kv writes; set CPOD_REDIS_URL for a real Redis")
 	}
 	if len(generated) > 0 {
 		s.log.Info("generated secrets in the data directory (0600 files)", "data_dir", s.cfg.DataDir, "files", strings.Join(generated, ","))
 	}
 	if s.dir != nil && !s.cfg.embeddedS3() && s.cfg.URLSigningKey == "" {
 		s.log.Warn("the URL-signing key was taken from the data directory: every replica must use the same one; set CPOD_URL_SIGNING_KEY", "data_dir", s.cfg.DataDir)
+	}
+	if hostFromRequests(s.cfg, s.ln.Addr()) {
+		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
+	if s.metricsLn != nil {
+		s.log.Info("metrics listening", "addr", s.metricsLn.Addr().String(), "url", "http://"+s.metricsLn.Addr().String()+"/metrics")
 	}
 	base := s.baseURL()
 	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
@@ -228,16 +261,42 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	if len(s.cfg.AdminTokens) == 0 {
 		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
 		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
-		fmt.Fprintf(&b, "      -d '{\"client_id\":\"app-demo\",\"name\":\"Demo\",\"declared_scopes\":[\"storage.private.read\",\"storage.private.write\"],\"app_type\":\"service\"}'\n\n")
+		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {
 		fmt.Fprintf(&b, "  Bearer token for an app and user (signed with %s):\n", shellQuote(s.dir.path+"/"+tokenSecretFile))
-		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write)\"\n", dirFlag)
+		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope %s)\"\n", dirFlag, demoScopes)
 		fmt.Fprintf(&b, "    curl -X PUT %s/v1/storage/kv/hello -H \"Authorization: Bearer $TOKEN\" -d '{\"value\":\"world\"}'\n\n", base)
 	}
 	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
 	_, _ = io.WriteString(stderr, b.String())
 }
+
+// hostFromRequests reports whether the server's signed URLs take their host
+// from request Host headers (no public URL, the server's own URLs rather
+// than S3 presigned ones) while it listens on an address other hosts can
+// reach: then a client, or anything between it and the server, chooses the
+// host of the URLs it is handed.
+func hostFromRequests(cfg *serverConfig, addr net.Addr) bool {
+	if cfg.PublicURL != "" || cfg.S3Presigned {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// demoApp and demoScopes are the app the start-up how-to registers and the
+// scopes of the token it mints: the same as README.md's walk-through (steps
+// 1 and 2), which TestWalkthrough runs, so following either works, in any
+// order (registering twice answers 409 conflict).
+const (
+	demoApp    = `{"client_id":"app-demo","name":"Demo","declared_scopes":["storage.private.read","storage.private.write","storage.user.read","storage.user.write"],"app_type":"service"}`
+	demoScopes = "storage.private.read,storage.private.write,storage.user.read,storage.user.write"
+)
 
 // shellQuote quotes s for a POSIX shell when it needs it.
 func shellQuote(s string) string {
@@ -261,6 +320,14 @@ func (s *server) serve(signals chan os.Signal) int {
 			errc <- s.http.Serve(s.ln)
 		}
 	}()
+	if s.metrics != nil {
+		go func() {
+			if err := s.metrics.Serve(s.metricsLn); err != http.ErrServerClosed {
+				s.log.Error("metrics server failed", "err", err)
+			}
+		}()
+		defer s.metrics.Close() // scrapes are short; none is waited for
+	}
 	select {
 	case err := <-errc:
 		s.log.Error("server failed", "err", err)
@@ -268,12 +335,14 @@ func (s *server) serve(signals chan os.Signal) int {
 	case sig := <-signals:
 		s.log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", s.cfg.ShutdownTimeout)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	s.stopBy = time.Now().Add(s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), s.stopBy)
 	defer cancel()
 	go func() {
 		select {
 		case sig := <-signals:
 			s.log.Warn("second signal: stopping now", "signal", sig.String())
+			s.stopNow.Store(true)
 			cancel()
 		case <-ctx.Done():
 		}
@@ -288,9 +357,19 @@ func (s *server) serve(signals chan os.Signal) int {
 	return 0
 }
 
+// stopBackends stops the backends: by the shutdown deadline after a signal
+// (at once after a second one; the kv snapshot is written all the same), or
+// within 10 s after a failed start.
 func (s *server) stopBackends() {
 	if s.backends != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		by := time.Now().Add(10 * time.Second)
+		if !s.stopBy.IsZero() {
+			by = s.stopBy
+		}
+		if s.stopNow.Load() {
+			by = time.Now()
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), by)
 		s.backends.close(ctx)
 		cancel()
 		s.backends = nil
@@ -298,5 +377,35 @@ func (s *server) stopBackends() {
 	if s.dir != nil {
 		s.dir.unlock()
 		s.dir = nil
+	}
+}
+
+// metricsRegisterer is reg as Config.Metrics: nil (no metrics) when reg is.
+func metricsRegisterer(reg *prometheus.Registry) prometheus.Registerer {
+	if reg == nil {
+		return nil
+	}
+	return reg
+}
+
+// metricsServer serves GET /metrics of reg in the Prometheus text format
+// (or what the scraper negotiates), with the engine's metrics and the Go
+// runtime's and the process's; anything else is 404. It is plain HTTP, on
+// its own listener (-metrics-addr), so the public listener never exposes
+// it.
+func metricsServer(cfg *serverConfig, reg *prometheus.Registry, log *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Registry: reg, // promhttp_metric_handler_* about the scrapes themselves
+	}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.IOTimeout,
+		WriteTimeout:      cfg.IOTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

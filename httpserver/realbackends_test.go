@@ -146,7 +146,7 @@ func TestRealBackends(t *testing.T) {
 					t.Errorf("the logs hold %q", truncate(s))
 				}
 			}
-			if !strings.Contains(logs, s3Host) || strings.Contains(logs, "EPHEMERAL") {
+			if !strings.Contains(logs, s3Host) || strings.Contains(logs, "embedded") {
 				t.Errorf("the startup log does not describe the configured backends:\n%s", logs)
 			}
 		})

@@ -3,15 +3,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // to hold the embedded FerretDB's database locked
 )
 
 // setupApp registers app-demo on a fresh server and returns a token for it.
@@ -128,5 +133,48 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d < 900*time.Millisecond || d > 10*time.Second {
 		t.Fatalf("the shutdown took %v with -shutdown-timeout 1s", d)
+	}
+}
+
+// TestShutdownDeadlineBusyDocuments: SIGTERM ends the process within
+// -shutdown-timeout even while the embedded FerretDB is stuck in a command
+// (a write waiting for a SQLite lock held elsewhere); its shutdown used to
+// ignore the deadline and keep the process alive long after "stopped".
+func TestShutdownDeadlineBusyDocuments(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "cpod-data")
+	srv := startServer(t, dataDir, "-shutdown-timeout", "1s")
+	token := setupApp(t, srv, dataDir)
+	want(t, "document", call(t, "PUT", srv.URL+"/v1/storage/db/c/first", token, nil, []byte(`{"a":1}`)), 200)
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "documents", "cpod.sqlite")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		conn.Close()
+	}()
+	go func() {
+		req, _ := http.NewRequest("PUT", srv.URL+"/v1/storage/db/c/stuck", strings.NewReader(`{"a":2}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the write waits in FerretDB
+	began := time.Now()
+	srv.stop(t, syscall.SIGTERM)
+	if d := time.Since(began); d > 4*time.Second {
+		t.Fatalf("the process took %v to exit with -shutdown-timeout 1s:\n%s", d, srv.stderr)
 	}
 }

@@ -72,7 +72,7 @@ func tokenCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	}
 	for name, id := range map[string]string{"--tenant": *tenant, "--app": *app, "--user": *user} {
 		if id != "" && !validID(id) {
-			return fail("%s must be 1 to 128 printable ASCII characters without '/' or '\\', and not '.' or '..'", name)
+			return fail("%s must be 1 to 128 printable ASCII characters without '/', '\\' or '%%', and not '.' or '..'", name)
 		}
 	}
 	if len(scopes) == 0 {
@@ -120,13 +120,13 @@ func tokenCommand(args []string, getenv func(string) string, stdout, stderr io.W
 }
 
 // validID is the engine's rule for tenant, app and user ids: 1 to 128 bytes
-// of printable ASCII except '/' and '\', and not "." or "..".
+// of printable ASCII except '/', '\' and '%', and not "." or "..".
 func validID(s string) bool {
 	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7E || c == '/' || c == '\\' {
+		if c := s[i]; c < 0x21 || c > 0x7E || c == '/' || c == '\\' || c == '%' {
 			return false
 		}
 	}

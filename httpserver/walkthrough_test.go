@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -20,7 +21,9 @@ const (
 	kvMarker   = "kv-value-c0ffee42"
 )
 
-var walkthroughScopes = "storage.private.read,storage.private.write,storage.user.read,storage.user.write"
+// walkthroughScopes are the scopes of README's step 2 token: the start-up
+// how-to's (TestHowToMatchesREADME checks that README agrees).
+var walkthroughScopes = demoScopes
 
 // TestWalkthrough runs README.md's walk-through against the built binary,
 // restarts it on the same data directory, and checks that files, documents,
@@ -52,8 +55,11 @@ func TestWalkthrough(t *testing.T) {
 	want(t, "readyz", call(t, "GET", base+"/readyz", "", nil, nil), 200)
 
 	// 1. Register an app with the admin token.
-	app := `{"client_id":"app-demo","name":"Demo","declared_scopes":["storage.private.read","storage.private.write","storage.user.read","storage.user.write"],"app_type":"service"}`
+	// The app of README's step 1 and of the start-up how-to; registering it
+	// a second time (both were followed) is 409 conflict, as README says.
+	app := demoApp
 	want(t, "register app", call(t, "POST", base+"/v1/oauth/apps", adminToken, map[string]string{"Content-Type": "application/json"}, []byte(app)), 201)
+	want(t, "register app again", call(t, "POST", base+"/v1/oauth/apps", adminToken, map[string]string{"Content-Type": "application/json"}, []byte(app)), 409)
 	want(t, "register app without admin token", call(t, "POST", base+"/v1/oauth/apps", "", nil, []byte(app)), 401)
 
 	// 2. Mint a token for a user of the app.
@@ -176,11 +182,13 @@ func TestWalkthrough(t *testing.T) {
 	}
 	want(t, "kv del", call(t, "DELETE", base+"/v1/storage/kv/session:abc123", token, nil, nil), 204)
 	want(t, "kv gone", call(t, "GET", base+"/v1/storage/kv/session:abc123", token, nil, nil), 404)
-	// Kept to show below that kv values do not survive a restart.
+	// Kept to show below that kv values and TTLs survive a graceful restart.
 	want(t, "kv set", call(t, "PUT", base+"/v1/storage/kv/ephemeral", token, nil, []byte(`{"value":"`+kvMarker+`"}`)), 204)
+	want(t, "kv set with ttl", call(t, "PUT", base+"/v1/storage/kv/with-ttl", token, nil, []byte(`{"value":"t","ttl":3600}`)), 204)
 
-	// A query string with a secret-looking value is never logged.
-	call(t, "GET", base+"/v1/storage/kv/ephemeral?tier=private&probe=query-secret-d00d", token, nil, nil)
+	// A query string with a secret-looking value is never logged (and an
+	// unknown parameter is refused).
+	want(t, "unknown query parameter", call(t, "GET", base+"/v1/storage/kv/ephemeral?tier=private&probe=query-secret-d00d", token, nil, nil), 400)
 	secrets = append(secrets, "query-secret-d00d")
 
 	// Stop with SIGTERM: a clean exit.
@@ -214,8 +222,27 @@ func TestWalkthrough(t *testing.T) {
 		r = call(t, "GET", base+"/v1/storage/db/preferences/layout?tier=user", token, nil, nil)
 		want(t, "user document after restart", r, 200)
 	}
-	// KV is in memory: gone after the restart, as the startup log says.
-	want(t, "kv after restart (ephemeral)", call(t, "GET", base+"/v1/storage/kv/ephemeral", token, nil, nil), 404)
+	// KV is in memory, saved to a snapshot on a graceful stop: kept.
+	{
+		r = call(t, "GET", base+"/v1/storage/kv/ephemeral", token, nil, nil)
+		want(t, "kv after restart", r, 200)
+		if !strings.Contains(string(r.body), `"value":"`+kvMarker+`","ttl":-1`) {
+			t.Errorf("kv after restart: %s", r.body)
+		}
+		r = call(t, "GET", base+"/v1/storage/kv/with-ttl", token, nil, nil)
+		want(t, "kv with ttl after restart", r, 200)
+		var v struct{ TTL int64 }
+		if err := json.Unmarshal(r.body, &v); err != nil || v.TTL < 3500 || v.TTL > 3600 {
+			t.Errorf("kv ttl after restart: %s", r.body)
+		}
+		r = call(t, "POST", base+"/v1/storage/kv/counter:api-calls", token, nil, nil)
+		if strings.TrimSpace(string(r.body)) != `{"value":7}` {
+			t.Errorf("kv counter after restart: %s", r.body)
+		}
+		if fi, err := os.Stat(filepath.Join(dataDir, "kv.snapshot")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("kv snapshot: %v, %v; want a 0600 file", fi, err)
+		}
+	}
 	if code := srv2.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit code after SIGINT: %d\n%s", code, srv2.stderr)
 	}
@@ -230,8 +257,8 @@ func TestWalkthrough(t *testing.T) {
 	if !strings.Contains(logs, `"path":"/v1/storage/signed/[redacted]"`) {
 		t.Errorf("the signed download is not logged with its redacted path")
 	}
-	if !strings.Contains(logs, "EPHEMERAL") {
-		t.Errorf("the startup log does not say that kv values are ephemeral")
+	if !strings.Contains(logs, "a crash (SIGKILL) loses") {
+		t.Errorf("the startup log does not say what a crash loses of kv values")
 	}
 	checkAccessLog(t, firstLog)
 }
@@ -311,4 +338,50 @@ func truncate(s string) string {
 		return s[:24] + "..."
 	}
 	return s
+}
+
+// TestHowToMatchesREADME: the app and token scopes that the start-up how-to
+// prints are those of README.md's walk-through steps 1 and 2, so a newcomer
+// who follows both gets the same app (step 1 then answers 409) and a token
+// that can use the user tier of step 4.
+func TestHowToMatchesREADME(t *testing.T) {
+	t.Parallel()
+	readme := readFile(t, filepath.Join("..", "README.md"))
+	_, step1, ok := strings.Cut(readme, "**1. Register an app**")
+	if !ok {
+		t.Fatal("README.md has no step 1")
+	}
+	step1, step2, ok := strings.Cut(step1, "**2. Mint a token**")
+	if !ok {
+		t.Fatal("README.md has no step 2")
+	}
+	step2, _, _ = strings.Cut(step2, "**3.")
+	_, body, ok := strings.Cut(step1, "-d '")
+	body, _, ok2 := strings.Cut(body, "'")
+	if !ok || !ok2 {
+		t.Fatal("README.md's step 1 has no -d '...' body")
+	}
+	var readmeApp, howToApp map[string]any
+	if err := json.Unmarshal([]byte(body), &readmeApp); err != nil {
+		t.Fatalf("README.md's step 1 body: %v", err)
+	}
+	if err := json.Unmarshal([]byte(demoApp), &howToApp); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fmt.Sprint(readmeApp), fmt.Sprint(howToApp); a != b {
+		t.Errorf("README.md registers %s, the start-up how-to %s", a, b)
+	}
+	_, scopes, ok := strings.Cut(step2, "--scope ")
+	scopes, _, _ = strings.Cut(scopes, ")")
+	if !ok || strings.Join(strings.Fields(scopes), "") != demoScopes {
+		t.Errorf("README.md's step 2 mints --scope %q, the start-up how-to %q", scopes, demoScopes)
+	}
+	if !strings.Contains(step1, "409") {
+		t.Errorf("README.md's step 1 does not say that registering app-demo again answers 409")
+	}
+	for _, scope := range strings.Split(demoScopes, ",") {
+		if !strings.Contains(demoApp, `"`+scope+`"`) {
+			t.Errorf("the how-to's token asks for %s, which its app does not declare", scope)
+		}
+	}
 }

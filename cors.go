@@ -1,0 +1,185 @@
+package storage
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/rs/cors"
+)
+
+// CORS (browser apps), as in Config.CORSOrigins. The policy, in one place:
+//
+//   - Only the storage API answers CORS: paths under /v1/storage/, which
+//     include signed URLs (/v1/storage/signed/...). The admin API
+//     (/v1/oauth/apps, /v1/admin/...), /healthz, /readyz and
+//     /v1/openapi.json never carry a CORS header, nor does a path that no
+//     route matches.
+//   - A preflight (OPTIONS with Origin and Access-Control-Request-Method) is
+//     answered before routing, so it never reaches authentication (browsers
+//     send no Authorization header on a preflight). From an allowed origin,
+//     for a method and headers the route accepts, it is 204 with
+//     Access-Control-Allow-Origin: <origin>, Access-Control-Allow-Methods:
+//     the methods of the routes that match the path, Access-Control-Allow-
+//     Headers: corsRequestHeaders, Access-Control-Max-Age: corsMaxAge. From
+//     any other origin, or for another method or header, it is 204 without
+//     Access-Control-Allow-Origin, so the browser refuses the call.
+//   - An actual request from an allowed origin gets Access-Control-Allow-
+//     Origin: <origin> and Access-Control-Expose-Headers: corsExposedHeaders
+//     on every answer, errors included, so a browser app can read the error
+//     code, ETag, Retry-After and the request id.
+//   - Every response of the storage API says Vary: Origin (preflights also
+//     vary on the Access-Control-Request-* headers), so a shared cache
+//     never serves one origin's answer to another.
+//   - No Access-Control-Allow-Credentials: the API is called with a bearer
+//     token that the app sends explicitly, never with cookies.
+//   - "*" allows every origin; the answer still names the caller's origin
+//     (never a literal "*"), as for a listed origin.
+//
+// The header logic is github.com/rs/cors. Its AllowedMethods is one list per
+// handler, so the engine keeps one cors.Cors per distinct set of route
+// methods and picks it by the routes that match the request path. rs/cors
+// answers a preflight with only the requested method and headers; the
+// contract asks for the route's methods and the API's headers, so the
+// engine widens those two lists after rs/cors has decided to allow the
+// preflight.
+
+// corsMaxAge is how long, in seconds, a browser may cache a preflight answer:
+// an hour (Chromium caps it at two hours, Firefox at a day), so a change of
+// a route's methods reaches browsers within the hour.
+const corsMaxAge = 3600
+
+// corsRequestHeaders are the request headers the storage API reads; a
+// preflight may ask for any of them.
+var corsRequestHeaders = []string{
+	"Authorization", "Content-Type", "Range", "If-Match", "If-None-Match",
+	"If-Modified-Since", "If-Unmodified-Since", "If-Range", "X-Request-Id",
+}
+
+// corsExposedHeaders are the response headers a browser app may read.
+var corsExposedHeaders = []string{
+	"ETag", "Content-Range", "Content-Disposition", "Content-Length", "Last-Modified",
+	"Accept-Ranges", "Cpod-Ttl", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
+}
+
+// corsPrefix is the part of the API that answers CORS.
+const corsPrefix = "/v1/storage/"
+
+// corsPolicy applies Config.CORSOrigins to requests.
+type corsPolicy struct {
+	opts   cors.Options     // the shared options; AllowedMethods set per handler
+	routes []*compiledRoute // the storage routes, to find a path's methods
+	actual *cors.Cors       // actual requests: every storage method
+
+	mu         sync.Mutex
+	preflights map[string]http.Handler // by the joined method list
+}
+
+// checkCORSOrigins checks Config.CORSOrigins: each entry is "*" or an
+// origin, scheme "://" host [":" port], exactly as a browser sends it in the
+// Origin header (no path, not even "/"). A host may hold one '*' that stands
+// for any characters, such as "https://*.example.com".
+func checkCORSOrigins(origins []string) error {
+	for i, o := range origins {
+		if o == "*" {
+			continue
+		}
+		scheme, rest, ok := strings.Cut(o, "://")
+		u, err := url.Parse(scheme + "://" + strings.Replace(rest, "*", "x", 1))
+		if !ok || err != nil || scheme == "" || u.Host == "" || strings.ContainsAny(scheme, "*") ||
+			strings.Count(rest, "*") > 1 || strings.ContainsAny(rest, "/?#@\\ ") {
+			return fmt.Errorf("CORSOrigins[%d] %q must be \"*\" or an origin such as https://app.example.com (scheme and host, no path)", i, o)
+		}
+	}
+	return nil
+}
+
+// newCORSPolicy returns the policy of the origins, or nil when there are
+// none (no CORS header at all).
+func newCORSPolicy(origins []string, routes []*compiledRoute) *corsPolicy {
+	if len(origins) == 0 {
+		return nil
+	}
+	p := &corsPolicy{preflights: map[string]http.Handler{}}
+	p.opts = cors.Options{
+		AllowedOrigins: origins,
+		AllowedHeaders: corsRequestHeaders,
+		ExposedHeaders: corsExposedHeaders,
+		MaxAge:         corsMaxAge,
+		// The engine answers the preflight itself (see preflight), after
+		// rs/cors has set the headers it decided on.
+		OptionsPassthrough: true,
+	}
+	if slices.Contains(origins, "*") {
+		// rs/cors would answer "*"; the contract names the caller's origin.
+		p.opts.AllowedOrigins = nil
+		p.opts.AllowOriginFunc = func(origin string) bool { return origin != "" }
+	}
+	var all []string
+	for _, rt := range routes {
+		if strings.HasPrefix(rt.pattern, corsPrefix) {
+			p.routes = append(p.routes, rt)
+			if !slices.Contains(all, rt.method) {
+				all = append(all, rt.method)
+			}
+		}
+	}
+	o := p.opts
+	o.AllowedMethods = all
+	p.actual = cors.New(o)
+	return p
+}
+
+// handle applies the policy before routing. It reports whether the request
+// was a preflight that it answered; otherwise it has set the headers of an
+// actual response and the request goes on to its route.
+func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
+	path := r.URL.EscapedPath()
+	if !strings.HasPrefix(path, corsPrefix) {
+		return false
+	}
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		p.actual.HandlerFunc(w, r)
+		return false
+	}
+	var methods []string
+	var sp spans
+	for _, rt := range p.routes {
+		if rt.match(path, &sp) && !slices.Contains(methods, rt.method) {
+			methods = append(methods, rt.method)
+		}
+	}
+	if len(methods) == 0 {
+		return false // no such endpoint: the router answers 404, without CORS
+	}
+	slices.Sort(methods)
+	p.preflight(methods).ServeHTTP(w, r)
+	return true
+}
+
+// preflight returns the preflight handler of one set of methods (sorted),
+// made on first use: there are as many as distinct method sets of routes.
+func (p *corsPolicy) preflight(methods []string) http.Handler {
+	key := strings.Join(methods, ", ")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h, ok := p.preflights[key]; ok {
+		return h
+	}
+	o := p.opts
+	o.AllowedMethods = methods
+	allowHeaders := strings.Join(corsRequestHeaders, ", ")
+	h := cors.New(o).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		if hdr.Get("Access-Control-Allow-Origin") != "" {
+			hdr.Set("Access-Control-Allow-Methods", key)
+			hdr.Set("Access-Control-Allow-Headers", allowHeaders)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	p.preflights[key] = h
+	return h
+}

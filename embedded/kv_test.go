@@ -1,0 +1,164 @@
+package embedded_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cpod/storage/embedded"
+)
+
+// TestKVSurvivesRestart: keys, values (any bytes) and TTLs of every type
+// are written to a 0600 snapshot by Close and restored by Start; a key that
+// expired while the backends were down is not restored.
+func TestKVSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	cfg := embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true}
+	b, err := embedded.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.Redis
+	bin := "k\x00\xff:*?[]\\\n"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.Set(ctx, "plain", "v", 0).Err())
+	must(r.Set(ctx, bin, "\x00\x01\xfe\xff", 0).Err())
+	must(r.Set(ctx, "ttl", "soon", time.Hour).Err())
+	must(r.Set(ctx, "short", "gone", 300*time.Millisecond).Err())
+	must(r.IncrBy(ctx, "counter", 41).Err())
+	must(r.HSet(ctx, "hash", "f1", "a", "f\x002", "b").Err())
+	must(r.RPush(ctx, "list", "x", "y", "x").Err())
+	must(r.SAdd(ctx, "set", "m1", "m2").Err())
+	must(r.ZAdd(ctx, "zset", redis.Z{Score: 1.5, Member: "a"}, redis.Z{Score: -2, Member: "b"}).Err())
+	must(b.Close(ctx))
+
+	snap := filepath.Join(dir, embedded.KVSnapshot)
+	fi, err := os.Stat(snap)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("snapshot: %v, %v; want a 0600 file", fi, err)
+	}
+	time.Sleep(400 * time.Millisecond) // "short" expires while down
+
+	b, err = embedded.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	r = b.Redis
+	check := func(name string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after restart: %#v, want %#v", name, got, want)
+		}
+	}
+	check("plain", r.Get(ctx, "plain").Val(), "v")
+	check("binary", r.Get(ctx, bin).Val(), "\x00\x01\xfe\xff")
+	check("plain ttl", r.TTL(ctx, "plain").Val(), time.Duration(-1))
+	if ttl := r.TTL(ctx, "ttl").Val(); ttl < 59*time.Minute || ttl > time.Hour {
+		t.Errorf("ttl after restart: %v, want about 1h", ttl)
+	}
+	check("expired key", r.Exists(ctx, "short").Val(), int64(0))
+	check("counter", r.IncrBy(ctx, "counter", 1).Val(), int64(42))
+	check("hash", r.HGetAll(ctx, "hash").Val(), map[string]string{"f1": "a", "f\x002": "b"})
+	check("list", r.LRange(ctx, "list", 0, -1).Val(), []string{"x", "y", "x"})
+	check("set", r.SIsMember(ctx, "set", "m2").Val(), true)
+	check("zset", r.ZRangeWithScores(ctx, "zset", 0, -1).Val(), []redis.Z{{Score: -2, Member: "b"}, {Score: 1.5, Member: "a"}})
+}
+
+// TestKVSnapshotRefusedWhenReadable: a snapshot others can read is refused
+// at start, like the secrets beside it, rather than served.
+func TestKVSnapshotRefusedWhenReadable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	if err := os.WriteFile(filepath.Join(dir, embedded.KVSnapshot), []byte(`{"version":1,"keys":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true})
+	if err == nil {
+		b.Close(ctx)
+		t.Fatal("started with a kv snapshot readable by others")
+	}
+}
+
+// TestKVPeriodicSnapshot: while kv changes, the snapshot is written every
+// KVSnapshotInterval, so a crash loses at most that much.
+func TestKVPeriodicSnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true, KVSnapshotInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	if err := b.Redis.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(dir, embedded.KVSnapshot)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if data, err := os.ReadFile(snap); err == nil && len(data) > 0 {
+			// A copy of the directory as a crash would leave it restores k.
+			crash := t.TempDir()
+			if err := os.WriteFile(filepath.Join(crash, embedded.KVSnapshot), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b2, err := embedded.Start(ctx, embedded.Config{Dir: crash, NoFiles: true, NoDocuments: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b2.Close(ctx)
+			if v := b2.Redis.Get(ctx, "k").Val(); v != "v" {
+				t.Fatalf("restored from the periodic snapshot: %q", v)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no periodic snapshot within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestKVTTLsRunOnTheWallClock: with no test clock, TTLs count down and keys
+// expire on the wall clock, as in Redis (to within 10 ms).
+func TestKVTTLsRunOnTheWallClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := embedded.Start(ctx, embedded.Config{Dir: t.TempDir(), NoFiles: true, NoDocuments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	r := b.Redis
+	if err := r.Set(ctx, "k", "v", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, "long", "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if ttl := r.PTTL(ctx, "k").Val(); ttl > 160*time.Millisecond || ttl < 50*time.Millisecond {
+		t.Errorf("PTTL after 150ms of 300ms: %v", ttl)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := r.Exists(ctx, "k").Val(); n != 0 {
+		t.Errorf("key still there 350ms after a 300ms TTL")
+	}
+	if n := r.Exists(ctx, "long").Val(); n != 1 {
+		t.Errorf("a key with a 1h TTL expired")
+	}
+}

@@ -1,0 +1,21 @@
+package storage
+
+import "context"
+
+// SetAppCacheSize empties the engine's app caches and caps each at n
+// entries, so a test can fill them.
+func SetAppCacheSize(e *Engine, n int) { e.apps.resize(n) }
+
+// AppCacheLen returns how many registered apps and unregistered client_ids
+// the engine's app caches hold.
+func AppCacheLen(e *Engine) (apps, missing int) { return e.apps.found.Len(), e.apps.missing.Len() }
+
+// IncrNoncesPerGeneration is how many nonces each of a counter's two nonce
+// hashes holds at most.
+const IncrNoncesPerGeneration = incrNoncesPerGeneration
+
+// IncrWithNonce increments the Redis key k by one as POST /kv does, with a
+// given nonce, so a test can replay a request.
+func IncrWithNonce(ctx context.Context, e *Engine, k, nonce string) (int64, error) {
+	return e.incr(ctx, k, 1, nonce)
+}

@@ -1,0 +1,98 @@
+package storage_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/cpodtest"
+)
+
+// TestReadyzBackendFaults: /readyz reflects what requests see. Each backend
+// in turn is frozen (accepts, never answers) or refuses connections; the
+// answer is 503 naming that backend unavailable and the others ok, within
+// BackendTimeout plus a margin, and 200 again once the backend is back.
+func TestReadyzBackendFaults(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	rig := newFaultRig(t, cpodtest.WithConfig(func(c *storage.Config) { c.BackendTimeout = timeout }))
+	srv := rig.srv
+	ready := func() bool { return do(t, srv, "GET", "/readyz", "", nil).status == 200 }
+	eventually(t, 10*time.Second, ready)
+	for _, backend := range []string{"mongodb", "redis", "s3"} {
+		p := map[string]*faultProxy{"mongodb": rig.mongo, "redis": rig.redis, "s3": rig.s3}[backend]
+		for _, mode := range []faultMode{freeze, refuse} {
+			p.set(mode)
+			start := time.Now()
+			r := do(t, srv, "GET", "/readyz", "", nil)
+			took := time.Since(start)
+			wantStatus(t, r, 503, "")
+			equal(t, "Retry-After", r.header.Get("Retry-After"), "1")
+			var body struct {
+				Status   string
+				Backends map[string]string
+			}
+			decode(t, r, &body)
+			for _, b := range []string{"mongodb", "redis", "s3"} {
+				want := "ok"
+				if b == backend {
+					want = "unavailable"
+				}
+				if body.Backends[b] != want {
+					t.Fatalf("%s %s: %s is %q, want %q (%s)", backend, mode, b, body.Backends[b], want, r.body)
+				}
+			}
+			if took > timeout+2*time.Second {
+				t.Fatalf("%s %s: /readyz took %v", backend, mode, took)
+			}
+			p.set(pass)
+			eventually(t, 15*time.Second, ready)
+		}
+	}
+}
+
+// stuckHook makes every Redis command hang for d, ignoring its context, as
+// a client stuck in a call would.
+type stuckHook struct{ d time.Duration }
+
+func (h stuckHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h stuckHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		time.Sleep(h.d)
+		return next(ctx, cmd)
+	}
+}
+func (h stuckHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestReadyzClientIgnoresContext: a backend client that does not honour the
+// context does not hold /readyz beyond BackendTimeout.
+func TestReadyzClientIgnoresContext(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	rc.AddHook(stuckHook{3 * time.Second})
+	defer rc.Close()
+	e, err := storage.New(storage.Config{
+		S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, Redis: rc,
+		Auth:           storage.AuthConfig{Keys: []storage.Key{{Secret: srv.TokenKey()}}},
+		SigningKey:     []byte(strings.Repeat("k", 32)),
+		BackendTimeout: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("/readyz took %v", took)
+	}
+	equal(t, "status", w.Code, 503)
+	equal(t, "body", strings.TrimSpace(w.Body.String()), `{"backends":{"mongodb":"ok","redis":"unavailable","s3":"ok"},"status":"unavailable"}`)
+}

@@ -1,0 +1,135 @@
+// Compile-time checks of the public types (npm run typecheck): the API used
+// as an app would, beyond the seed's snippets (test/seed/*.js are checked
+// too). Never run; every line must type-check under strict.
+import { CpodClient, CpodError, uploadToSignedUrl } from '@cpod/sdk';
+import type { FileWriteResult, Tier, QueryResult, BatchResult, CpodErrorCode, FileUploadUrlOptions } from '@cpod/sdk';
+
+declare const baseUrl: string;
+declare function refresh(): Promise<string>;
+
+const sdk = new CpodClient({ baseUrl, token: async () => refresh() });
+const fromEnv = CpodClient.fromEnv({ token: () => 'tok' });
+const plain = new CpodClient({ baseUrl, token: 'tok', fetch: globalThis.fetch });
+
+async function files(): Promise<void> {
+  const tier: Tier = 'user';
+  const w: FileWriteResult = await sdk.storage.files.write('a/b.txt', 'text', { contentType: 'text/plain', tier });
+  const n: number = w.size;
+  const lm: string = w.lastModified;
+  await sdk.storage.files.write('b', new Uint8Array(3));
+  await sdk.storage.files.write('c', new Blob(['x']));
+  await sdk.storage.files.write('d', new ReadableStream<Uint8Array>());
+  await sdk.storage.files.write('e', new ArrayBuffer(2));
+  const s: ReadableStream<Uint8Array> = await sdk.storage.files.read('a/b.txt', { tier, offset: 1, length: 2 });
+  const url: string = await fromEnv.storage.files.url('a', { expiresIn: 60 });
+  const page = await plain.storage.files.list('a/', { limit: 10, cursor: null, tier: 'shared' });
+  const next: string | null = page.nextCursor;
+  for (const e of page.items) e.key.toUpperCase() + e.etag + e.size.toFixed();
+  await sdk.storage.files.delete('a', { tier: 'private', signal: AbortSignal.timeout(1000) });
+  void [n, lm, s, url, next];
+  // @ts-expect-error a number is not file data
+  await sdk.storage.files.write('x', 42);
+  // @ts-expect-error no such tier
+  await sdk.storage.files.read('x', { tier: 'public' });
+}
+
+async function uploads(file: Blob): Promise<void> {
+  const opts: FileUploadUrlOptions = { expiresIn: 600, contentType: 'image/png', maxSize: 5 << 20, tier: 'user' };
+  const url: string = await sdk.storage.files.uploadUrl('avatars/me.png', opts);
+  await sdk.storage.files.uploadUrl('a', { signal: AbortSignal.timeout(1000) });
+  const r: FileWriteResult = await uploadToSignedUrl(url, file);
+  await uploadToSignedUrl(new URL(url), 'text', { contentType: 'text/plain', signal: AbortSignal.timeout(1000), fetch: globalThis.fetch });
+  await uploadToSignedUrl(url, new Uint8Array(1));
+  await uploadToSignedUrl(url, new ReadableStream<Uint8Array>());
+  void r.etag;
+  // @ts-expect-error maxSize is a number of bytes
+  await sdk.storage.files.uploadUrl('a', { maxSize: '5MB' });
+  // @ts-expect-error no such tier
+  await sdk.storage.files.uploadUrl('a', { tier: 'public' });
+  // @ts-expect-error an upload URL takes no token: there is no token option
+  await uploadToSignedUrl(url, file, { token: 'tok' });
+  // @ts-expect-error a number is not file data
+  await uploadToSignedUrl(url, 42);
+  // @ts-expect-error it answers the stored file, not a string
+  const s: string = await uploadToSignedUrl(url, file);
+  void s;
+}
+
+interface Prefs { mode: string; fontSize: number }
+
+async function documents(): Promise<void> {
+  const prefs = sdk.storage.db.collection<Prefs>('preferences', { tier: 'user' });
+  await prefs.set('theme', { mode: 'dark', fontSize: 14 });
+  const p = await prefs.get('theme');
+  if (p !== null) p.fontSize.toFixed();
+  // @ts-expect-error get may answer null
+  (await prefs.get('theme')).mode;
+  const q: QueryResult<Prefs> = await prefs.query({ filter: { mode: 'dark', 'a.b': null }, sort: [['fontSize', -1], ['mode', 1]], limit: 5 });
+  await prefs.query({ cursor: q.nextCursor });
+  const b: BatchResult = await prefs.batch([{ op: 'set', key: 'k', value: { mode: 'x', fontSize: 1 } }, { op: 'delete', key: 'j' }]);
+  for (const r of b.results) if (!r.ok) r.error?.toUpperCase();
+  // @ts-expect-error filters compare with scalars
+  await prefs.query({ filter: { mode: { $gt: 1 } } });
+  // @ts-expect-error sort orders are 1 or -1
+  await prefs.query({ sort: { mode: 2 } });
+}
+
+async function kv(): Promise<void> {
+  const kv = sdk.storage.kv;
+  await kv.set('k', { a: 1 }, { ttl: 60 });
+  const v: string | null = await kv.get('k');
+  const e: boolean = await kv.exists('k');
+  const n: number = await kv.incr('c');
+  const m: number = await kv.incr('c', 5);
+  const big: bigint = await kv.incr('c', 10n);
+  const t: number | null = await kv.ttl('k');
+  await kv.withTier('shared').del('k');
+  void [v, e, n, m, big, t];
+}
+
+async function kvConditions(flag: boolean, maybe: string | undefined): Promise<void> {
+  const kv = sdk.storage.kv;
+  const id = crypto.randomUUID();
+  const always: true = await kv.set('k', 'v', { ttl: 30 });
+  const plain: true = await kv.set('k', 'v');
+  const got: boolean = await kv.set('lock', id, { ttl: 30, ifAbsent: true });
+  const cas: boolean = await kv.set('k', 'w', { ifValue: await kv.get('k') });
+  const refreshed: boolean = await kv.set('lock', id, { ttl: 30, ifValue: id, ifAbsent: false });
+  const dynamic: boolean = await kv.set('k', 'v', { ifAbsent: flag });
+  const released: boolean = await kv.del('lock', { ifValue: id });
+  const gone: void = await kv.del('lock');
+  const kept: boolean = await kv.expire('k', 60);
+  const persisted: boolean = await kv.expire('k', null, { signal: AbortSignal.timeout(1000) });
+  void [always, plain, got, cas, refreshed, dynamic, released, gone, kept, persisted];
+  // @ts-expect-error a conditional set may not write: boolean, not true
+  const sure: true = await kv.set('lock', id, { ifAbsent: true });
+  // @ts-expect-error ifAbsent and ifValue cannot be used together
+  await kv.set('k', 'v', { ifAbsent: true, ifValue: 'v' });
+  // @ts-expect-error a flag cannot be combined with ifValue either
+  await kv.set('k', 'v', { ifAbsent: flag, ifValue: 'v' });
+  // @ts-expect-error ifValue compares with the stored text: a string
+  await kv.set('k', 'v', { ifValue: 42 });
+  // @ts-expect-error an unset lock id must not become an unconditional set
+  await kv.set('k', 'v', { ifValue: maybe });
+  // @ts-expect-error ... nor an unconditional delete
+  await kv.del('lock', { ifValue: maybe });
+  // @ts-expect-error del needs the value the key holds, not null
+  await kv.del('lock', { ifValue: null });
+  // @ts-expect-error expire needs a ttl, or null to remove it
+  await kv.expire('k');
+  // @ts-expect-error seconds as a number
+  await kv.expire('k', '60');
+  void sure;
+}
+
+function errors(e: unknown): void {
+  if (e instanceof CpodError) {
+    const status: number = e.status;
+    const code: CpodErrorCode | string = e.code;
+    const id: string | null = e.requestId;
+    const retry: number | null = e.retryAfter;
+    if (e.code === 'not_integer' || e.code === 'backend_unavailable') void [status, code, id, retry, e.detail, e.message];
+  }
+}
+
+void [files, uploads, documents, kv, kvConditions, errors];
