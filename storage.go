@@ -214,6 +214,7 @@ type Engine struct {
 	cors        *corsPolicy // nil without Config.CORSOrigins
 	uploads     *uploadBuffers
 	router      []*compiledRoute // routes, compiled (see router.go)
+	docs        *documents       // the documents area, for admin.go
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -338,6 +339,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
+	e.routes = append(e.routes, e.adminRoutes()...)
 	e.router = compileRoutes(e.routes)
 	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
 	return e, nil
