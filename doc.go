@@ -66,6 +66,15 @@
 // on the way decodes it once or twice. A token with such an id is 401
 // invalid_token, and such a client_id cannot be registered (400).
 //
+// Deleting an app (DELETE /v1/oauth/apps/{client_id}) stops its tokens and
+// keeps its data. A client_id registered again later is the same app as far
+// as data goes: in every tenant it inherits the private tier of the old one
+// (files, documents, kv keys) and its signed URLs work again until they
+// expire, since both are bound to the location {tenant}/apps/{client_id}/;
+// the user and shared tiers belong to users and tenants, not apps. To
+// retire a client_id for good, erase its data in each tenant first
+// (DELETE /v1/admin/tenants/{tenant}/apps/{client_id}/data, see admin.go).
+//
 // # Authorization
 //
 // Every storage call carries Authorization: Bearer <JWT>. Only the algorithms

@@ -31,6 +31,7 @@ import (
 // methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
 	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection), slots: make(chan struct{}, ferretWriteSlots)}
+	e.docs = d // the admin erase and export (admin.go) share its layout
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},

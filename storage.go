@@ -226,6 +226,7 @@ type Engine struct {
 	uploads     *uploadBuffers
 	router      []*compiledRoute // routes, compiled (see router.go)
 	metrics     *metrics         // nil without Config.Metrics
+	docs        *documents       // the documents area, for admin.go
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -350,6 +351,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
+	e.routes = append(e.routes, e.adminRoutes()...)
 	e.router = compileRoutes(e.routes)
 	if cfg.Metrics != nil {
 		if e.metrics, err = newMetrics(cfg.Metrics); err != nil {

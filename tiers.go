@@ -94,7 +94,7 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 	var prefix string
 	switch t {
 	case TierPrivate, "":
-		prefix = id.Tenant + "/apps/" + id.App + "/"
+		prefix = appPrefix(id.Tenant, id.App)
 	case TierUser:
 		if id.User == "" {
 			return Location{}, errorf(CodeUserRequired, "the user tier needs a token that carries a user")
@@ -102,9 +102,9 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 		if !validID(id.User) {
 			return Location{}, errorf(CodeInvalidToken, "token carries no valid user")
 		}
-		prefix = id.Tenant + "/users/" + id.User + "/"
+		prefix = userPrefix(id.Tenant, id.User)
 	case TierShared:
-		prefix = id.Tenant + "/shared/"
+		prefix = tenantPrefix(id.Tenant) + "shared/"
 	default:
 		return Location{}, errorf(CodeInvalidRequest, "tier must be private, user or shared")
 	}
@@ -114,6 +114,14 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 	}
 	return Location{Prefix: prefix, Key: prefix + name}, nil
 }
+
+// tenantPrefix is the prefix of every location of a tenant, appPrefix the
+// location of an app's private tier and userPrefix of a user's user tier.
+// Resolve and the admin erase and export (admin.go) build locations only
+// through them; the ids must have passed validID.
+func tenantPrefix(tenant string) string     { return tenant + "/" }
+func appPrefix(tenant, app string) string   { return tenantPrefix(tenant) + "apps/" + app + "/" }
+func userPrefix(tenant, user string) string { return tenantPrefix(tenant) + "users/" + user + "/" }
 
 // validID is the id rule for tenant, app and user: 1 to 128 bytes of printable
 // ASCII (0x21 to 0x7E) except '/', '\' and '%', and not "." or "..".
