@@ -233,8 +233,10 @@ func BenchmarkHotPathKVGetRatio(b *testing.B) {
 		b.ReportMetric(mean[e]/mean["floor"], e+"/floor")
 		b.ReportMetric(p50[e]/p50["floor"], e+"/floor-p50")
 		b.ReportMetric(mean[e]/mean["floor-pipe"], e+"/floor-pipe")
+		b.ReportMetric(p50[e]/p50["floor-pipe"], e+"/floor-pipe-p50")
 	}
 	b.ReportMetric(mean["floor-pipe"]/mean["floor"], "floor-pipe/floor")
+	b.ReportMetric(p50["floor-pipe"]/p50["floor"], "floor-pipe/floor-p50")
 	b.ReportMetric(mean["redis-pipe"]/mean["redis-get"], "redis-pipe/redis-get")
 	b.ReportMetric(p50["redis-pipe"]/p50["redis-get"], "redis-pipe/redis-get-p50")
 }
