@@ -360,7 +360,7 @@ func (v *verifier) verify(raw string) (Identity, error) {
 		}
 		return t.id, nil
 	}
-	sum := sha256.Sum256([]byte(raw))
+	sum := tokenSum(raw)
 	now := v.now()
 	if t, ok := v.cache.Get(sum); ok {
 		if v.fresh(t, now) {
@@ -376,6 +376,20 @@ func (v *verifier) verify(raw string) (Identity, error) {
 	v.cache.Add(sum, t)
 	return t.id, nil
 }
+
+// tokenSum is the SHA-256 of a raw token, the key of the token cache. A
+// token that fits in maxStackToken bytes (most do) is hashed from a copy on
+// the stack, so that a cache hit allocates nothing; a longer one from a
+// copy on the heap.
+func tokenSum(raw string) [sha256.Size]byte {
+	if len(raw) > maxStackToken {
+		return sha256.Sum256([]byte(raw))
+	}
+	var buf [maxStackToken]byte
+	return sha256.Sum256(buf[:copy(buf[:], raw)])
+}
+
+const maxStackToken = 1024
 
 // fresh reports whether a cached token may answer at now: within cacheTTL
 // of its verification (never before it, should the clock go back), and

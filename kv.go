@@ -294,14 +294,13 @@ func (e *Engine) handleKVGet(c *call) error {
 	// connection sends together back to back, and both keys are the same, so
 	// on Cluster too they reach one node at once. Should the key expire or
 	// be deleted between the two, PTTL says -2 and the answer is 404, as it
-	// would be a moment later.
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err = e.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, k)
-		pttl = p.PTTL(ctx, k)
-		return nil
-	})
+	// would be a moment later. (Pipeline and Exec rather than Pipelined:
+	// the same commands, without a closure and two captured variables to
+	// allocate.)
+	p := e.cfg.Redis.Pipeline()
+	get := p.Get(ctx, k)
+	pttl := p.PTTL(ctx, k)
+	_, err = p.Exec(ctx)
 	if errors.Is(err, redis.Nil) {
 		return errorf(CodeNotFound, "no such key")
 	}

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -399,6 +400,20 @@ type call struct {
 	start  time.Time
 	mw     metricsWriter
 	bodyIn int64
+
+	// hdr backs the header values the engine sets on every response
+	// (X-Request-Id, and those of json), so that they cost no allocation
+	// each: Header.Set allocates a one-string slice per value.
+	hdr [5]string
+}
+
+// setHeader sets the header key, which must be in canonical form, to the
+// value hdr[i] of the call, as Header.Set would (one value, replacing any),
+// without allocating. The slice's capacity is 1, so an Add appends to a
+// copy and never to the next value.
+func (c *call) setHeader(h http.Header, key string, i int, value string) {
+	c.hdr[i] = value
+	h[key] = c.hdr[i : i+1 : i+1]
 }
 
 // ServeHTTP routes a request to its endpoint.
@@ -409,7 +424,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = c.w
 		defer e.metrics.end(e, c)
 	}
-	w.Header().Set("X-Request-Id", c.reqID)
+	c.setHeader(w.Header(), "X-Request-Id", 0, c.reqID)
 	if e.cors != nil && e.cors.handle(w, r) {
 		return // a CORS preflight, answered
 	}
@@ -468,24 +483,38 @@ func requestID(r *http.Request) string {
 	return hex.EncodeToString(b[:])
 }
 
+// jsonBufs recycles the buffers of JSON responses; one that grew beyond
+// maxPooledJSON (a large listing) is left to the garbage collector.
+var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledJSON = 64 << 10
+
 // json writes v as the JSON response body with the status.
 func (c *call) json(status int, v any) error {
+	buf := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(buf)
 	// No HTML escaping: signed URLs keep their '&' (not \u0026), and the
 	// body is served as application/json with nosniff, never as HTML.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
 	}
 	h := c.w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	c.setHeader(h, "Content-Type", 1, "application/json")
+	c.setHeader(h, "Cache-Control", 2, "no-store")
+	c.setHeader(h, "X-Content-Type-Options", 3, "nosniff")
+	c.setHeader(h, "Content-Length", 4, strconv.Itoa(buf.Len()))
 	c.w.WriteHeader(status)
-	_, _ = c.w.Write(buf.Bytes())
+	_, _ = c.w.Write(buf.Bytes()) // Write does not retain the bytes (io.Writer)
 	return nil
+}
+
+func putJSONBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledJSON {
+		buf.Reset()
+		jsonBufs.Put(buf)
+	}
 }
 
 // writeError is the one JSON error writer: {"error": code, "message": text}.

@@ -29,7 +29,25 @@ const (
 
 // Scope returns the scope name that grants access a on tier t, such as
 // "storage.user.write".
-func Scope(t Tier, a Access) string { return "storage." + string(t) + "." + string(a) }
+func Scope(t Tier, a Access) string {
+	// The six names are constants, so that the check of every call builds
+	// no string.
+	switch {
+	case t == TierPrivate && a == Read:
+		return "storage.private.read"
+	case t == TierPrivate && a == Write:
+		return "storage.private.write"
+	case t == TierUser && a == Read:
+		return "storage.user.read"
+	case t == TierUser && a == Write:
+		return "storage.user.write"
+	case t == TierShared && a == Read:
+		return "storage.shared.read"
+	case t == TierShared && a == Write:
+		return "storage.shared.write"
+	}
+	return "storage." + string(t) + "." + string(a)
+}
 
 // Scopes lists every storage scope name, in a stable order. These are the only
 // names an app may declare.
@@ -91,10 +109,11 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 	if !validID(id.Tenant) || !validID(id.App) {
 		return Location{}, errorf(CodeInvalidToken, "token carries no valid tenant and app")
 	}
-	var prefix string
+	// The key is built in one allocation, and the prefix is its start.
+	var seg, owner string
 	switch t {
 	case TierPrivate, "":
-		prefix = appPrefix(id.Tenant, id.App)
+		seg, owner = "/apps/", id.App
 	case TierUser:
 		if id.User == "" {
 			return Location{}, errorf(CodeUserRequired, "the user tier needs a token that carries a user")
@@ -102,9 +121,9 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 		if !validID(id.User) {
 			return Location{}, errorf(CodeInvalidToken, "token carries no valid user")
 		}
-		prefix = userPrefix(id.Tenant, id.User)
+		seg, owner = "/users/", id.User
 	case TierShared:
-		prefix = tenantPrefix(id.Tenant) + "shared/"
+		seg = "/shared"
 	default:
 		return Location{}, errorf(CodeInvalidRequest, "tier must be private, user or shared")
 	}
@@ -112,13 +131,23 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 	if strings.ContainsRune(name, 0) {
 		return Location{}, errorf(CodeInvalidRequest, "invalid name")
 	}
-	return Location{Prefix: prefix, Key: prefix + name}, nil
+	var b strings.Builder
+	b.Grow(len(id.Tenant) + len(seg) + len(owner) + 1 + len(name))
+	b.WriteString(id.Tenant)
+	b.WriteString(seg)
+	b.WriteString(owner)
+	b.WriteByte('/')
+	n := b.Len()
+	b.WriteString(name)
+	key := b.String()
+	return Location{Prefix: key[:n], Key: key}, nil
 }
 
 // tenantPrefix is the prefix of every location of a tenant, appPrefix the
-// location of an app's private tier and userPrefix of a user's user tier.
-// Resolve and the admin erase and export (admin.go) build locations only
-// through them; the ids must have passed validID.
+// location of an app's private tier and userPrefix of a user's user tier,
+// for the admin erase and export (admin.go); the ids must have passed
+// validID. Resolve builds the same prefixes in one allocation;
+// TestPrefixesMatchResolve keeps the two in step.
 func tenantPrefix(tenant string) string     { return tenant + "/" }
 func appPrefix(tenant, app string) string   { return tenantPrefix(tenant) + "apps/" + app + "/" }
 func userPrefix(tenant, user string) string { return tenantPrefix(tenant) + "users/" + user + "/" }
