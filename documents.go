@@ -35,6 +35,7 @@ func (e *Engine) documentsRoutes() []route {
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
 		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
 		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},
+		{"POST", "/v1/storage/db/{collection}/count?tier", d.handleCount},
 		{"POST", "/v1/storage/db/{collection}/batch?tier", d.handleBatch},
 	}
 }

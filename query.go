@@ -71,10 +71,36 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// filterTerm is one equality of a filter: the field at path equals val.
+// filterTerm is one condition of a filter on the field at path: op applied
+// to val, or for opIn to vals. A field's operator object gives one term per
+// operator, so a range is two terms on one path.
 type filterTerm struct {
 	path fieldPath
+	op   string
 	val  bson.RawValue
+	vals []bson.RawValue // opIn only
+}
+
+// The filter operators: equality (a plain scalar), and the operator
+// object's keys. No other name, and no MongoDB operator, is accepted.
+const (
+	opEq  = "" // a plain scalar; also how a cursor without "o" spells it
+	opGt  = "gt"
+	opGte = "gte"
+	opLt  = "lt"
+	opLte = "lte"
+	opIn  = "in"
+	opNe  = "ne"
+	// maxInValues is the most values of one "in", as in Firestore.
+	maxInValues = 30
+)
+
+func validOp(op string) bool {
+	switch op {
+	case opEq, opGt, opGte, opLt, opLte, opIn, opNe:
+		return true
+	}
+	return false
 }
 
 // sortTerm is one sort field.
@@ -116,8 +142,9 @@ func rawOf(v any) bson.RawValue {
 // parseFields reads a JSON object of field paths (a filter or a sort) in
 // the order sent — a Go map would lose it — and calls each for every path
 // and its value token. Paths are checked and may appear once; an object or
-// array value reaches each as a json.Delim.
-func (d *documents) parseFields(what string, raw json.RawMessage, max int, each func(p fieldPath, v json.Token) error) error {
+// array value reaches each as a json.Delim, with the decoder positioned
+// after it, for each to read the rest or to refuse it.
+func (d *documents) parseFields(what string, raw json.RawMessage, max int, each func(p fieldPath, v json.Token, dec *json.Decoder) error) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
 	}
@@ -149,7 +176,7 @@ func (d *documents) parseFields(what string, raw json.RawMessage, max int, each 
 		if err != nil {
 			return errorf(CodeInvalidRequest, "%s is not valid JSON", what)
 		}
-		if err := each(p, vt); err != nil {
+		if err := each(p, vt, dec); err != nil {
 			return err
 		}
 	}
@@ -159,34 +186,149 @@ func (d *documents) parseFields(what string, raw json.RawMessage, max int, each 
 	return nil
 }
 
-// parseFilter reads {"path": scalar, ...}: equality on scalars only.
+// filterScalar converts a filter value (an equality's, a bound, an "in"
+// item or a "ne" operand) to its stored form; where names it in errors.
+func filterScalar(where string, vt json.Token) (bson.RawValue, error) {
+	switch x := vt.(type) {
+	case json.Delim:
+		return bson.RawValue{}, errorf(CodeInvalidRequest, "%s must be a string, number, boolean or null, not an object or array", where)
+	case json.Number:
+		return rawOf(jsonNumber(string(x))), nil
+	case string:
+		if len(x) > maxFilterString {
+			return bson.RawValue{}, errorf(CodeInvalidRequest, "%s: a string value must be at most %d bytes", where, maxFilterString)
+		}
+		return rawOf(bsonString(x)), nil
+	default: // bool, nil
+		return rawOf(x), nil
+	}
+}
+
+// parseFilter reads {"path": scalar | {operator: operand, ...}, ...}:
+// equality with a scalar, or an operator object (see parseOperators).
 func (d *documents) parseFilter(raw json.RawMessage) ([]filterTerm, error) {
 	var terms []filterTerm
-	err := d.parseFields("filter", raw, maxFilterFields, func(p fieldPath, vt json.Token) error {
-		var v any
-		switch x := vt.(type) {
-		case json.Delim:
-			return errorf(CodeInvalidRequest, "filter field %q: the value must be a string, number, boolean or null (equality only: no objects, arrays or operators such as $ne)", truncate(p.text, 64))
-		case json.Number:
-			v = jsonNumber(string(x))
-		case string:
-			if len(x) > maxFilterString {
-				return errorf(CodeInvalidRequest, "filter field %q: a string value must be at most %d bytes", truncate(p.text, 64), maxFilterString)
-			}
-			v = bsonString(x)
-		default: // bool, nil
-			v = x
+	err := d.parseFields("filter", raw, maxFilterFields, func(p fieldPath, vt json.Token, dec *json.Decoder) error {
+		field := fmt.Sprintf("filter field %q", truncate(p.text, 64))
+		switch vt {
+		case json.Delim('{'):
+			ops, err := parseOperators(p, field, dec)
+			terms = append(terms, ops...)
+			return err
+		case json.Delim('['):
+			return errorf(CodeInvalidRequest, "%s: the value must be a string, number, boolean or null, or an operator object such as {\"gte\": 1} (an array is only the operand of \"in\")", field)
 		}
-		terms = append(terms, filterTerm{path: p, val: rawOf(v)})
+		v, err := filterScalar(field, vt)
+		if err != nil {
+			return err
+		}
+		terms = append(terms, filterTerm{path: p, val: v})
 		return nil
 	})
 	return terms, err
 }
 
+// parseOperators reads the rest of a field's operator object, its "{"
+// already read: one lower bound ("gt" or "gte") and/or one upper bound
+// ("lt" or "lte"), and/or "ne", each with a scalar; or "in" alone, with 1 to
+// 30 scalars. Anything else, a key given twice or an empty object is 400
+// naming the field and the operator.
+func parseOperators(p fieldPath, field string, dec *json.Decoder) ([]filterTerm, error) {
+	bad := func(format string, args ...any) ([]filterTerm, error) {
+		return nil, errorf(CodeInvalidRequest, field+": "+format, args...)
+	}
+	notJSON := func() ([]filterTerm, error) { return bad("not valid JSON") }
+	var terms []filterTerm
+	var lower, upper string
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return notJSON()
+		}
+		op := kt.(string)
+		switch op {
+		case opGt, opGte, opLt, opLte, opNe, opIn:
+		default:
+			hint := ""
+			if strings.HasPrefix(op, "$") {
+				hint = " (MongoDB operators are not accepted)"
+			}
+			return bad("unknown operator %q%s: an operator object takes gt, gte, lt, lte, in or ne", truncate(op, 64), hint)
+		}
+		for _, t := range terms {
+			if t.op == op {
+				return bad("operator %q is given twice", op)
+			}
+		}
+		for _, t := range terms {
+			if op == opIn || t.op == opIn {
+				return bad("operator \"in\" cannot be combined with another operator")
+			}
+		}
+		switch op {
+		case opGt, opGte:
+			if lower != "" {
+				return bad("operators %q and %q: a range has one lower bound", lower, op)
+			}
+			lower = op
+		case opLt, opLte:
+			if upper != "" {
+				return bad("operators %q and %q: a range has one upper bound", upper, op)
+			}
+			upper = op
+		}
+		where := fmt.Sprintf("%s, operator %q", field, op)
+		vt, err := dec.Token()
+		if err != nil {
+			return notJSON()
+		}
+		if op != opIn {
+			v, err := filterScalar(where, vt)
+			if err != nil {
+				return nil, err
+			}
+			terms = append(terms, filterTerm{path: p, op: op, val: v})
+			continue
+		}
+		if vt != json.Delim('[') {
+			return bad("operator \"in\" takes an array of 1 to %d strings, numbers, booleans or nulls", maxInValues)
+		}
+		t := filterTerm{path: p, op: opIn}
+		for dec.More() {
+			it, err := dec.Token()
+			if err != nil {
+				return notJSON()
+			}
+			if len(t.vals) == maxInValues {
+				return bad("operator \"in\" takes at most %d values", maxInValues)
+			}
+			v, err := filterScalar(where+" item", it)
+			if err != nil {
+				return nil, err
+			}
+			t.vals = append(t.vals, v)
+		}
+		if _, err := dec.Token(); err != nil {
+			return notJSON()
+		}
+		if len(t.vals) == 0 {
+			return bad("operator \"in\" takes 1 to %d values, not none", maxInValues)
+		}
+		terms = append(terms, t)
+	}
+	if _, err := dec.Token(); err != nil {
+		return notJSON()
+	}
+	if len(terms) == 0 {
+		return bad("an operator object needs an operator: gt, gte, lt, lte, in or ne")
+	}
+	return terms, nil
+}
+
 // parseSort reads {"path": 1 or -1, ...}.
 func (d *documents) parseSort(raw json.RawMessage) ([]sortTerm, error) {
 	var terms []sortTerm
-	err := d.parseFields("sort", raw, maxSortFields, func(p fieldPath, vt json.Token) error {
+	err := d.parseFields("sort", raw, maxSortFields, func(p fieldPath, vt json.Token, _ *json.Decoder) error {
 		switch n, _ := vt.(json.Number); n {
 		case "1":
 			terms = append(terms, sortTerm{path: p})
@@ -239,6 +381,9 @@ func (d *documents) handleQuery(c *call) error {
 			return err
 		}
 	}
+	if matchesNothing(plan.filter) {
+		return writeRawJSON(c, http.StatusOK, []byte(`{"items":[],"nextCursor":null}`))
+	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
 	pc, _, err := d.open(ctx, t)
@@ -249,6 +394,48 @@ func (d *documents) handleQuery(c *call) error {
 		return err
 	}
 	return d.runQuery(ctx, c, pc, t, plan, limit)
+}
+
+// handleCount answers POST /db/{collection}/count {"filter"} with
+// {"count": n}: the number of documents a query with that filter returns
+// over all its pages. The filter is a query's, with the same rules; the
+// work is one count on the backend, bounded like a query by the caller's
+// own collection (on FerretDB a scan of it) and Config.BackendTimeout.
+func (d *documents) handleCount(c *call) error {
+	t, err := d.scope(c, Read)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Filter json.RawMessage `json:"filter"`
+	}
+	if err := decodeOptionalJSON(c, maxQueryBody, &body); err != nil {
+		return err
+	}
+	if !utf8.Valid(body.Filter) {
+		return errorf(CodeInvalidRequest, "the body must be UTF-8 JSON")
+	}
+	terms, err := d.parseFilter(body.Filter)
+	if err != nil {
+		return err
+	}
+	n := int64(0)
+	if !matchesNothing(terms) {
+		ctx, cancel := d.e.backendCtx(c)
+		defer cancel()
+		pc, _, err := d.open(ctx, t)
+		if err != nil {
+			return err
+		}
+		filter, _, _, err := d.mongoQuery(t, queryPlan{filter: terms})
+		if err != nil {
+			return err
+		}
+		if n, err = pc.CountDocuments(ctx, filter); err != nil {
+			return docsBackendError("documents count", err)
+		}
+	}
+	return writeRawJSON(c, http.StatusOK, append(strconv.AppendInt([]byte(`{"count":`), n, 10), '}'))
 }
 
 // resolveHashedPos reads back the sort values that a cursor carries as
@@ -391,6 +578,105 @@ func after(field string, v bson.RawValue, desc bool) ([]bson.D, error) {
 	return append(out, inBrackets(field, 0, b-1)...), nil
 }
 
+// The filter's operators, spelled with the type brackets (see above):
+//
+//   - equality: equalTo, so null matches null and missing fields, and a
+//     number any equal number.
+//   - ne: the exact complement of equality on the same operand: {"ne": null}
+//     matches fields that are present and not null; {"ne": x} matches
+//     every other value, null and missing fields included.
+//   - in: equality with any of the values, each by equalTo's rule (mixed
+//     types allowed: [1, "1"] matches 1, 1.0 and "1"; null also matches
+//     missing fields).
+//   - gt, gte, lt, lte: only values of the bound's bracket (numbers with
+//     numbers, strings with strings, booleans with booleans), compared as
+//     the sort compares them; a null bound matches what equality with null
+//     does for gte and lte, and nothing for gt and lt. A lower and an upper
+//     bound of different brackets match nothing.
+//
+// Equalities stay top-level fields of the find filter, as before; every
+// other operator is one clause of a $and.
+
+// appendFilter appends the conditions of terms to filter.
+func appendFilter(filter bson.D, terms []filterTerm) (bson.D, error) {
+	var and bson.A
+	for _, f := range terms {
+		field := f.path.mongo
+		switch f.op {
+		case opEq:
+			filter = append(filter, equalTo(field, f.val)[0])
+		case opNe:
+			and = append(and, bson.D{{Key: field, Value: bson.D{{Key: "$ne", Value: f.val}}}})
+		case opIn:
+			var vals bson.A
+			null := false
+			for _, v := range f.vals {
+				if v.Type == bson.TypeNull {
+					null = true
+				} else {
+					vals = append(vals, v)
+				}
+			}
+			or := bson.A{}
+			if len(vals) > 0 {
+				or = append(or, bson.D{{Key: field, Value: bson.D{{Key: "$in", Value: vals}}}})
+			}
+			if null {
+				or = append(or, equalTo(field, rawOf(nil)))
+			}
+			and = append(and, bson.D{{Key: "$or", Value: or}})
+		case opGt, opGte, opLt, opLte:
+			b, err := bracketOf(f.val)
+			if err != nil {
+				return nil, err
+			}
+			if b == 0 {
+				// Only gte and lte null remain (matchesNothing): null or
+				// missing, as equality.
+				and = append(and, equalTo(field, f.val))
+				continue
+			}
+			and = append(and, bson.D{{Key: field, Value: bson.D{
+				{Key: "$type", Value: typeBracket[b]},
+				{Key: "$" + f.op, Value: f.val},
+			}}})
+		default:
+			return nil, fmt.Errorf("unknown filter operator %q", f.op)
+		}
+	}
+	if len(and) > 0 {
+		filter = append(filter, bson.E{Key: "$and", Value: and})
+	}
+	return filter, nil
+}
+
+// matchesNothing reports a filter that no document can match: a range
+// bound gt or lt null, or a lower and an upper bound of different type
+// brackets on one field. Such a query or count is answered without a
+// backend call.
+func matchesNothing(terms []filterTerm) bool {
+	bracket := map[string]int{}
+	for _, f := range terms {
+		switch f.op {
+		case opGt, opGte, opLt, opLte:
+		default:
+			continue
+		}
+		b, err := bracketOf(f.val)
+		if err != nil {
+			return false // appendFilter reports it
+		}
+		if b == 0 && (f.op == opGt || f.op == opLt) {
+			return true
+		}
+		if o, ok := bracket[f.path.text]; ok && o != b {
+			return true
+		}
+		bracket[f.path.text] = b
+	}
+	return false
+}
+
 // mongoQuery builds the find filter, sort and projection of a plan.
 func (d *documents) mongoQuery(t target, plan queryPlan) (filter, sort, proj bson.D, err error) {
 	lo, hi := t.idRange()
@@ -399,8 +685,9 @@ func (d *documents) mongoQuery(t target, plan queryPlan) (filter, sort, proj bso
 		{Key: fieldColl, Value: t.coll},
 		{Key: "_id", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: hi}}},
 	}
-	for _, f := range plan.filter {
-		filter = append(filter, equalTo(f.path.mongo, f.val)[0])
+	filter, err = appendFilter(filter, plan.filter)
+	if err != nil {
+		return nil, nil, nil, &Error{Code: CodeInternal, Message: "internal error", Err: err}
 	}
 	if plan.after {
 		var branches bson.A
@@ -535,9 +822,13 @@ type cursorPayload struct {
 	Key    string         `bson:"k"`
 }
 
+// cursorFilter is one filter term; cursors made before operators existed
+// have no "o" (equality) and no "a".
 type cursorFilter struct {
-	Path  string        `bson:"p"`
-	Value bson.RawValue `bson:"v"`
+	Path   string          `bson:"p"`
+	Op     string          `bson:"o,omitempty"`
+	Value  bson.RawValue   `bson:"v"`
+	Values []bson.RawValue `bson:"a,omitempty"`
 }
 
 type cursorSort struct {
@@ -558,7 +849,11 @@ func cursorMACInput(t target, payload []byte) []byte {
 func (d *documents) encodeCursor(t target, plan queryPlan) (string, error) {
 	p := cursorPayload{Pos: plan.pos, Key: plan.key, Filter: []cursorFilter{}, Sort: []cursorSort{}}
 	for _, f := range plan.filter {
-		p.Filter = append(p.Filter, cursorFilter{Path: f.path.text, Value: f.val})
+		v := f.val
+		if f.op == opIn {
+			v = rawOf(nil) // the values are in Values
+		}
+		p.Filter = append(p.Filter, cursorFilter{Path: f.path.text, Op: f.op, Value: v, Values: f.vals})
 	}
 	for _, s := range plan.sort {
 		p.Sort = append(p.Sort, cursorSort{Path: s.path.text, Desc: s.desc})
@@ -584,7 +879,7 @@ func (d *documents) decodeCursor(t target, s string) (queryPlan, error) {
 	}
 	// The MAC proves the engine made this payload; still check its shape.
 	var p cursorPayload
-	if err := bson.Unmarshal(payload, &p); err != nil || len(p.Sort) > maxSortFields || len(p.Pos) != len(p.Sort) || len(p.Filter) > maxFilterFields || validDocKey(p.Key) != nil {
+	if err := bson.Unmarshal(payload, &p); err != nil || len(p.Sort) > maxSortFields || len(p.Pos) != len(p.Sort) || len(p.Filter) > maxFilterFields*3 || validDocKey(p.Key) != nil {
 		return queryPlan{}, bad
 	}
 	plan := queryPlan{after: true, pos: p.Pos, key: p.Key}
@@ -593,7 +888,10 @@ func (d *documents) decodeCursor(t target, s string) (queryPlan, error) {
 		if err != nil {
 			return queryPlan{}, bad
 		}
-		plan.filter = append(plan.filter, filterTerm{path: fp, val: f.Value})
+		if !validOp(f.Op) || (f.Op == opIn) != (len(f.Values) > 0) || len(f.Values) > maxInValues {
+			return queryPlan{}, bad
+		}
+		plan.filter = append(plan.filter, filterTerm{path: fp, op: f.Op, val: f.Value, vals: f.Values})
 	}
 	for i, s := range p.Sort {
 		sp, err := d.parseFieldPath("sort", s.Path)
