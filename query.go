@@ -1,5 +1,6 @@
-// Document queries (POST /v1/storage/db/{collection}/query): filter and sort
-// parsing, planning into a MongoDB find, and keyset cursors.
+// Document queries and counts (POST /v1/storage/db/{collection}/query and
+// /count): filter and sort parsing, planning into a MongoDB find, and
+// keyset cursors.
 
 package storage
 
