@@ -359,12 +359,13 @@ func randomOpTerm(rng *rand.Rand, path string) opTerm {
 // and random sorts, walked with random limits, equal the in-memory answer;
 // the count equals the number of matches. CPOD_QUERY_PROPERTY_DOCS and
 // CPOD_QUERY_PROPERTY_QUERIES size it (defaults 300 and 30, about 10 s on
-// the fakes); CPOD_QUERY_PROPERTY_SEED replays a seed.
+// the fakes; 150 and 15 with -short or -race); CPOD_QUERY_PROPERTY_SEED
+// replays a seed, which the test logs.
 func TestDocumentsQueryProperty(t *testing.T) {
 	t.Parallel()
 	n, nq := 300, 30
-	if testing.Short() {
-		n, nq = 120, 15
+	if testing.Short() || raceEnabled {
+		n, nq = 150, 15
 	}
 	envInt := func(name string, v *int) {
 		if s := os.Getenv(name); s != "" {
