@@ -189,8 +189,14 @@
 // (Limits.MaxDocumentNodes, MaxDocumentArrayItems, MaxDocumentObjectFields,
 // and MaxBatchNodes for a batch): over a cap is 413 before any backend call.
 //
-// Queries. A filter is equalities of dotted paths to scalars: numbers match
-// equal numbers of any spelling, null matches null and missing fields. A
+// Queries (query.go). A filter maps dotted paths to a scalar (equality:
+// numbers match equal numbers of any spelling, null matches null and
+// missing fields) or to an operator object: a range ({"gt"|"gte": x}
+// and/or {"lt"|"lte": y}), matching only values of the bound's type
+// bracket below, as Firestore; {"in": [1 to 30 scalars]}, equality with
+// any; {"ne": x}, the exact complement of equality with x. The engine
+// builds every MongoDB operator itself from the parsed terms; any other
+// key is 400. POST /db/{collection}/count counts a filter's matches. A
 // sort orders by up to four paths, ties broken by key; across types the
 // order is MongoDB's: null and missing < numbers < strings < objects and
 // arrays (compared as documents) < booleans. The cursor is HMAC-protected

@@ -136,10 +136,121 @@ func Asc(field string) SortField { return SortField{Field: field} }
 // Desc sorts by field, largest first.
 func Desc(field string) SortField { return SortField{Field: field, Desc: true} }
 
+// Scalar is the Go types of a filter operand: a string, a number or a
+// boolean. A null operand is spelled with nil in a filter, [NotNull] or
+// [InOrNull].
+type Scalar interface {
+	~string | ~bool |
+		~int | ~int8 | ~int16 | ~int32 | ~int64 |
+		~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 |
+		~float32 | ~float64
+}
+
+// Bound is one end of a range, the value of a filter field on its own or,
+// with the other end, through [Between]. Build it with [Gt], [Gte] (a lower
+// bound) or [Lt], [Lte] (an upper bound). A range matches only values of
+// its bound's type: numbers with numbers, strings with strings, booleans
+// with booleans.
+type Bound struct {
+	op    string
+	value any
+}
+
+// LowerBound is [Gt] or [Gte]; UpperBound is [Lt] or [Lte]: distinct
+// types, so that [Between] cannot be given two lower bounds.
+type (
+	LowerBound struct{ Bound }
+	UpperBound struct{ Bound }
+)
+
+// Gt matches values greater than v (of v's type).
+func Gt[T Scalar](v T) LowerBound { return LowerBound{Bound{"gt", v}} }
+
+// Gte matches values greater than or equal to v (of v's type).
+func Gte[T Scalar](v T) LowerBound { return LowerBound{Bound{"gte", v}} }
+
+// Lt matches values less than v (of v's type).
+func Lt[T Scalar](v T) UpperBound { return UpperBound{Bound{"lt", v}} }
+
+// Lte matches values less than or equal to v (of v's type).
+func Lte[T Scalar](v T) UpperBound { return UpperBound{Bound{"lte", v}} }
+
+// MarshalJSON encodes the bound as its operator object, such as {"gt":1}.
+func (b Bound) MarshalJSON() ([]byte, error) { return json.Marshal(map[string]any{b.op: b.value}) }
+
+// Range is a lower and an upper bound on one field, from [Between].
+type Range struct {
+	lo LowerBound
+	hi UpperBound
+}
+
+// Between matches values within both bounds, such as
+// Between(Gte("2025-01-01"), Lt("2025-02-01")). Bounds of two types match
+// nothing.
+func Between(lo LowerBound, hi UpperBound) Range { return Range{lo, hi} }
+
+// MarshalJSON encodes the range as {"gte":x,"lt":y}.
+func (r Range) MarshalJSON() ([]byte, error) {
+	lo, err := json.Marshal(r.lo.value)
+	if err != nil {
+		return nil, err
+	}
+	hi, err := json.Marshal(r.hi.value)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, `{%q:%s,%q:%s}`, r.lo.op, lo, r.hi.op, hi), nil
+}
+
+// OneOf is a set of values, from [In] or [InOrNull].
+type OneOf struct{ values []any }
+
+// In matches values equal to any of first and more (1 to 30 values), by the
+// rule of equality: numbers match equal numbers of any spelling.
+func In[T Scalar](first T, more ...T) OneOf {
+	vs := []any{first}
+	for _, v := range more {
+		vs = append(vs, v)
+	}
+	return OneOf{vs}
+}
+
+// InOrNull is [In] that also matches null and missing fields.
+func InOrNull[T Scalar](first T, more ...T) OneOf {
+	o := In(first, more...)
+	o.values = append(o.values, nil)
+	return o
+}
+
+// MarshalJSON encodes the set as {"in":[...]}.
+func (o OneOf) MarshalJSON() ([]byte, error) { return json.Marshal(map[string]any{"in": o.values}) }
+
+// NotEqual is the complement of an equality, from [Ne] or [NotNull].
+type NotEqual struct{ value any }
+
+// Ne matches every value that does not equal v, null and missing fields
+// included.
+func Ne[T Scalar](v T) NotEqual { return NotEqual{v} }
+
+// NotNull matches fields that are present and not null.
+func NotNull() NotEqual { return NotEqual{nil} }
+
+// MarshalJSON encodes the condition as {"ne":v}.
+func (n NotEqual) MarshalJSON() ([]byte, error) { return json.Marshal(map[string]any{"ne": n.value}) }
+
 // QueryOptions select, order and page documents in [Collection.Query].
 type QueryOptions struct {
 	// Filter keeps the documents whose every field (a dotted path into
-	// the value) equals the given scalar: a string, number, boolean or nil.
+	// the value) matches: equals the given scalar (a string, number,
+	// boolean or nil; nil also matches a missing field), or meets a
+	// condition built with [Gt], [Gte], [Lt], [Lte], [Between], [In],
+	// [InOrNull], [Ne] or [NotNull]:
+	//
+	//	Filter: map[string]any{
+	//		"status":    "active",
+	//		"plan":      client.In("pro", "team"),
+	//		"createdAt": client.Between(client.Gte("2025-01-01"), client.Lt("2025-02-01")),
+	//	}
 	Filter map[string]any
 	// Sort orders the results by these fields, first one first, ties
 	// broken by key. It is a slice because the order matters: seed's
@@ -251,6 +362,27 @@ func (col *Collection) Query(ctx context.Context, q QueryOptions) (QueryResult, 
 		r.NextCursor = *out.NextCursor
 	}
 	return r, nil
+}
+
+// Count returns how many documents of the collection match filter (the
+// rules of QueryOptions.Filter; nil counts them all), as POST
+// /db/{collection}/count.
+func (col *Collection) Count(ctx context.Context, filter map[string]any) (int64, error) {
+	p, err := col.path("/count")
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		Count int64 `json:"count"`
+	}
+	if err := col.c.doJSON(ctx, http.MethodPost, p, tierQuery(col.tier), countBody{filter}, &out); err != nil {
+		return 0, err
+	}
+	return out.Count, nil
+}
+
+type countBody struct {
+	Filter map[string]any `json:"filter,omitempty"`
 }
 
 // Batch operation kinds.

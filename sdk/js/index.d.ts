@@ -234,15 +234,43 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 /** What a filter compares a field with: equality with a scalar. */
 export type FilterScalar = string | number | boolean | null;
 
+/** The lower end of a range: `gt` or `gte`, one at most. */
+type LowerBound = { gt: FilterScalar; gte?: never } | { gte: FilterScalar; gt?: never } | { gt?: never; gte?: never };
+/** The upper end of a range: `lt` or `lte`, one at most. */
+type UpperBound = { lt: FilterScalar; lte?: never } | { lte: FilterScalar; lt?: never } | { lt?: never; lte?: never };
+/** At least one operator of a range or `ne`. */
+type SomeOperator = { gt: FilterScalar } | { gte: FilterScalar } | { lt: FilterScalar } | { lte: FilterScalar } | { ne: FilterScalar };
+
+/**
+ * An operator object on one field, instead of a scalar:
+ * - a range: one lower bound (`gt` or `gte`) and/or one upper bound (`lt` or
+ *   `lte`), matching only values of the bound's type (numbers with numbers,
+ *   strings with strings, booleans with booleans); a `null` bound matches
+ *   null and missing fields for `gte`/`lte`, nothing for `gt`/`lt`;
+ *   `ne` may join it;
+ * - `{ in: [...] }`: equal to any of 1 to 30 scalars (types may mix), alone;
+ * - `{ ne: x }`: the exact complement of equality with `x` (null and missing
+ *   fields included, unless `x` is null).
+ * No other key: MongoDB operators such as `$gt` are refused (400).
+ */
+export type FilterOperators =
+  | (LowerBound & UpperBound & { ne?: FilterScalar; in?: never } & SomeOperator)
+  | { in: readonly [FilterScalar, ...FilterScalar[]]; gt?: never; gte?: never; lt?: never; lte?: never; ne?: never };
+
+/** A filter: field (a dotted path into the value) -> a scalar it must equal, or operators. */
+export type Filter = Record<string, FilterScalar | FilterOperators>;
+
 /** Sort direction: 1 ascending, -1 descending. */
 export type SortOrder = 1 | -1;
 
 export interface QueryOptions extends CallOptions {
   /**
    * Field (a dotted path into the value, such as `a.b`) -> the scalar it
-   * must equal. Every field must match.
+   * must equal (null also matches a missing field), or an operator object
+   * such as `{ gte: '2025-01-01', lt: '2025-02-01' }`, `{ in: ['pro', 'team'] }`
+   * or `{ ne: 'free' }` (see FilterOperators). Every field must match.
    */
-  filter?: Record<string, FilterScalar>;
+  filter?: Filter;
   /**
    * Field -> 1 or -1, first field first, ties broken by key. An object keeps
    * its fields' order except integer-like names (`"0"`), which JavaScript
@@ -317,6 +345,8 @@ export interface Collection<T = any> {
   delete(key: string, options?: CallOptions): Promise<void>;
   /** The documents matching `filter`, in `sort` order, one page at a time. */
   query(options?: QueryOptions): Promise<QueryResult<T>>;
+  /** How many documents match `filter` (the rules of `query`; none counts them all). */
+  count(filter?: Filter, options?: CallOptions): Promise<number>;
   /**
    * Applies `ops` in order, each on its own (one failing does not stop or
    * undo the others); at most 500. Per-operation failures are in `results`.

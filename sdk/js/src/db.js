@@ -6,6 +6,7 @@ import { CpodError, localError } from './errors.js';
 /** @typedef {import('../index.js').Tier} Tier */
 /** @typedef {import('../index.js').TierOptions} TierOptions */
 /** @typedef {import('../index.js').QueryOptions} QueryOptions */
+/** @typedef {import('../index.js').Filter} Filter */
 /** @typedef {import('../index.js').BatchOp} BatchOp */
 
 /** Db is structured document storage, sdk.storage.db. */
@@ -121,6 +122,21 @@ export class Collection {
     });
     const out = await res.json();
     return { items: out.items ?? [], nextCursor: out.nextCursor ?? null };
+  }
+
+  /**
+   * count answers how many documents match filter (all without one).
+   * @param {Filter} [filter]
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<number>}
+   */
+  async count(filter, options = {}) {
+    const out = await this.#t.json('POST', this.#path + '/count', {
+      query: { tier: this.#tier },
+      json: filter === undefined ? {} : { filter },
+      signal: options.signal,
+    });
+    return out.count;
   }
 
   /**

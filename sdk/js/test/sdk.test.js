@@ -341,6 +341,30 @@ describe('documents and kv', () => {
     assert.equal(await col.get('p1'), null);
   });
 
+  test('query and count with ranges, sets and not-equal; operators the engine refuses', async () => {
+    const col = sdk.storage.db.collection('ranges');
+    const docs = [['r1', 'pro', '2025-01-01'], ['r2', 'team', '2025-01-15'], ['r3', 'free', '2025-02-01'], ['r4', null, 20250105]];
+    await col.batch(docs.map(([key, plan, at]) => ({ op: 'set', key, value: { plan, at } })));
+    const keys = async (/** @type {import('../index.js').Filter} */ filter) => {
+      const out = [];
+      let q = await col.query({ filter, sort: { at: 1 }, limit: 1 });
+      for (;;) {
+        out.push(...q.items.map((i) => i.key));
+        if (!q.nextCursor) return out;
+        q = await col.query({ cursor: q.nextCursor, limit: 1 });
+      }
+    };
+    assert.deepEqual(await keys({ at: { gte: '2025-01-01', lt: '2025-02-01' } }), ['r1', 'r2']);
+    assert.deepEqual(await keys({ at: { gt: 0 } }), ['r4']);
+    assert.deepEqual(await keys({ plan: { in: ['pro', 'team', null] } }), ['r4', 'r1', 'r2']);
+    assert.deepEqual(await keys({ plan: { ne: 'pro' } }), ['r4', 'r2', 'r3']);
+    assert.equal(await col.count({ plan: { ne: null } }), 3);
+    assert.equal(await col.count({ at: { lt: 'z' }, plan: { in: ['free', 'team'] } }), 2);
+    assert.equal(await col.count(), 4);
+    await rejectsWith(col.count(/** @type {any} */ ({ plan: { $ne: '' } })), 400, 'invalid_request');
+    await rejectsWith(col.query({ filter: /** @type {any} */ ({ plan: { in: ['a'], ne: 'b' } }) }), 400, 'invalid_request');
+  });
+
   test('kv: ttl, no ttl, values as strings, tiers, bigint counters', async () => {
     const kv = sdk.storage.kv;
     await kv.set('t', 'v', { ttl: 0.2 }); // rounded up to 1 s, never "none"

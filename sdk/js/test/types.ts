@@ -68,8 +68,28 @@ async function documents(): Promise<void> {
   await prefs.query({ cursor: q.nextCursor });
   const b: BatchResult = await prefs.batch([{ op: 'set', key: 'k', value: { mode: 'x', fontSize: 1 } }, { op: 'delete', key: 'j' }]);
   for (const r of b.results) if (!r.ok) r.error?.toUpperCase();
-  // @ts-expect-error filters compare with scalars
+  // @ts-expect-error no MongoDB operators
   await prefs.query({ filter: { mode: { $gt: 1 } } });
+  // Operator objects: ranges, sets, not-equal, and counts.
+  await prefs.query({ filter: { fontSize: { gte: 10, lt: 20 }, mode: { in: ['dark', 'light'] }, 'a.b': { ne: null } } });
+  await prefs.query({ filter: { fontSize: { gt: 1, ne: 5 }, mode: { lte: 'z' } } });
+  const n: number = await prefs.count({ mode: 'dark', fontSize: { gt: 12 } });
+  await prefs.count();
+  n.toFixed();
+  // @ts-expect-error an empty operator object
+  await prefs.query({ filter: { mode: {} } });
+  // @ts-expect-error one lower bound at most
+  await prefs.query({ filter: { fontSize: { gt: 1, gte: 2 } } });
+  // @ts-expect-error one upper bound at most
+  await prefs.count({ fontSize: { lt: 1, lte: 2 } });
+  // @ts-expect-error in stands alone
+  await prefs.query({ filter: { mode: { in: ['a'], ne: 'b' } } });
+  // @ts-expect-error in takes at least one value
+  await prefs.count({ mode: { in: [] } });
+  // @ts-expect-error bounds are scalars
+  await prefs.count({ mode: { gt: { a: 1 } } });
+  // @ts-expect-error unknown operator
+  await prefs.count({ mode: { eq: 1 } });
   // @ts-expect-error sort orders are 1 or -1
   await prefs.query({ sort: { mode: 2 } });
 }
