@@ -685,9 +685,9 @@ func (d *documents) handleSet(c *call) error {
 		return err
 	}
 	if cond.ifMatch {
-		err := d.conditional(ctx, pc, b, t, key, cond, func(g docTag) (matched bool, err error) {
+		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (matched bool, err error) {
 			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, g.idFilter(t.id(key)), w.set)
+				res, err := pc.UpdateMany(ctx, filter, w.set)
 				matched = err == nil && res.MatchedCount > 0
 				return err
 			})
@@ -764,9 +764,9 @@ func (d *documents) handleDelete(c *call) error {
 		return err
 	}
 	if cond.ifMatch {
-		err := d.conditional(ctx, pc, b, t, key, cond, func(g docTag) (deleted bool, err error) {
+		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (deleted bool, err error) {
 			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.DeleteOne(ctx, g.idFilter(t.id(key)))
+				res, err := pc.DeleteOne(ctx, filter)
 				deleted = err == nil && res.DeletedCount > 0
 				return err
 			})

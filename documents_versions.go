@@ -30,21 +30,25 @@ import (
 // "updated" on each write, so the ETag changes under it as well.
 //
 // If-None-Match: * is an insert alone: the unique _id decides. A write from
-// version g (If-Match, and each round of a PATCH) is an update or delete
-// whose filter carries g, so on MongoDB the check and the write are one
-// atomic operation. FerretDB v1 is not atomic there: it runs a filtered
-// update or delete as a query, then a write by _id, and two writers of the
-// same version can both match. So such a write first claims its version:
-// it inserts {_id: <document _id>#<etag>#<n>} into the collection
+// version g (If-Match, and each round of a PATCH) is versionedWrite. On
+// MongoDB it is an update or delete whose filter carries g: the check and
+// the write are one atomic operation. FerretDB v1 is not atomic there: it
+// runs a filtered update or delete as a query, then a write by _id, so two
+// writers of the same version could both match (and a filter on more than
+// _id scans the collection). So on FerretDB the writer first claims g: it
+// inserts {_id: <document _id>#<etag>#<n>} into the collection
 // Config.DocumentsCollection+"_claims", and only the writer whose insert
-// succeeds (the unique _id index decides, atomically, on every backend)
-// goes on to the filtered write; the claim is deleted after it. Of writers
-// racing from one version, exactly one wins; the others get 412 (a PATCH
-// re-reads and merges again). A claim left by an engine that died holding
-// it expires after claimTTL: the next writer takes the claim of the next n.
-// An unconditional set does not claim, so on FerretDB it can still land
-// between a claimed writer's check and write and be overwritten by it
-// (last writer wins between those two, as between two unconditional sets).
+// succeeds (the unique _id index decides, atomically) goes on; it reads the
+// version back by _id and, if it is still g, writes by _id. Of writers
+// racing from one version exactly one wins; the others get 412 (a PATCH
+// reads and merges again). The claim is deleted after the write, in the
+// background: the claimed version is no longer the stored one then, so the
+// claim stops nobody who could still win. A claim left by an engine that
+// died holding it expires after claimTTL: the next writer takes the claim
+// of the next n. An unconditional set does not claim, so on FerretDB it can
+// still land between a claimed writer's read-back and write and be
+// overwritten by it (last writer wins between those two, as between two
+// unconditional sets).
 
 const (
 	fieldVersion = "ver"
@@ -84,7 +88,8 @@ func (d *documents) claim(ctx context.Context, b docsBackend, t target, key stri
 			return err
 		})
 		if err == nil {
-			return func() { d.unclaim(ctx, b, cc, id) }, nil
+			// Released in the background (see the top of this file).
+			return func() { go d.unclaim(ctx, b, cc, id) }, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
 			return nil, translateDocsError("documents claim", err)
@@ -137,12 +142,34 @@ func translateDocsError(op string, err error) error {
 	return docsBackendError(op, err)
 }
 
+// versionedWrite runs write, one update or delete of the document at key,
+// only if the document has version g (see the top of this file): write
+// gets the filter to use and reports whether it matched. errClaimed when
+// another writer holds g on FerretDB.
+func (d *documents) versionedWrite(ctx context.Context, pc *mongo.Collection, b docsBackend, t target, key string, g docTag, write func(filter bson.D) (matched bool, err error)) (bool, error) {
+	if !b.ferret {
+		return write(g.idFilter(t.id(key)))
+	}
+	release, err := d.claim(ctx, b, t, key, g)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	_, cur, err := readDoc(ctx, pc, t, key)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil || cur != g {
+		return false, err
+	}
+	return write(bson.D{{Key: "_id", Value: t.id(key)}})
+}
+
 // conditional runs write under the If-Match of cond: write is one update
-// or delete whose filter carries the version it is given, and reports
-// whether it matched. With one tag that is the version; with "*" or a
-// list, the one stored, if it matches. The version is claimed around the
-// write. Any condition not met is 412.
-func (d *documents) conditional(ctx context.Context, pc *mongo.Collection, b docsBackend, t target, key string, cond docCond, write func(g docTag) (matched bool, err error)) error {
+// or delete with the filter it is given (see versionedWrite), and reports
+// whether it matched. The version is the tag with one tag; with "*" or a
+// list, the one stored, if it matches. Any condition not met is 412.
+func (d *documents) conditional(ctx context.Context, pc *mongo.Collection, b docsBackend, t target, key string, cond docCond, write func(filter bson.D) (matched bool, err error)) error {
 	var g docTag
 	switch {
 	case !cond.any && len(cond.tags) == 0:
@@ -162,15 +189,10 @@ func (d *documents) conditional(ctx context.Context, pc *mongo.Collection, b doc
 		}
 		g = cur
 	}
-	release, err := d.claim(ctx, b, t, key, g)
+	matched, err := d.versionedWrite(ctx, pc, b, t, key, g, write)
 	if errors.Is(err, errClaimed) {
 		return preconditionFailed("is being changed by another conditional write")
 	}
-	if err != nil {
-		return err
-	}
-	defer release()
-	matched, err := write(g)
 	if err != nil {
 		return translateDocsError("documents write", err)
 	}
@@ -402,22 +424,16 @@ func (d *documents) handlePatch(c *call) error {
 		if err != nil {
 			return err
 		}
-		matched := false
-		release, err := d.claim(ctx, b, t, key, tag)
-		switch {
-		case errors.Is(err, errClaimed): // another writer is ahead: merge again
-		case err != nil:
-			return err
-		default:
+		matched, err := d.versionedWrite(ctx, pc, b, t, key, tag, func(filter bson.D) (matched bool, err error) {
 			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, tag.idFilter(t.id(key)), w.set)
+				res, err := pc.UpdateMany(ctx, filter, w.set)
 				matched = err == nil && res.MatchedCount > 0
 				return err
 			})
-			release()
-			if err != nil {
-				return translateDocsError("documents patch", err)
-			}
+			return matched, err
+		})
+		if err != nil && !errors.Is(err, errClaimed) { // claimed: another writer is ahead, merge again
+			return translateDocsError("documents patch", err)
 		}
 		if matched {
 			setETag(c, w.tag)

@@ -448,3 +448,53 @@ func TestDocumentsLegacyVersion(t *testing.T) {
 		t.Fatal("c survived its conditional delete")
 	}
 }
+
+// TestDocumentsVersionClaims: on FerretDB a write from a version first
+// claims it; a live claim (another writer mid-write) makes a conditional
+// set 412, and a claim left behind by an engine that died expires and is
+// taken over.
+func TestDocumentsVersionClaims(t *testing.T) {
+	t.Parallel()
+	db := newDBServer(t)
+	var info bson.M
+	if err := db.srv.Mongo.RunCommand(context.Background(), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	if _, ferret := info["ferretdbVersion"]; !ferret {
+		t.Skip("version claims are used on FerretDB only; MongoDB's filtered update is atomic")
+	}
+	claims := db.srv.Mongo.Collection("cpod_documents_claims")
+	claim := func(key, etag string, n int, exp time.Time) {
+		t.Helper()
+		id := fmt.Sprintf("t1/apps/app-a/claims/%s#%s#%d", key, strings.Trim(etag, `"`), n)
+		if _, err := claims.InsertOne(context.Background(), bson.D{{Key: "_id", Value: id}, {Key: "exp", Value: exp}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := db.srv.Now()
+
+	db.mustSet("claims", "live", `1`)
+	e := etagOf(t, db.get("claims", "live"))
+	claim("live", e, 0, now.Add(time.Hour))
+	wantStatus(t, db.docReq("PUT", "claims", "live", `2`, ifMatch(e)), http.StatusPreconditionFailed, "conflict")
+	v, _ := db.getValue("claims", "live")
+	equal(t, "value under a live claim", v, `1`)
+
+	db.mustSet("claims", "dead", `1`)
+	e = etagOf(t, db.get("claims", "dead"))
+	claim("dead", e, 0, now.Add(-time.Second))
+	etagOf(t, db.docReq("PUT", "claims", "dead", `2`, ifMatch(e)))
+	v, _ = db.getValue("claims", "dead")
+	equal(t, "value after taking over an expired claim", v, `2`)
+
+	// A PATCH waits out nobody forever: under a live claim of the stored
+	// version it gives up with 409 conflict, writing nothing.
+	db.mustSet("claims", "p", `{"a":1}`)
+	e = etagOf(t, db.get("claims", "p"))
+	for n := 0; n < 4; n++ {
+		claim("p", e, n, now.Add(time.Hour))
+	}
+	wantStatus(t, db.docReq("PATCH", "claims", "p", `{"b":1}`, nil), http.StatusConflict, "conflict")
+	v, _ = db.getValue("claims", "p")
+	equal(t, "value after a patch under live claims", v, `{"a":1}`)
+}
