@@ -66,6 +66,10 @@ const (
 	maxClaimGenerations = 4
 )
 
+// useClaims says whether versioned writes claim their version: on FerretDB
+// (a variable so that a test can run MongoDB's way on FerretDB).
+var useClaims = func(b docsBackend) bool { return b.ferret }
+
 // errClaimed is a version claimed by another writer.
 var errClaimed = errors.New("documents: another write holds the claim on this version")
 
@@ -147,7 +151,7 @@ func translateDocsError(op string, err error) error {
 // gets the filter to use and reports whether it matched. errClaimed when
 // another writer holds g on FerretDB.
 func (d *documents) versionedWrite(ctx context.Context, pc *mongo.Collection, b docsBackend, t target, key string, g docTag, write func(filter bson.D) (matched bool, err error)) (bool, error) {
-	if !b.ferret {
+	if !useClaims(b) {
 		return write(g.idFilter(t.id(key)))
 	}
 	release, err := d.claim(ctx, b, t, key, g)
