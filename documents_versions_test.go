@@ -505,6 +505,22 @@ func TestDocumentsVersionClaims(t *testing.T) {
 	etagOf(t, db.docReq("PUT", "claims", "dead", `2`, ifMatch(e)))
 	v, _ = db.getValue("claims", "dead")
 	equal(t, "value after taking over an expired claim", v, `2`)
+	// Both claims, the expired one and the one taken over, are deleted
+	// after the write (in the background).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := claims.CountDocuments(context.Background(), bson.D{{Key: "_id", Value: bson.D{{Key: "$regex", Value: "/dead#"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d claims of dead left after the write", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// A PATCH waits out nobody forever: under a live claim of the stored
 	// version it gives up with 409 conflict, writing nothing.
