@@ -362,3 +362,31 @@ func TestAdminExport(t *testing.T) {
 	equal(t, "empty export", strings.Join(names, " "), "kv.jsonl")
 	equal(t, "empty kv.jsonl", files["kv.jsonl"], "")
 }
+
+// TestAdminEraseBraceTenant: a tenant id may start with '}', whose kv keys
+// take kvKey's other form (a hashed hash tag); erase and export find them
+// there too, and only them: "}t1" is a neighbour of "}t".
+func TestAdminEraseBraceTenant(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	brace, neighbour := owner{"}t", "a", "u}1", "user"}, owner{"}t1", "a", "u}1", "user"}
+	for _, o := range []owner{brace, neighbour} {
+		o.seed(t, srv)
+		wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n?tier=user", o.token(srv), map[string]any{"by": 2}), http.StatusOK, "")
+	}
+	r := do(t, srv, "GET", "/v1/admin/tenants/%7Dt/users/u%7D1/export", srv.AdminToken, nil)
+	wantStatus(t, r, http.StatusOK, "")
+	files, _ := readTar(t, r.body)
+	kvLines := strings.Split(strings.TrimSuffix(files["kv.jsonl"], "\n"), "\n")
+	sort.Strings(kvLines)
+	equal(t, "kv.jsonl of }t", strings.Join(kvLines, "\n"), `{"key":"k","value":"}t/a/u}1/user","ttl":-1}`+"\n"+`{"key":"n","value":"2","ttl":-1}`)
+	equal(t, "erase }t", adminErase(t, srv, "/v1/admin/tenants/%7Dt"), eraseResult{1, 1, 2})
+	equal(t, "}t after its erase", brace.present(t, srv), [3]bool{})
+	equal(t, "}t1 after erasing }t", neighbour.present(t, srv), [3]bool{true, true, true})
+	for _, k := range srv.RedisKeys(t) {
+		if strings.Contains(k, "}t/") {
+			t.Errorf("key %q of }t is left after its erase", k)
+		}
+	}
+}

@@ -371,15 +371,13 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// kvLocation is the start of the Redis keys of every kv key under prefix
-// (see kvKey).
-func (e *Engine) kvLocation(prefix string) string { return e.cfg.RedisKeyPrefix + "{" + prefix }
-
-// scanKV calls each with the Redis keys that start with keyPrefix, a batch
+// scanKV calls each with the Redis keys of ks (see kvKeysUnder), a batch
 // at a time (one call at a time, even on a cluster), scanning every master
-// of a Redis Cluster and every shard of a Ring.
-func (e *Engine) scanKV(ctx context.Context, keyPrefix string, count int, each func(keys []string) error) error {
-	pattern := globEscape(keyPrefix) + "*"
+// of a Redis Cluster and every shard of a Ring. Every key SCAN finds is read
+// back with ks.locationKey, so a key the glob pattern also matches but that
+// is not the engine's key of this place is never handed on.
+func (e *Engine) scanKV(ctx context.Context, ks kvKeys, count int, each func(keys []string) error) error {
+	pattern := ks.pattern
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		var cursor uint64
@@ -392,7 +390,7 @@ func (e *Engine) scanKV(ctx context.Context, keyPrefix string, count int, each f
 			}
 			mine := keys[:0]
 			for _, k := range keys {
-				if strings.HasPrefix(k, keyPrefix) {
+				if _, _, ok := ks.locationKey(k); ok {
 					mine = append(mine, k)
 				}
 			}
@@ -427,14 +425,11 @@ func (e *Engine) scanKV(ctx context.Context, keyPrefix string, count int, each f
 
 }
 
-// isKVUserKey reports whether a Redis key of the engine holds a kv value
-// (it ends with the hash tag's '}'), not a counter's nonces.
-func isKVUserKey(k string) bool { return strings.HasSuffix(k, "}") }
-
 func (e *Engine) eraseKV(ctx context.Context, prefix string, o eraseOptions, n *int64) error {
 	var removed atomic.Int64
 	defer func() { *n += removed.Load() }()
-	return e.scanKV(ctx, e.kvLocation(prefix), o.size(), func(keys []string) error {
+	ks := e.kvKeysUnder(prefix)
+	return e.scanKV(ctx, ks, o.size(), func(keys []string) error {
 		bctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
 		defer cancel()
 		// One DEL per key in a pipeline: keys of other slots cannot share
@@ -451,7 +446,7 @@ func (e *Engine) eraseKV(ctx context.Context, prefix string, o eraseOptions, n *
 			return kvBackendError("erase", err)
 		}
 		for i, k := range keys {
-			if isKVUserKey(k) && cmds[i].Val() == 1 {
+			if _, isValue, _ := ks.locationKey(k); isValue && cmds[i].Val() == 1 {
 				removed.Add(1)
 			}
 		}

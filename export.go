@@ -252,12 +252,14 @@ func (d *documents) scanDocuments(ctx context.Context, pc *mongo.Collection, fil
 // relative to the location, its value and its TTL in seconds (-1 for none).
 // A key that expires or goes between the SCAN and the GET is left out.
 func (e *Engine) exportKV(ctx context.Context, prefix string, sp *spool) error {
-	kp := e.kvLocation(prefix)
-	return e.scanKV(ctx, kp, eraseBatch, func(keys []string) error {
+	ks := e.kvKeysUnder(prefix)
+	return e.scanKV(ctx, ks, eraseBatch, func(keys []string) error {
 		user := keys[:0]
+		var names []string // the key of each, relative to the location
 		for _, k := range keys {
-			if isKVUserKey(k) {
+			if locKey, isValue, _ := ks.locationKey(k); isValue {
 				user = append(user, k)
+				names = append(names, locKey[len(prefix):])
 			}
 		}
 		bctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
@@ -274,7 +276,7 @@ func (e *Engine) exportKV(ctx context.Context, prefix string, sp *spool) error {
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return kvBackendError("export", err)
 		}
-		for i, k := range user {
+		for i := range user {
 			v, err := gets[i].Result()
 			if errors.Is(err, redis.Nil) {
 				continue
@@ -293,7 +295,7 @@ func (e *Engine) exportKV(ctx context.Context, prefix string, sp *spool) error {
 				Key   string `json:"key"`
 				Value string `json:"value"`
 				TTL   int64  `json:"ttl"`
-			}{k[len(kp) : len(k)-1], v, ttl})
+			}{names[i], v, ttl})
 			if err != nil {
 				return &Error{Code: CodeInternal, Message: "internal error", Err: err}
 			}

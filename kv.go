@@ -68,11 +68,70 @@ func (e *Engine) kvKey(c *call, a Access) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if strings.HasPrefix(loc.Key, "}") {
-		sum := sha256.Sum256([]byte(loc.Key))
-		return e.cfg.RedisKeyPrefix + "}{" + hex.EncodeToString(sum[:8]) + "}" + loc.Key + "}", nil
+	return e.redisKey(loc.Key), nil
+}
+
+// redisKey is the Redis key of the kv value at a resolved location key (see
+// kvKey); it and kvKeysUnder are the one place that knows the key format.
+func (e *Engine) redisKey(locKey string) string {
+	if strings.HasPrefix(locKey, "}") {
+		sum := sha256.Sum256([]byte(locKey))
+		return e.cfg.RedisKeyPrefix + "}{" + hex.EncodeToString(sum[:8]) + "}" + locKey + "}"
 	}
-	return e.cfg.RedisKeyPrefix + "{" + loc.Key + "}", nil
+	return e.cfg.RedisKeyPrefix + "{" + locKey + "}"
+}
+
+// kvKeys describes the Redis keys of every kv key under a location prefix
+// (a tenant's, an app's or a user's; see kvKeysUnder): the SCAN MATCH
+// pattern that finds them, and how to read a found key back.
+type kvKeys struct {
+	pattern string
+	head    int // bytes before the location key in each of these keys
+	redis   string
+	prefix  string
+	hashed  bool // the '}' form of kvKey
+}
+
+// kvKeysUnder is kvKeys for the location prefix. Every location under one
+// prefix starts with the same byte, so one of kvKey's two forms holds them all.
+func (e *Engine) kvKeysUnder(prefix string) kvKeys {
+	rp := e.cfg.RedisKeyPrefix
+	if strings.HasPrefix(prefix, "}") {
+		return kvKeys{pattern: globEscape(rp+"}{") + strings.Repeat("?", 16) + globEscape("}"+prefix) + "*",
+			head: len(rp) + 2 + 16 + 1, redis: rp, prefix: prefix, hashed: true}
+	}
+	return kvKeys{pattern: globEscape(rp+"{"+prefix) + "*", head: len(rp) + 1, redis: rp, prefix: prefix}
+}
+
+// locationKey returns the location key of k and whether k is the key of a
+// kv value (isValue false: a counter's nonces) under the prefix; ok is false
+// for a key of another place that the pattern matched.
+func (s kvKeys) locationKey(k string) (locKey string, isValue, ok bool) {
+	if len(k) <= s.head || !strings.HasPrefix(k[s.head:], s.prefix) {
+		return "", false, false
+	}
+	rest := k[s.head:]
+	i := strings.LastIndexByte(rest, '}')
+	if i < len(s.prefix) {
+		return "", false, false
+	}
+	locKey, suffix := rest[:i], rest[i+1:]
+	switch suffix {
+	case "":
+		isValue = true
+	case ":nonces", ":nonces:prev":
+	default:
+		return "", false, false
+	}
+	want := s.redis + "{" + locKey + "}"
+	if s.hashed {
+		sum := sha256.Sum256([]byte(locKey))
+		want = s.redis + "}{" + hex.EncodeToString(sum[:8]) + "}" + locKey + "}"
+	}
+	if k != want+suffix {
+		return "", false, false
+	}
+	return locKey, isValue, true
 }
 
 // kvBackendError translates a go-redis error once, here in the adapter.
