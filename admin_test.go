@@ -12,9 +12,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // owner is one identity's data in one tier, for the erase matrix.
@@ -389,4 +391,35 @@ func TestAdminEraseBraceTenant(t *testing.T) {
 			t.Errorf("key %q of }t is left after its erase", k)
 		}
 	}
+}
+
+// TestAdminEraseClaims: a version claim left by a crashed engine names its
+// document (tenant, user, key); erasing the user removes it, and only it.
+func TestAdminEraseClaims(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	claims := srv.Mongo.Collection("cpod_documents_claims")
+	ctx := context.Background()
+	for _, id := range []string{"t1/users/u1/notes/k#v1#0", "t1/users/u10/notes/k#v1#0"} {
+		if _, err := claims.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "exp", Value: time.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	equal(t, "erase u1", adminErase(t, srv, "/v1/admin/tenants/t1/users/u1/data"), eraseResult{})
+	var left []string
+	cur, err := claims.Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		left = append(left, d.ID)
+	}
+	equal(t, "claims left", strings.Join(left, " "), "t1/users/u10/notes/k#v1#0")
 }

@@ -229,6 +229,9 @@ func (e *Engine) eraseDocuments(ctx context.Context, prefix string, o eraseOptio
 	if err != nil {
 		return err
 	}
+	if err := d.eraseClaims(ctx, prefix); err != nil {
+		return err
+	}
 	if !b.partitioned {
 		return d.eraseRange(ctx, d.coll, b, prefix, o, n)
 	}
@@ -257,6 +260,21 @@ func (e *Engine) eraseDocuments(ctx context.Context, prefix string, o eraseOptio
 }
 
 // readyBounded is ready within BackendTimeout.
+// eraseClaims removes the version claims (documents_versions.go) of the
+// documents under prefix: a claim's _id starts with its document's _id, so
+// it names the tenant, the location and the key. Claims are released after
+// each write and expire, but a crashed engine leaves them behind until the
+// next writer of that version; an erase must not. They are not counted.
+func (d *documents) eraseClaims(ctx context.Context, prefix string) error {
+	bctx, cancel := context.WithTimeout(ctx, d.e.cfg.BackendTimeout)
+	defer cancel()
+	cc := d.e.cfg.Mongo.Collection(d.e.cfg.DocumentsCollection + claimsSuffix)
+	if _, err := cc.DeleteMany(bctx, idsUnder(prefix)); err != nil {
+		return docsBackendError("documents erase", err)
+	}
+	return nil
+}
+
 func (d *documents) readyBounded(ctx context.Context) (docsBackend, error) {
 	bctx, cancel := context.WithTimeout(ctx, d.e.cfg.BackendTimeout)
 	defer cancel()
