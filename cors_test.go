@@ -94,8 +94,9 @@ func TestCORSPreflight(t *testing.T) {
 		{"/v1/storage/signed-urls", "POST", []string{"POST"}},
 		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
 		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
-		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PUT"}},
-		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "POST", "PUT"}}, // a document named "batch" too
+		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PATCH", "PUT"}},
+		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "PATCH", "PUT"}}, // a merge patch with If-Match
+		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "PATCH", "POST", "PUT"}}, // a document named "batch" too
 	}
 	for _, tc := range cases {
 		r := preflight(t, srv, tc.path, appOrigin, tc.method, "authorization,content-type,if-match,range")

@@ -111,6 +111,7 @@
 //	json     the value as compact JSON text, returned byte for byte
 //	v        the value as BSON, used only by filters and sorts
 //	created, updated   BSON dates
+//	ver      a random version, new on every write; with updated, the ETag
 //
 // Locations end with "/" and collection names cannot hold one, so _id spells
 // (location, collection, key) injectively. Set, get and delete address a
@@ -172,6 +173,13 @@
 // most 8 write commands in flight on FerretDB, queueing the rest within
 // Config.BackendTimeout. Keep engine replicas times 8 below FerretDB's pool
 // size.
+//
+// Versions. GET and PUT answer the ETag; If-Match and If-None-Match make a
+// set or delete conditional and PATCH merges a JSON Merge Patch, the check
+// in the filter of the write itself. As FerretDB v1 runs a filtered write
+// as a read then a write by _id, a conditional write first claims the
+// version it replaces by an insert into DocumentsCollection+"_claims",
+// deleted after the write (see documents_versions.go).
 //
 // Values. The json field keeps the value exactly as sent, less insignificant
 // whitespace: field order, number spelling (1.0, 1e2, integers beyond

@@ -36,6 +36,7 @@ func (e *Engine) documentsRoutes() []route {
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
 		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
+		{"PATCH", "/v1/storage/db/{collection}/{key}?tier", d.handlePatch},
 		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},
 		{"POST", "/v1/storage/db/{collection}/batch?tier", d.handleBatch},
 	}
@@ -55,6 +56,9 @@ func (e *Engine) documentsRoutes() []route {
 //	         field order, number spelling and escapes round-trip exactly
 //	v        the value as BSON, for filters and sorting only (see bsonValue)
 //	created  first set, updated  last set (BSON dates)
+//	ver      a random version, new on every write: with updated, the ETag
+//	         (see documents_versions.go); missing on documents written
+//	         before versions existed
 const (
 	fieldLoc     = "loc"
 	fieldColl    = "coll"
@@ -598,7 +602,9 @@ func (d *documents) readValue(c *call) (docValue, error) {
 
 // setWrite is how a set is written: insert doc, and if a document of that
 // _id exists (duplicate key), update it with filter and update, an upsert
-// in case it was deleted meanwhile.
+// in case it was deleted meanwhile. set is update's $set alone (a
+// conditional write updates an existing document, never inserts), and tag
+// the version every form writes.
 //
 // Insert first, because FerretDB v1 runs an update (or an upsert) as a query
 // that scans the whole collection, with one backend connection held while
@@ -609,19 +615,23 @@ func (d *documents) readValue(c *call) (docValue, error) {
 // until the whole command ends, but closes an updateMany's before the next
 // statement.
 type setWrite struct {
-	doc            bson.Raw
-	filter, update bson.D
+	doc                 bson.Raw
+	filter, update, set bson.D
+	tag                 docTag
 }
 
-// setModel is the write that stores value at key: json and v replace the
-// old ones, loc, coll, key and created are written only on insert.
+// setModel is the write that stores value at key: json, v and a new
+// version replace the old ones, loc, coll, key and created are written only
+// on insert.
 func (d *documents) setModel(t target, key string, v docValue, now time.Time) (setWrite, error) {
+	tag := docTag{ver: newVersion(), updated: now.UnixMilli()}
 	doc, err := bson.Marshal(bson.D{
 		{Key: "_id", Value: t.id(key)},
 		{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll}, {Key: fieldKey, Value: key},
 		{Key: fieldJSON, Value: string(v.json)},
 		{Key: fieldValue, Value: v.bson},
 		{Key: fieldCreated, Value: now}, {Key: fieldUpdated, Value: now},
+		{Key: fieldVersion, Value: tag.ver},
 	})
 	if err != nil {
 		return setWrite{}, &Error{Code: CodeInternal, Message: "internal error", Err: err}
@@ -629,25 +639,37 @@ func (d *documents) setModel(t target, key string, v docValue, now time.Time) (s
 	if len(doc) > mongoMaxDocument {
 		return setWrite{}, errorf(CodeTooLarge, "the stored form of this value exceeds the database's 16 MiB document limit")
 	}
+	set := bson.D{
+		{Key: fieldJSON, Value: string(v.json)},
+		{Key: fieldValue, Value: v.bson},
+		{Key: fieldUpdated, Value: now},
+		{Key: fieldVersion, Value: tag.ver},
+	}
 	return setWrite{
 		doc:    doc,
 		filter: bson.D{{Key: "_id", Value: t.id(key)}},
 		update: bson.D{
-			{Key: "$set", Value: bson.D{
-				{Key: fieldJSON, Value: string(v.json)},
-				{Key: fieldValue, Value: v.bson},
-				{Key: fieldUpdated, Value: now},
-			}},
+			{Key: "$set", Value: set},
 			{Key: "$setOnInsert", Value: bson.D{
 				{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll},
 				{Key: fieldKey, Value: key}, {Key: fieldCreated, Value: now},
 			}},
 		},
+		set: bson.D{{Key: "$set", Value: set}},
+		tag: tag,
 	}, nil
 }
 
+// handleSet stores a value. With If-None-Match: * it is an insert alone
+// (a duplicate _id is 412); with If-Match an update alone whose filter
+// carries the versions (nothing matched is 412): the check and the write are
+// one command.
 func (d *documents) handleSet(c *call) error {
 	t, key, err := d.scopeKey(c, Write)
+	if err != nil {
+		return err
+	}
+	cond, err := parseCond(c.r.Header, true)
 	if err != nil {
 		return err
 	}
@@ -665,12 +687,30 @@ func (d *documents) handleSet(c *call) error {
 	if err != nil {
 		return err
 	}
+	if cond.ifMatch {
+		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (matched bool, err error) {
+			err = d.withSlot(ctx, b, func() error {
+				res, err := pc.UpdateMany(ctx, filter, w.set)
+				matched = err == nil && res.MatchedCount > 0
+				return err
+			})
+			return matched, err
+		})
+		if err != nil {
+			return err
+		}
+		setETag(c, w.tag)
+		return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
+	}
 	release, err := d.slot(ctx, b)
 	if err != nil {
 		return err
 	}
 	defer release()
 	_, err = pc.InsertOne(ctx, w.doc)
+	if cond.absent && mongo.IsDuplicateKeyError(err) {
+		return preconditionFailed("exists")
+	}
 	// A duplicate _id: the document exists, update it. A duplicate again
 	// means it was deleted and inserted by others meanwhile: once more.
 	for try := 0; try < 2 && mongo.IsDuplicateKeyError(err); try++ {
@@ -679,6 +719,7 @@ func (d *documents) handleSet(c *call) error {
 	if err != nil {
 		return docsBackendError("documents set", err)
 	}
+	setETag(c, w.tag)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
 }
 
@@ -693,28 +734,29 @@ func (d *documents) handleGet(c *call) error {
 	if err != nil {
 		return err
 	}
-	raw, err := pc.FindOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}},
-		options.FindOne().SetProjection(bson.D{{Key: fieldLoc, Value: 1}, {Key: fieldColl, Value: 1}, {Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}),
-	).Raw()
+	js, tag, err := readDoc(ctx, pc, t, key)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return errorf(CodeNotFound, "no such document")
 	}
+	var ee *Error
+	if err != nil && !errors.As(err, &ee) {
+		err = docsBackendError("documents get", err)
+	}
 	if err != nil {
-		return docsBackendError("documents get", err)
+		return err
 	}
-	// Defence in depth: the _id spells the location, but check the fields.
-	loc, _ := raw.Lookup(fieldLoc).StringValueOK()
-	coll, _ := raw.Lookup(fieldColl).StringValueOK()
-	k, _ := raw.Lookup(fieldKey).StringValueOK()
-	js, ok := raw.Lookup(fieldJSON).StringValueOK()
-	if loc != t.loc || coll != t.coll || k != key || !ok {
-		return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents get: stored document %q does not match its _id", t.id(key))}
-	}
+	setETag(c, tag)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, []byte(js)))
 }
 
+// handleDelete deletes a document; with If-Match only the document of
+// those versions, in the delete's filter (nothing deleted is 412).
 func (d *documents) handleDelete(c *call) error {
 	t, key, err := d.scopeKey(c, Write)
+	if err != nil {
+		return err
+	}
+	cond, err := parseCond(c.r.Header, false)
 	if err != nil {
 		return err
 	}
@@ -723,6 +765,21 @@ func (d *documents) handleDelete(c *call) error {
 	pc, b, err := d.open(ctx, t)
 	if err != nil {
 		return err
+	}
+	if cond.ifMatch {
+		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (deleted bool, err error) {
+			err = d.withSlot(ctx, b, func() error {
+				res, err := pc.DeleteOne(ctx, filter)
+				deleted = err == nil && res.DeletedCount > 0
+				return err
+			})
+			return deleted, err
+		})
+		if err != nil {
+			return err
+		}
+		c.w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	release, err := d.slot(ctx, b)
 	if err != nil {

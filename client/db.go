@@ -61,44 +61,114 @@ func (col *Collection) docPath(key string) (string, error) {
 	return col.path("/" + k)
 }
 
-// Set stores value, marshalled with encoding/json, under key, replacing any
-// document there. A json.RawMessage is sent as it is.
-func (col *Collection) Set(ctx context.Context, key string, value any) error {
+// DocOption is an option of a call on one document: [Collection.Set],
+// [Collection.Get], [Collection.Delete] and [Collection.Patch]. Build it
+// with [ETag], [IfMatch] or [IfAbsent].
+type DocOption func(*docOptions)
+
+type docOptions struct {
+	etag     *string
+	ifMatch  string
+	ifAbsent bool
+}
+
+// ETag stores the document's ETag in *dst when the call succeeds: the
+// version Get read, or the one Set or Patch wrote. Every write of a
+// document gives it a new ETag; pass it to [IfMatch] to write only that
+// version. It is an opaque string in double quotes, as in the header.
+func ETag(dst *string) DocOption { return func(o *docOptions) { o.etag = dst } }
+
+// IfMatch makes Set, Patch or Delete apply only when the document exists
+// with this ETag (as [ETag] returned it), in one atomic step on the server;
+// "*" applies to any existing document. A write that finds another version,
+// or no document, writes nothing and fails with an *Error of Status 412
+// (errors.Is(err, ErrConflict)): read the document again and retry, or
+// give up. That makes read-modify-write cycles safe against concurrent
+// writers (optimistic concurrency).
+func IfMatch(etag string) DocOption { return func(o *docOptions) { o.ifMatch = etag } }
+
+// IfAbsent makes Set create the document only when it does not exist
+// (If-None-Match: *); an existing one is left alone and the call fails
+// with an *Error of Status 412 (errors.Is(err, ErrConflict)).
+func IfAbsent() DocOption { return func(o *docOptions) { o.ifAbsent = true } }
+
+// PreconditionFailed reports whether err is the answer to a write whose
+// [IfMatch] or [IfAbsent] condition did not hold (HTTP 412).
+func PreconditionFailed(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusPreconditionFailed
+}
+
+// docCall sends one single-document call with the options' headers. body
+// is JSON text (nil for none); out, when not nil, receives the answer's
+// item.
+func (col *Collection) docCall(ctx context.Context, method, key string, body []byte, contentType string, opts []DocOption, out *Item) error {
 	p, err := col.docPath(key)
 	if err != nil {
 		return err
 	}
+	var o docOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	h := http.Header{}
+	switch {
+	case (o.ifMatch != "" || o.ifAbsent) && method == http.MethodGet:
+		return localError("IfMatch and IfAbsent apply to writes, not to Get")
+	case o.ifAbsent && method != http.MethodPut:
+		return localError("IfAbsent applies to Set only")
+	case o.ifAbsent && o.ifMatch != "":
+		return localError("give IfMatch or IfAbsent, not both")
+	case o.ifAbsent:
+		h.Set("If-None-Match", "*")
+	case o.ifMatch != "":
+		h.Set("If-Match", o.ifMatch)
+	}
+	r := request{method: method, path: p, query: tierQuery(col.tier), header: h}
+	if body != nil {
+		r.body = bytes.NewReader(body)
+		r.size = int64(len(body))
+		h.Set("Content-Type", contentType)
+	}
+	if out != nil {
+		h.Set("Accept", "application/json")
+	}
+	resp, err := col.c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer drainClose(resp.Body)
+	if o.etag != nil {
+		*o.etag = resp.Header.Get("ETag")
+	}
+	if out == nil {
+		return nil
+	}
+	return decodeJSON(resp, out)
+}
+
+// Set stores value, marshalled with encoding/json, under key, replacing any
+// document there. A json.RawMessage is sent as it is. With [IfMatch] it
+// replaces only that version, with [IfAbsent] it only creates; [ETag]
+// receives the new version.
+func (col *Collection) Set(ctx context.Context, key string, value any, opts ...DocOption) error {
 	b, err := json.Marshal(value)
 	if err != nil {
 		return fmt.Errorf("cpod storage: encoding document %q: %w", key, err)
 	}
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	resp, err := col.c.do(ctx, request{
-		method: http.MethodPut,
-		path:   p,
-		query:  tierQuery(col.tier),
-		header: h,
-		body:   bytes.NewReader(b),
-	})
-	if err != nil {
-		return err
-	}
-	drainClose(resp.Body)
-	return nil
+	return col.docCall(ctx, http.MethodPut, key, b, "application/json", opts, nil)
 }
 
 // Get decodes the document at key into dst, as json.Unmarshal does, and
 // reports whether it exists: a missing document is found == false with a nil
 // error (the seed's null), and leaves dst alone. dst may be nil to test
-// existence only, or a *json.RawMessage to keep the JSON text.
-func (col *Collection) Get(ctx context.Context, key string, dst any) (found bool, err error) {
-	p, err := col.docPath(key)
-	if err != nil {
-		return false, err
-	}
+// existence only, or a *json.RawMessage to keep the JSON text. [ETag]
+// receives the version read.
+func (col *Collection) Get(ctx context.Context, key string, dst any, opts ...DocOption) (found bool, err error) {
 	var out Item
-	err = col.c.doJSON(ctx, http.MethodGet, p, tierQuery(col.tier), nil, &out)
+	err = col.docCall(ctx, http.MethodGet, key, nil, "", opts, &out)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -114,13 +184,35 @@ func (col *Collection) Get(ctx context.Context, key string, dst any) (found bool
 }
 
 // Delete removes the document at key. Deleting a missing document is not an
-// error.
-func (col *Collection) Delete(ctx context.Context, key string) error {
-	p, err := col.docPath(key)
+// error, but with [IfMatch] it is (Status 412), as is any other version.
+func (col *Collection) Delete(ctx context.Context, key string, opts ...DocOption) error {
+	return col.docCall(ctx, http.MethodDelete, key, nil, "", opts, nil)
+}
+
+// Patch merges patch, marshalled with encoding/json (a json.RawMessage is
+// sent as it is), into the document at key as a JSON Merge Patch (RFC
+// 7396), atomically, and decodes the merged value into dst (nil to skip).
+// An object patch sets its members, recursively; a member set to nil
+// (JSON null) is removed; any other patch replaces the whole value.
+// Members the patch does not name keep their value and order, so
+// concurrent patches of different fields all survive. A missing document
+// is ErrNotFound. With [IfMatch] it applies only to that version; [ETag]
+// receives the new one.
+func (col *Collection) Patch(ctx context.Context, key string, patch any, dst any, opts ...DocOption) error {
+	b, err := json.Marshal(patch)
 	if err != nil {
+		return fmt.Errorf("cpod storage: encoding the patch of document %q: %w", key, err)
+	}
+	var out Item
+	if err := col.docCall(ctx, http.MethodPatch, key, b, "application/merge-patch+json", opts, &out); err != nil {
 		return err
 	}
-	return col.c.doJSON(ctx, http.MethodDelete, p, tierQuery(col.tier), nil, nil)
+	if dst != nil {
+		if err := json.Unmarshal(out.Value, dst); err != nil {
+			return fmt.Errorf("cpod storage: decoding document %q: %w", key, err)
+		}
+	}
+	return nil
 }
 
 // SortField orders query results by one field; build it with [Asc] or

@@ -3,7 +3,8 @@
 // the engine's HTTP API, with the same names:
 //
 //	c.Storage.Files  blobs            Write, Read, URL, List, Delete
-//	c.Storage.DB     documents        Collection(name, opts): Set, Get, Delete, Query, Batch
+//	c.Storage.DB     documents        Collection(name, opts): Set, Get, Delete, Query, Batch,
+//	                 Patch, and options ETag, IfMatch, IfAbsent (optimistic concurrency)
 //	c.Storage.KV     ephemeral values Set, Get, Exists, Incr, TTL, Del, and for
 //	                 locks SetIfAbsent, SetIfValue, DeleteIf, Expire
 //
