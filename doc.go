@@ -175,11 +175,12 @@
 // size.
 //
 // Versions. GET and PUT answer the ETag; If-Match and If-None-Match make a
-// set or delete conditional and PATCH merges a JSON Merge Patch, the check
-// in the filter of the write itself. As FerretDB v1 runs a filtered write
-// as a read then a write by _id, a conditional write first claims the
-// version it replaces by an insert into DocumentsCollection+"_claims",
-// deleted after the write (see documents_versions.go).
+// set or delete conditional and PATCH merges a JSON Merge Patch. On MongoDB
+// the check is in the filter of the write itself. As FerretDB v1 runs a
+// filtered write as a read then a write by _id, there a conditional write
+// first claims the version it replaces by an insert into
+// DocumentsCollection+"_claims", deleted after the write (see
+// documents_versions.go).
 //
 // Values. The json field keeps the value exactly as sent, less insignificant
 // whitespace: field order, number spelling (1.0, 1e2, integers beyond

@@ -66,6 +66,10 @@ const (
 	maxClaimGenerations = 4
 )
 
+// useClaims says whether versioned writes claim their version: on FerretDB
+// (a variable so that a test can run MongoDB's way on FerretDB).
+var useClaims = func(b docsBackend) bool { return b.ferret }
+
 // errClaimed is a version claimed by another writer.
 var errClaimed = errors.New("documents: another write holds the claim on this version")
 
@@ -81,15 +85,18 @@ func (d *documents) claim(ctx context.Context, b docsBackend, t target, key stri
 	// The suffix has a fixed form, so the claim _id is injective.
 	base := t.id(key) + "#" + strings.Trim(g.etag(), `"`) + "#"
 	now := d.e.now().UTC().Truncate(time.Millisecond)
+	var ids []string // the claim, after the expired ones taken over
 	for n := 0; n < maxClaimGenerations; n++ {
 		id := base + strconv.Itoa(n)
+		ids = append(ids, id)
 		err := d.withSlot(ctx, b, func() error {
 			_, err := cc.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "exp", Value: now.Add(d.claimTTL())}})
 			return err
 		})
 		if err == nil {
-			// Released in the background (see the top of this file).
-			return func() { go d.unclaim(ctx, b, cc, id) }, nil
+			// Released in the background (see the top of this file), with
+			// the expired claims of g: g is no longer stored by then.
+			return func() { go d.unclaim(ctx, b, cc, ids) }, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
 			return nil, translateDocsError("documents claim", err)
@@ -110,16 +117,19 @@ func (d *documents) claim(ctx context.Context, b docsBackend, t target, key stri
 	return nil, errClaimed
 }
 
-// unclaim deletes a claim, also when the request was cancelled meanwhile.
-func (d *documents) unclaim(ctx context.Context, b docsBackend, cc *mongo.Collection, id string) {
+// unclaim deletes claims, also when the request was cancelled meanwhile.
+func (d *documents) unclaim(ctx context.Context, b docsBackend, cc *mongo.Collection, ids []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.e.cfg.BackendTimeout)
 	defer cancel()
-	err := d.withSlot(ctx, b, func() error {
-		_, err := cc.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-		return err
-	})
-	if err != nil {
-		d.e.log.Warn("storage: a document version claim was not released; it expires", "err", err)
+	for _, id := range ids {
+		err := d.withSlot(ctx, b, func() error {
+			_, err := cc.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}) // _id alone: FerretDB finds it without a scan
+			return err
+		})
+		if err != nil {
+			d.e.log.Warn("storage: a document version claim was not released; it expires", "err", err)
+			return
+		}
 	}
 }
 
@@ -147,7 +157,7 @@ func translateDocsError(op string, err error) error {
 // gets the filter to use and reports whether it matched. errClaimed when
 // another writer holds g on FerretDB.
 func (d *documents) versionedWrite(ctx context.Context, pc *mongo.Collection, b docsBackend, t target, key string, g docTag, write func(filter bson.D) (matched bool, err error)) (bool, error) {
-	if !b.ferret {
+	if !useClaims(b) {
 		return write(g.idFilter(t.id(key)))
 	}
 	release, err := d.claim(ctx, b, t, key, g)

@@ -114,7 +114,26 @@ func TestDocumentsETag(t *testing.T) {
 // the document (or its absence) as it was; malformed headers are 400.
 func TestDocumentsConditionalWrites(t *testing.T) {
 	t.Parallel()
+	testConditionalWrites(t, newDBServer(t))
+}
+
+// TestDocumentsConditionalWritesFiltered runs the conditional writes the
+// way they run on MongoDB (the version in the write's filter, no claim),
+// which the servers of the test suite, FerretDB, would not otherwise take.
+// Not parallel: the switch is global.
+func TestDocumentsConditionalWritesFiltered(t *testing.T) {
+	defer storage.WithoutVersionClaims()()
 	db := newDBServer(t)
+	testConditionalWrites(t, db)
+	db.mustSet("filtered", "k", `{"a":1}`)
+	e := etagOf(t, db.get("filtered", "k"))
+	etagOf(t, db.docReq("PATCH", "filtered", "k", `{"b":2}`, ifMatch(e)))
+	wantStatus(t, db.docReq("PATCH", "filtered", "k", `{"c":3}`, ifMatch(e)), http.StatusPreconditionFailed, "conflict")
+	v, _ := db.getValue("filtered", "k")
+	equal(t, "patched", v, `{"a":1,"b":2}`)
+}
+
+func testConditionalWrites(t *testing.T, db dbAs) {
 	const coll = "cond"
 	value := func(key string) string {
 		t.Helper()
@@ -486,6 +505,22 @@ func TestDocumentsVersionClaims(t *testing.T) {
 	etagOf(t, db.docReq("PUT", "claims", "dead", `2`, ifMatch(e)))
 	v, _ = db.getValue("claims", "dead")
 	equal(t, "value after taking over an expired claim", v, `2`)
+	// Both claims, the expired one and the one taken over, are deleted
+	// after the write (in the background).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := claims.CountDocuments(context.Background(), bson.D{{Key: "_id", Value: bson.D{{Key: "$regex", Value: "/dead#"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d claims of dead left after the write", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// A PATCH waits out nobody forever: under a live claim of the stored
 	// version it gives up with 409 conflict, writing nothing.

@@ -19,3 +19,12 @@ const IncrNoncesPerGeneration = incrNoncesPerGeneration
 func IncrWithNonce(ctx context.Context, e *Engine, k, nonce string) (int64, error) {
 	return e.incr(ctx, k, 1, nonce)
 }
+
+// WithoutVersionClaims makes versioned document writes use MongoDB's
+// filtered update on any server until the returned restore is called. Not
+// for parallel tests: it is global.
+func WithoutVersionClaims() (restore func()) {
+	old := useClaims
+	useClaims = func(docsBackend) bool { return false }
+	return func() { useClaims = old }
+}
