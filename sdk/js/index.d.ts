@@ -320,6 +320,67 @@ export interface BatchResult {
   results: BatchOpResult[];
 }
 
+/**
+ * A document's version: its ETag header, an opaque string in double quotes
+ * that changes on every write of the document.
+ */
+export type DocEtag = string;
+
+/** A document's value and version, as `getWithEtag` answers. */
+export interface DocWithEtag<T = any> {
+  value: T;
+  etag: DocEtag;
+}
+
+/**
+ * No condition: a plain `set`, `delete` or `patch`. A condition given as
+ * `undefined` or `null` is refused before sending (status 0,
+ * `invalid_request`) rather than read as "no condition": leave it out.
+ */
+export interface NoDocCondition {
+  ifMatch?: undefined;
+  ifNoneMatch?: undefined;
+}
+
+/** Options of a `delete` or `patch` of one version. */
+export interface DocIfMatchOptions extends CallOptions {
+  /** Apply only when the document exists with this etag (as `getWithEtag` answered it), or `'*'`: exists at all. */
+  ifMatch: DocEtag;
+  ifNoneMatch?: undefined;
+}
+
+/** Options of a conditional `set`: `ifMatch` or `ifNoneMatch`, not both. */
+export type DocSetIfOptions = CallOptions & (
+  | { ifMatch: DocEtag; ifNoneMatch?: undefined }
+  /** Create only: write when no document exists at the key. */
+  | { ifMatch?: undefined; ifNoneMatch: '*' }
+);
+
+/** Options of `set`, conditional or not. */
+export type DocSetOptions = (CallOptions & NoDocCondition) | DocSetIfOptions;
+
+/**
+ * A JSON Merge Patch (RFC 7396) of a document of type `T`: an object whose
+ * members replace fields (objects merge recursively, arrays are replaced
+ * whole) and whose `null` members remove fields, which `T` must then have
+ * as optional. Any object for an untyped collection.
+ */
+export type DocPatch<T> = unknown extends T
+  ? { [field: string]: unknown }
+  : T extends readonly unknown[] ? never
+  : T extends object ? { [K in keyof T]?: MergePatchMember<T[K], {} extends Pick<T, K> ? true : false> }
+  : never;
+
+/**
+ * A member of a merge patch: the field's new value, an object merging into
+ * it, or `null`, which removes the field, and so only for an optional one
+ * (or a key of a record); a field typed `x | null` cannot be set to null by
+ * a patch: use `set`.
+ */
+export type MergePatchMember<V, Optional extends boolean> =
+  | (Optional extends true ? null : never)
+  | (Exclude<V, null> extends infer W ? W extends readonly unknown[] ? W : W extends object ? DocPatch<W> : W : never);
+
 /** sdk.storage.db. */
 export interface Db {
   /**
@@ -338,11 +399,50 @@ export interface Db {
  */
 export interface Collection<T = any> {
   /** Stores `value` (anything JSON.stringify accepts) under `key`, replacing any document there. */
-  set(key: string, value: T, options?: CallOptions): Promise<void>;
+  set(key: string, value: T, options?: CallOptions & NoDocCondition): Promise<void>;
+  /**
+   * Stores `value` under `key` only when the condition holds: `ifMatch`, the
+   * document exists with that etag (`'*'`: with any); `ifNoneMatch: '*'`, it
+   * does not exist. The check and the write are one atomic step on the
+   * engine. Resolves to `true` when it wrote, `false` when the condition did
+   * not hold (the engine's 412 `conflict`; nothing was written). Any other
+   * failure rejects.
+   */
+  set(key: string, value: T, options: DocSetIfOptions): Promise<boolean>;
   /** The value at `key`, or null when there is none (a stored JSON null reads as null too). */
   get(key: string, options?: CallOptions): Promise<T | null>;
+  /**
+   * The value at `key` with its etag, or null when there is none. The etag
+   * changes on every write of the document: pass it as `ifMatch` to write
+   * only the version read (optimistic concurrency).
+   */
+  getWithEtag(key: string, options?: CallOptions): Promise<DocWithEtag<T> | null>;
   /** Removes the document; a missing one is not an error. */
-  delete(key: string, options?: CallOptions): Promise<void>;
+  delete(key: string, options?: CallOptions & NoDocCondition): Promise<void>;
+  /**
+   * Removes the document only when it exists with the etag `ifMatch`
+   * (`'*'`: with any), atomically: resolves to `true` when it did, `false`
+   * when it was missing or had another version (the engine's 412
+   * `conflict`). Any other failure rejects.
+   */
+  delete(key: string, options: DocIfMatchOptions): Promise<boolean>;
+  /**
+   * Merges `patch` into the document at `key` as a JSON Merge Patch (RFC
+   * 7396), atomically on the engine, and resolves to the merged value: a
+   * member replaces that field (objects merge recursively), a member set to
+   * `null` removes it, fields the patch does not name are kept, so
+   * concurrent patches of different fields all survive. A missing document
+   * rejects with 404 `not_found`. The patch must be an object (refused
+   * before sending otherwise): use `set` to replace the whole value.
+   */
+  patch(key: string, patch: DocPatch<T>, options?: CallOptions & NoDocCondition): Promise<T>;
+  /**
+   * `patch` applied only to the version `ifMatch` (`'*'`: any existing
+   * one): resolves to the merged value, or `false` when the document was
+   * missing or had another version (the engine's 412 `conflict`; nothing was
+   * written). A merged value is always an object, never `false`.
+   */
+  patch(key: string, patch: DocPatch<T>, options: DocIfMatchOptions): Promise<T | false>;
   /** The documents matching `filter`, in `sort` order, one page at a time. */
   query(options?: QueryOptions): Promise<QueryResult<T>>;
   /** How many documents match `filter` (the rules of `query`; none counts them all). */

@@ -108,6 +108,11 @@ test('a page on another origin uploads through an upload URL, writes, lists and 
   assert.deepEqual(out.expire, [true, 60, true, -1]);
   assert.deepEqual(out.release, [false, true, false]);
   assert.deepEqual(out.error, { isCpodError: true, status: 409, code: 'not_integer', hasRequestId: true });
+  assert.deepEqual(out.created, [true, false]);
+  assert.equal(out.etagQuoted, true, 'the page could not read the ETag header');
+  assert.deepEqual(out.ifMatch, [true, false]);
+  assert.deepEqual(out.patched, [{ a: 2, c: 3 }, false]);
+  assert.deepEqual(out.deleted, [false, true]);
 
   // What the page wrote is in the engine: Node reads it back with the same token.
   assert.equal(await new Response(await node.storage.files.read('uploads/signed.json')).text(), '{"from":"chromium"}');

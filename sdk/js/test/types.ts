@@ -3,6 +3,7 @@
 // too). Never run; every line must type-check under strict.
 import { CpodClient, CpodError, uploadToSignedUrl } from '@cpod/sdk';
 import type { FileWriteResult, Tier, QueryResult, BatchResult, CpodErrorCode, FileUploadUrlOptions } from '@cpod/sdk';
+import type { DocWithEtag, DocEtag, DocSetIfOptions } from '@cpod/sdk';
 
 declare const baseUrl: string;
 declare function refresh(): Promise<string>;
@@ -94,6 +95,63 @@ async function documents(): Promise<void> {
   await prefs.query({ sort: { mode: 2 } });
 }
 
+interface Profile { name: string; bio?: string; nick: string | null; address: { city: string; zip?: string }; tags: string[]; scores: Record<string, number> }
+
+async function documentVersions(maybe: string | undefined): Promise<void> {
+  const profiles = sdk.storage.db.collection<Profile>('profiles');
+  const cur: DocWithEtag<Profile> | null = await profiles.getWithEtag('p1', { signal: AbortSignal.timeout(1000) });
+  const plain: void = await profiles.set('p1', { name: 'a', nick: null, address: { city: 'x' }, tags: [], scores: {} });
+  if (cur !== null) {
+    const etag: DocEtag = cur.etag;
+    cur.value.address.city.toUpperCase();
+    const replaced: boolean = await profiles.set('p1', { ...cur.value, name: 'b' }, { ifMatch: etag });
+    const removed: boolean = await profiles.delete('p1', { ifMatch: etag, signal: AbortSignal.timeout(1000) });
+    const merged: Profile | false = await profiles.patch('p1', { address: { zip: '75001' }, bio: null }, { ifMatch: etag });
+    if (merged !== false) merged.name.toUpperCase();
+    void [replaced, removed];
+  }
+  const created: boolean = await profiles.set('p2', { name: 'c', nick: 'c', address: { city: 'y' }, tags: ['t'], scores: {} }, { ifNoneMatch: '*' });
+  const gone: void = await profiles.delete('p2');
+  const anyExisting: boolean = await profiles.delete('p2', { ifMatch: '*' });
+  const m: Profile = await profiles.patch('p1', { name: 'd', tags: ['x', 'y'], address: { zip: undefined }, scores: { a: 1, b: null } });
+  const loose = sdk.storage.db.collection('anything');
+  const v: any = await loose.patch('k', { a: { b: null }, c: [1] });
+  const opts: DocSetIfOptions = { ifNoneMatch: '*' };
+  const viaType: boolean = await loose.set('k', 1, opts);
+  void [plain, created, gone, anyExisting, m, v, viaType];
+  // @ts-expect-error a conditional set may not write: boolean, not void
+  const sure: void = await profiles.set('p1', m, { ifNoneMatch: '*' });
+  // @ts-expect-error a conditional patch may not apply: false is possible
+  const sureMerged: Profile = await profiles.patch('p1', { name: 'e' }, { ifMatch: '*' });
+  // @ts-expect-error an etag never read must not become an unconditional set
+  await profiles.set('p1', m, { ifMatch: maybe });
+  // @ts-expect-error ... nor an unconditional delete
+  await profiles.delete('p1', { ifMatch: maybe });
+  // @ts-expect-error ... nor an unconditional patch
+  await profiles.patch('p1', { name: 'f' }, { ifMatch: maybe });
+  // @ts-expect-error ifMatch and ifNoneMatch cannot be used together
+  await profiles.set('p1', m, { ifMatch: '*', ifNoneMatch: '*' });
+  // @ts-expect-error ifNoneMatch is '*' only
+  await profiles.set('p1', m, { ifNoneMatch: '"abc"' });
+  // @ts-expect-error ifNoneMatch applies to set only
+  await profiles.delete('p1', { ifNoneMatch: '*' });
+  // @ts-expect-error a merge patch is an object, not a whole value
+  await loose.patch('k', 42);
+  // @ts-expect-error an array is not a merge patch either
+  await loose.patch('k', [1, 2]);
+  // @ts-expect-error name is required: a patch cannot remove it
+  await profiles.patch('p1', { name: null });
+  // @ts-expect-error a patch of nick: null would remove it, not store null
+  await profiles.patch('p1', { nick: null });
+  // @ts-expect-error nested fields are checked too
+  await profiles.patch('p1', { address: { city: 3 } });
+  // @ts-expect-error no such field
+  await profiles.patch('p1', { age: 3 });
+  // @ts-expect-error getWithEtag may answer null
+  (await profiles.getWithEtag('p1')).etag;
+  void [sure, sureMerged];
+}
+
 async function kv(): Promise<void> {
   const kv = sdk.storage.kv;
   await kv.set('k', { a: 1 }, { ttl: 60 });
@@ -152,4 +210,4 @@ function errors(e: unknown): void {
   }
 }
 
-void [files, uploads, documents, kv, kvConditions, errors];
+void [files, uploads, documents, documentVersions, kv, kvConditions, errors];

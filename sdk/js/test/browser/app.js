@@ -60,6 +60,17 @@ try {
   } catch (e) {
     out.error = { isCpodError: e instanceof CpodError, status: e.status, code: e.code, hasRequestId: !!e.requestId };
   }
+
+  // Document versions: the ETag header is read across origins (exposed by
+  // the engine), If-Match / If-None-Match and PATCH are preflighted.
+  const docs = db.collection('versions');
+  out.created = [await docs.set('v', { a: 1, b: 1 }, { ifNoneMatch: '*' }), await docs.set('v', { a: 0 }, { ifNoneMatch: '*' })];
+  const v1 = await docs.getWithEtag('v');
+  out.etagQuoted = /^"[^"]+"$/.test(v1.etag);
+  out.ifMatch = [await docs.set('v', { ...v1.value, a: 2 }, { ifMatch: v1.etag }), await docs.set('v', { a: 9 }, { ifMatch: v1.etag })];
+  const v2 = await docs.getWithEtag('v');
+  out.patched = [await docs.patch('v', { b: null, c: 3 }, { ifMatch: v2.etag }), await docs.patch('v', { c: 9 }, { ifMatch: v2.etag })];
+  out.deleted = [await docs.delete('v', { ifMatch: v2.etag }), await docs.delete('v', { ifMatch: (await docs.getWithEtag('v')).etag })];
 } catch (e) {
   out.fatal = `${e?.name}: ${e?.message}`;
 }
