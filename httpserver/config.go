@@ -52,6 +52,8 @@ var settings = []setting{
 	{"max-header-bytes", "CPOD_MAX_HEADER_BYTES", "65536", "int", false, "Server", "largest request header block, in bytes"},
 	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long the stop may take: in-flight requests, then the backends"},
 	{"backend-timeout", "CPOD_BACKEND_TIMEOUT", "10s", "duration", false, "Server", "bound on each MongoDB and Redis call"},
+	{"s3-timeout", "CPOD_S3_TIMEOUT", "", "duration", false, "Server", "longest S3 wait: for an answer to a call that moves no file bytes, or for the next byte of a transfer; a stalled S3 is then 503 (default: -backend-timeout)"},
+	{"app-stale-if-error", "CPOD_APP_STALE_IF_ERROR", "5m", "duration", false, "Server", "while MongoDB fails, how long an app this process served before is still served as it was (0s: never)"},
 	{"metrics-addr", "CPOD_METRICS_ADDR", "", "string", false, "Server", "host:port of a second, plain-HTTP listener that serves GET /metrics in the Prometheus text format, such as 127.0.0.1:9090 (default: off, no metrics)"},
 
 	// Authentication
@@ -102,6 +104,7 @@ var settings = []setting{
 	{"max-batch-ops", "CPOD_MAX_BATCH_OPS", "500", "int", false, "Limits", "most operations in one document batch"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
+	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together; an upload past it waits for a buffer"},
 }
 
 // name names a setting in messages: the variable and the flag.
@@ -140,7 +143,9 @@ type serverConfig struct {
 	MaxHeaderBytes    int
 	ShutdownTimeout   time.Duration
 	BackendTimeout    time.Duration
-	MetricsAddr       string // empty: no metrics
+	S3Timeout         time.Duration // 0: BackendTimeout
+	AppStaleIfError   time.Duration // negative: off
+	MetricsAddr       string        // empty: no metrics
 
 	// AdminTokens and URLSigningKey are empty when they are to be generated
 	// in the data directory.
@@ -417,6 +422,14 @@ func checkConfig(v values) (*serverConfig, error) {
 	}
 	c.ShutdownTimeout = dur("shutdown-timeout", 0)
 	c.BackendTimeout = dur("backend-timeout", 100*time.Millisecond)
+	if str("s3-timeout") != "" {
+		c.S3Timeout = dur("s3-timeout", 100*time.Millisecond)
+	}
+	if c.AppStaleIfError = dur("app-stale-if-error", 0); c.AppStaleIfError == 0 {
+		c.AppStaleIfError = -1 // storage.Config: negative disables, 0 means the default
+	} else if c.AppStaleIfError > time.Hour {
+		bad("%s must be at most 1h", n("app-stale-if-error"))
+	}
 	if c.MetricsAddr = str("metrics-addr"); c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			bad("%s must be host:port, such as 127.0.0.1:9090 or :9090", n("metrics-addr"))
@@ -623,6 +636,7 @@ func checkConfig(v values) (*serverConfig, error) {
 		MaxBatchOps:      int(integer("max-batch-ops", 1)),
 		MaxQueryLimit:    int(integer("max-query-limit", 1)),
 		MaxListLimit:     int(integer("max-list-limit", 1)),
+		MaxUploadMemory:  size("max-upload-memory", 8<<20), // one upload part (storage.New checks it too)
 	}
 	if c.Limits.MaxDocumentSize > 16<<20-64<<10 {
 		bad("%s must be below 16MiB (the MongoDB document limit)", n("max-document-size"))

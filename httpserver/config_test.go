@@ -31,8 +31,35 @@ func TestConfigDefaults(t *testing.T) {
 	if c.ShutdownTimeout != 30*time.Second || c.ReadHeaderTimeout != 10*time.Second || c.IOTimeout != time.Minute || c.MaxHeaderBytes != 65536 {
 		t.Errorf("server timeouts: %+v", c)
 	}
-	if c.Limits.MaxFileSize != 5<<30 || c.Limits.MaxDocumentSize != 1<<20 {
+	if c.Limits.MaxFileSize != 5<<30 || c.Limits.MaxDocumentSize != 1<<20 || c.Limits.MaxUploadMemory != 256<<20 {
 		t.Errorf("limits: %+v", c.Limits)
+	}
+	if c.S3Timeout != 0 || c.AppStaleIfError != 5*time.Minute {
+		t.Errorf("S3 timeout %v (0: the backend timeout), app stale-if-error %v", c.S3Timeout, c.AppStaleIfError)
+	}
+}
+
+// TestConfigEngineBounds: the engine's S3 bound, stale-if-error window and
+// upload memory budget reach storage.Config as set; 0s turns the stale
+// fallback off (the engine reads 0 as its default, so it becomes negative).
+func TestConfigEngineBounds(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig([]string{"-s3-timeout", "2s", "-app-stale-if-error", "0s", "-max-upload-memory", "64MiB"}, envFunc(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3Timeout != 2*time.Second || c.AppStaleIfError >= 0 || c.Limits.MaxUploadMemory != 64<<20 {
+		t.Errorf("S3 timeout %v, stale-if-error %v, upload memory %d", c.S3Timeout, c.AppStaleIfError, c.Limits.MaxUploadMemory)
+	}
+	for args, want := range map[string]string{
+		"-s3-timeout=10ms":        "CPOD_S3_TIMEOUT (-s3-timeout) must be at least 100ms",
+		"-app-stale-if-error=2h":  "CPOD_APP_STALE_IF_ERROR (-app-stale-if-error) must be at most 1h",
+		"-max-upload-memory=1MiB": "CPOD_MAX_UPLOAD_MEMORY (-max-upload-memory) must be a size of at least 8388608 bytes",
+		"-app-stale-if-error=-1m": "CPOD_APP_STALE_IF_ERROR (-app-stale-if-error) must be at least 0s",
+	} {
+		if _, err := parseConfig([]string{args}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
 	}
 }
 

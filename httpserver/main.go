@@ -164,6 +164,8 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
+		S3Timeout:       cfg.S3Timeout,
+		AppStaleIfError: cfg.AppStaleIfError,
 		Logger:          log.With("component", "storage"),
 		Metrics:         metricsRegisterer(registry),
 	})
