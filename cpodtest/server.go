@@ -27,6 +27,7 @@ import (
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/embedded"
+	"github.com/cpod/storage/internal/rediscount"
 )
 
 // Environment variables that replace a fake with a real server. Each test
@@ -378,23 +379,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// redisCounter is a go-redis hook that counts commands.
-type redisCounter struct{ n *atomic.Int64 }
-
-func (h redisCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h redisCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (h redisCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // startFakes starts the in-process backends that no real server replaces,
 // through package embedded (the same code as httpserver's defaults), on a
 // temporary directory and loopback ports.
@@ -454,11 +438,11 @@ func (s *Server) startRedis(t testing.TB, set settings, id string) {
 		c = redis.NewClient(o)
 	default:
 		s.mini = s.fakes.Miniredis
-		s.fakes.Redis.AddHook(redisCounter{&s.calls.redis})
+		s.fakes.Redis.AddHook(rediscount.Hook{N: &s.calls.redis})
 		s.Redis = s.fakes.Redis
 		return
 	}
-	c.AddHook(redisCounter{&s.calls.redis})
+	c.AddHook(rediscount.Hook{N: &s.calls.redis})
 	s.Redis = c
 	// Cleanups run last-registered first: the keys go before the client.
 	t.Cleanup(func() { _ = c.Close() })

@@ -80,6 +80,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/cpod/storage/internal/rediscount"
 )
 
 // MongoMaxPoolSize bounds the connections the MongoDB client of the
@@ -505,7 +507,7 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	var stopTicker func()
 	if durable && cfg.KVSnapshotInterval > 0 {
 		var calls atomic.Int64
-		c.AddHook(countHook{&calls})
+		c.AddHook(rediscount.Hook{N: &calls})
 		stopTicker = b.snapshotLoop(m, clock, snap, cfg.KVSnapshotInterval, &calls)
 	}
 	b.onClose(func(context.Context) error {
@@ -559,23 +561,6 @@ func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path s
 		}
 	}()
 	return func() { close(stop); <-done }
-}
-
-// countHook counts the commands a go-redis client sends.
-type countHook struct{ n *atomic.Int64 }
-
-func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
 }
 
 // wallClockStep is the most a TTL may lag behind the wall clock.
