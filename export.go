@@ -284,6 +284,7 @@ func (e *Engine) exportKV(ctx context.Context, prefix string, sp *spool) error {
 			if err != nil {
 				return kvBackendError("export", err)
 			}
+			v, _, _ = kvDecode(v) // the TTL is Redis', below
 			ttl := int64(-1)
 			switch d := ttls[i].Val(); {
 			case d == -2:

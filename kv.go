@@ -43,7 +43,8 @@ const (
 // braces make it a Redis Cluster hash tag, so the key and its increment
 // nonces (see incrScript) always share a slot; the mapping is injective
 // because the closing brace is always last, and no user key collides with
-// the nonce keys, which end with ":nonces" or ":nonces:prev".
+// the counter's own keys (see incrScript), which end with ":nonces",
+// ":nonces:prev" or ":incr".
 //
 // A location that starts with '}' (a tenant id may) would make that tag
 // empty, and Redis Cluster then hashes the whole key, so the nonce keys
@@ -104,7 +105,7 @@ func (e *Engine) kvKeysUnder(prefix string) kvKeys {
 }
 
 // locationKey returns the location key of k and whether k is the key of a
-// kv value (isValue false: a counter's nonces) under the prefix; ok is false
+// kv value (isValue false: a counter's nonces or scratch key) under the prefix; ok is false
 // for a key of another place that the pattern matched.
 func (s kvKeys) locationKey(k string) (locKey string, isValue, ok bool) {
 	if len(k) <= s.head || !strings.HasPrefix(k[s.head:], s.prefix) {
@@ -119,7 +120,7 @@ func (s kvKeys) locationKey(k string) (locKey string, isValue, ok bool) {
 	switch suffix {
 	case "":
 		isValue = true
-	case ":nonces", ":nonces:prev":
+	case ":nonces", ":nonces:prev", ":incr":
 	default:
 		return "", false, false
 	}
@@ -221,11 +222,12 @@ func (e *Engine) handleKVSet(c *call) error {
 	if ifAbsent && hasIfValue {
 		return errorf(CodeInvalidRequest, "ifAbsent and ifValue cannot be used together")
 	}
+	stored := kvEncode(value, ttl, e.cfg.Now())
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
 	switch {
 	case ifAbsent:
-		ok, err := e.cfg.Redis.SetNX(ctx, k, value, ttl).Result()
+		ok, err := e.cfg.Redis.SetNX(ctx, k, stored, ttl).Result()
 		if err != nil {
 			return kvBackendError("set", err)
 		}
@@ -237,7 +239,7 @@ func (e *Engine) handleKVSet(c *call) error {
 			// No stored value is that long: the condition cannot hold.
 			return kvConditionFailed(ifValueFailed)
 		}
-		n, err := setIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue, value, ttl.Milliseconds()).Int64()
+		n, err := setIfScript.Run(ctx, e.cfg.Redis, []string{k}, ifValue, stored, ttl.Milliseconds()).Int64()
 		if err != nil {
 			return kvBackendError("set", err)
 		}
@@ -245,7 +247,7 @@ func (e *Engine) handleKVSet(c *call) error {
 			return kvConditionFailed(ifValueFailed)
 		}
 	default:
-		if err := e.cfg.Redis.Set(ctx, k, value, ttl).Err(); err != nil {
+		if err := e.cfg.Redis.Set(ctx, k, stored, ttl).Err(); err != nil {
 			return kvBackendError("set", err)
 		}
 	}
@@ -277,38 +279,6 @@ func kvIfValue(raw json.RawMessage) (string, bool, error) {
 	}
 	return s, true, nil
 }
-
-// setIfScript sets KEYS[1] to ARGV[2] only when it holds exactly ARGV[1],
-// with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
-// plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
-// reads as false, which equals no string. One key, so it runs on Redis
-// Cluster as well.
-var setIfScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-`)
-
-// delIfScript deletes KEYS[1] only when it holds exactly ARGV[1]; it
-// answers 1 when it deleted, 0 otherwise.
-var delIfScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-`)
-
-// persistScript removes the TTL of KEYS[1]; it answers 0 when the key is
-// missing, 1 otherwise (PERSIST alone answers 0 for a key without a TTL
-// too).
-var persistScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('PERSIST', KEYS[1])
-return 1
-`)
 
 // parseInt64 accepts a JSON integer literal in the int64 range: no string,
 // fraction or exponent.
@@ -347,36 +317,31 @@ func (e *Engine) handleKVGet(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	// GET and PTTL in one pipeline: one round trip, no MULTI/EXEC (which
-	// added two commands), and no script (a Lua call costs more than both
-	// commands, see BenchmarkKVGetRedis). Redis runs the commands that one
-	// connection sends together back to back, and both keys are the same, so
-	// on Cluster too they reach one node at once. Should the key expire or
-	// be deleted between the two, PTTL says -2 and the answer is 404, as it
-	// would be a moment later. (Pipeline and Exec rather than Pipelined:
-	// the same commands, without a closure and two captured variables to
-	// allocate.)
-	p := e.cfg.Redis.Pipeline()
-	get := p.Get(ctx, k)
-	pttl := p.PTTL(ctx, k)
-	_, err = p.Exec(ctx)
+	// One GET: the value carries its expiry (kv_values.go), so the answer
+	// needs no second command, except for a value stored before that format.
+	stored, err := e.cfg.Redis.Get(ctx, k).Result()
 	if errors.Is(err, redis.Nil) {
 		return errorf(CodeNotFound, "no such key")
 	}
 	if err != nil {
 		return kvBackendError("get", err)
 	}
-	ttl := int64(-1)
-	switch d := pttl.Val(); {
-	case d == -2: // gone since the GET (go-redis keeps Redis' raw -2 and -1)
-		return errorf(CodeNotFound, "no such key")
-	case d > 0:
-		ttl = ttlSeconds(d)
+	text, exp, ok := kvDecode(stored)
+	var ttl int64
+	if ok {
+		ttl = kvTTLLeft(exp, e.cfg.Now())
+	} else {
+		var found bool
+		if ttl, found, err = e.kvTTL(ctx, k); err != nil {
+			return err
+		} else if !found { // gone since the GET
+			return errorf(CodeNotFound, "no such key")
+		}
 	}
 	return c.json(http.StatusOK, struct {
 		Value string `json:"value"`
 		TTL   int64  `json:"ttl"`
-	}{get.Val(), ttl})
+	}{text, ttl})
 }
 
 func (e *Engine) handleKVHead(c *call) error {
@@ -397,39 +362,6 @@ func (e *Engine) handleKVHead(c *call) error {
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }
-
-// incrScript increments KEYS[1] by ARGV[1] at most once per nonce ARGV[2].
-// go-redis resends a command whose reply was lost (the connection dropped
-// after Redis ran it); the resend must return the first result instead of
-// counting twice. So the script remembers the result of each nonce in a
-// hash next to the counter, in the same hash slot: KEYS[2], the current
-// generation, holds at most ARGV[3] nonces; when full it becomes KEYS[3],
-// the previous generation (RENAME drops the one before), and a new one
-// starts. Both expire ARGV[4] milliseconds after their last write. So a
-// counter costs at most two extra keys and 2*ARGV[3] nonces however fast it
-// is incremented, and nothing once it has been idle for ARGV[4] ms.
-//
-// A nonce is remembered for at least ARGV[4] ms (go-redis resends within
-// the call's context, bounded by BackendTimeout, which ARGV[4] exceeds) and
-// for at least ARGV[3] later increments of the same counter: a resend that
-// comes after more increments than that may count twice.
-//
-// The value travels as a string: Lua numbers are doubles and would round
-// integers above 2^53.
-var incrScript = redis.NewScript(`
-local done = redis.call('HGET', KEYS[2], ARGV[2])
-if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
-if done then return done end
-local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-if type(r) == 'table' and r.err then return r end
-local v = redis.call('GET', KEYS[1])
-if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
-  redis.call('RENAME', KEYS[2], KEYS[3])
-end
-redis.call('HSET', KEYS[2], ARGV[2], v)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return v
-`)
 
 func (e *Engine) handleKVIncr(c *call) error {
 	k, err := e.kvKey(c, Write)
@@ -469,7 +401,7 @@ func (e *Engine) handleKVIncr(c *call) error {
 func (e *Engine) incr(ctx context.Context, k string, by int64, nonce string) (int64, error) {
 	keep := e.cfg.BackendTimeout + time.Second
 	res, err := incrScript.Run(ctx, e.cfg.Redis,
-		[]string{k, k + ":nonces", k + ":nonces:prev"},
+		[]string{k, k + ":nonces", k + ":nonces:prev", k + ":incr"},
 		strconv.FormatInt(by, 10), nonce, incrNoncesPerGeneration, keep.Milliseconds()).Text()
 	if err != nil {
 		return 0, kvBackendError("incrby", err)
@@ -521,8 +453,9 @@ func (e *Engine) handleKVDel(c *call) error {
 }
 
 // handleKVExpire answers PATCH {"ttl": <seconds> | null}: it sets the TTL of
-// an existing key (EXPIRE) or removes it (null, persistScript), keeping the
-// value, in one command; 404 when the key is missing.
+// an existing key or removes it (null), keeping the value, in one atomic
+// script (expireScript: the expiry is part of the stored value, see
+// kv_values.go); 404 when the key is missing.
 func (e *Engine) handleKVExpire(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
@@ -537,31 +470,22 @@ func (e *Engine) handleKVExpire(c *call) error {
 	if body.TTL == nil {
 		return errorf(CodeInvalidRequest, "ttl is required: seconds from 1 to %d, or null to remove the TTL", maxKVTTL)
 	}
-	persist := string(body.TTL) == "null"
-	var ttl int64
-	if !persist {
+	var ttl time.Duration // none for null
+	if string(body.TTL) != "null" {
 		n, err := parseInt64(body.TTL)
 		if err != nil || n < 1 || n > maxKVTTL {
 			return errorf(CodeInvalidRequest, "ttl must be a whole number of seconds from 1 to %d, or null", maxKVTTL)
 		}
-		ttl = n
+		ttl = time.Duration(n) * time.Second
 	}
+	prefix := kvPrefix(ttl, e.cfg.Now())
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	var found bool
-	if persist {
-		n, err := persistScript.Run(ctx, e.cfg.Redis, []string{k}).Int64()
-		if err != nil {
-			return kvBackendError("persist", err)
-		}
-		found = n == 1
-	} else {
-		found, err = e.cfg.Redis.Expire(ctx, k, time.Duration(ttl)*time.Second).Result()
-		if err != nil {
-			return kvBackendError("expire", err)
-		}
+	n, err := expireScript.Run(ctx, e.cfg.Redis, []string{k}, prefix, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return kvBackendError("expire", err)
 	}
-	if !found {
+	if n != 1 {
 		return errorf(CodeNotFound, "no such key")
 	}
 	c.w.WriteHeader(http.StatusNoContent)

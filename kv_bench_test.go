@@ -59,8 +59,9 @@ func BenchmarkKVGet(b *testing.B) {
 
 // BenchmarkKVGetRedis compares, on the Redis side alone, the ways to read a
 // value and its TTL: a plain GET (the floor, without the TTL), MULTI/GET/
-// PTTL/EXEC (what a kv GET sent before), GET and PTTL pipelined without
-// MULTI (one round trip, two commands: what a kv GET sends now), and a Lua
+// PTTL/EXEC (what a kv GET sent first), GET and PTTL pipelined without
+// MULTI (one round trip, two commands: what it sent next; now a kv GET
+// sends one GET, the value carrying its expiry, kv_values.go), and a Lua
 // script (one round trip, one command, strictly atomic, but the slowest on
 // both miniredis, which builds a Lua state per call, and a real Redis).
 // Redis' own time per kv GET (INFO commandstats, Redis 7.0.15, 60000 calls

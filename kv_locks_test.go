@@ -499,7 +499,8 @@ func (h *roundTrips) take() (int, []string) {
 
 // TestKVOneRoundTrip: every kv call takes Redis exactly one round trip,
 // never a MULTI/EXEC transaction (a GET used to send MULTI, GET, PTTL,
-// EXEC); a GET sends GET and PTTL pipelined, every other call one command.
+// EXEC, then GET and PTTL pipelined); a GET sends one GET (the value
+// carries its expiry, kv_values.go), every other call one command.
 // Each call runs twice: the first use of a script on a Redis may take a
 // second round trip (EVALSHA answered NOSCRIPT, then EVAL), the second must
 // take one.
@@ -513,12 +514,12 @@ func TestKVOneRoundTrip(t *testing.T) {
 		commands                 int
 	}{
 		{"set", "PUT", "k", `{"value":"v","ttl":60}`, 1},
-		{"get", "GET", "k", "", 2},
+		{"get", "GET", "k", "", 1},
 		{"head", "HEAD", "k", "", 1},
 		{"set ifValue", "PUT", "k", `{"value":"v","ttl":60,"ifValue":"v"}`, 1},
 		{"expire", "PATCH", "k", `{"ttl":90}`, 1},
 		{"persist", "PATCH", "k", `{"ttl":null}`, 1},
-		{"get missing", "GET", "missing", "", 2},
+		{"get missing", "GET", "missing", "", 1},
 		{"incr", "POST", "c", `{"by":2}`, 1},
 		{"delete ifValue refused", "DELETE", "k", `{"ifValue":"w"}`, 1},
 		{"set ifAbsent refused", "PUT", "k", `{"value":"w","ifAbsent":true}`, 1},
@@ -544,30 +545,35 @@ func TestKVOneRoundTrip(t *testing.T) {
 	}
 }
 
-// goneAfterGet makes the PTTL of a pipelined GET and PTTL answer -2, as
-// when the key expires or is deleted between the two commands.
+// goneAfterGet makes a PTTL answer -2, as when the key expires or is
+// deleted between the GET and the PTTL of a kv GET of a legacy value.
 type goneAfterGet struct{}
 
-func (goneAfterGet) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (goneAfterGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (goneAfterGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		if len(cmds) == 2 && cmds[0].Name() == "get" {
-			if pttl, ok := cmds[1].(*redis.DurationCmd); ok {
-				pttl.SetVal(-2)
-			}
+func (goneAfterGet) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (goneAfterGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if pttl, ok := cmd.(*redis.DurationCmd); ok && cmd.Name() == "pttl" {
+			pttl.SetVal(-2)
 		}
 		return err
 	}
 }
+func (goneAfterGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
 
-// TestKVGetGoneBetween: a key that vanishes between the GET and the PTTL of
-// one kv GET answers 404, never its value with ttl -1 ("no expiry").
+// TestKVGetGoneBetween: a value stored before the expiry prefix (read with
+// GET, then PTTL) that vanishes between the two commands answers 404, never
+// its value with ttl -1 ("no expiry").
 func TestKVGetGoneBetween(t *testing.T) {
 	t.Parallel()
 	srv, tok := kvServer(t)
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"v","ttl":1}`), 204, "")
+	rk := srv.RedisKeys(t)[0]
+	if err := srv.Redis.Set(context.Background(), rk, "v", time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
 	srv.Redis.AddHook(goneAfterGet{})
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", tok, nil), 404, "not_found")
 }

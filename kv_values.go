@@ -1,0 +1,197 @@
+package storage
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// How a kv value is stored in Redis. A kv GET answers the value and its TTL;
+// Redis has no command that returns both, and a second command (GET and
+// PTTL pipelined) costs a kv GET 1.3x its floor on miniredis (issue 17,
+// BenchmarkHotPathKVGetRatio). So a value carries its own expiry:
+//
+//	"\xff" + expiry + ":" + text
+//
+// where expiry is the Unix time in milliseconds at which the TTL ends, in
+// decimal, "0" for none, and text is the value as GET answers it. The key's
+// Redis TTL is set too (SET PX, the same duration), so Redis still expires
+// it; Redis decides whether a key exists, the expiry only how long it has
+// left, computed on the engine's clock (Config.Now): a key Redis still holds
+// after its expiry by that clock answers ttl 1, never 404. HEAD and the
+// export read the TTL from Redis (PTTL), which needs no value.
+//
+// 0xff never starts a value stored before this format: a JSON string value
+// is decoded by encoding/json, which turns invalid UTF-8 into U+FFFD, so its
+// text is valid UTF-8, which 0xff never begins; any other value is compact
+// JSON text, which starts with an ASCII byte. Such a legacy value (or a
+// counter that INCR created before) is read with a second command, PTTL;
+// the first write that is not an INCR (PUT, PATCH) stores it in this format.
+//
+// The scripts of kv.go read the text of either form with kvTextLua.
+const kvMarker = 0xff
+
+// kvEncode is the stored form of text with the given TTL (0 for none), the
+// expiry counted from now.
+func kvEncode(text string, ttl time.Duration, now time.Time) string {
+	return kvPrefix(ttl, now) + text
+}
+
+// kvPrefix is what comes before the text: the marker, the expiry and ':'.
+func kvPrefix(ttl time.Duration, now time.Time) string {
+	var buf [24]byte
+	b := append(buf[:0], kvMarker)
+	exp := int64(0)
+	if ttl > 0 {
+		exp = now.Add(ttl).UnixMilli()
+	}
+	b = strconv.AppendInt(b, exp, 10)
+	b = append(b, ':')
+	return string(b)
+}
+
+// kvDecode reads a stored value: its text and its expiry in Unix
+// milliseconds (0 for none). ok is false for a value stored before this
+// format (see above), whose text is the stored string and whose TTL only
+// Redis knows.
+func kvDecode(stored string) (text string, exp int64, ok bool) {
+	if len(stored) == 0 || stored[0] != kvMarker {
+		return stored, 0, false
+	}
+	for i := 1; i < len(stored) && i <= 20; i++ {
+		c := stored[i]
+		if c == ':' && i > 1 {
+			return stored[i+1:], exp, true
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		exp = exp*10 + int64(c-'0')
+	}
+	// Not written by kvEncode: answer it as it is rather than lose it.
+	return stored, 0, false
+}
+
+// kvTTLLeft is the contract's ttl of a value with expiry exp (Unix ms, 0
+// for none) at now: -1 for none, else the seconds left rounded up, at
+// least 1 (Redis still holds the key).
+func kvTTLLeft(exp int64, now time.Time) int64 {
+	if exp == 0 {
+		return -1
+	}
+	return max(1, ttlSeconds(time.Duration(exp-now.UnixMilli())*time.Millisecond))
+}
+
+// kvTextLua defines, in a script, text(v): the text of a stored value of
+// either form, false for a missing key (GET's nil), as kvDecode reads it.
+const kvTextLua = `
+local function text(v)
+  if v and string.byte(v, 1) == 255 then
+    local i = string.find(v, ':', 2, true)
+    if i and i > 2 and i <= 21 and not string.find(string.sub(v, 2, i - 1), '%D') then
+      return string.sub(v, i + 1), i
+    end
+  end
+  return v, nil
+end
+`
+
+// setIfScript sets KEYS[1] to ARGV[2] only when its text is exactly ARGV[1],
+// with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
+// plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
+// reads as false, which equals no string. One key, so it runs on Redis
+// Cluster as well.
+var setIfScript = redis.NewScript(kvTextLua + `
+if text(redis.call('GET', KEYS[1])) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+`)
+
+// delIfScript deletes KEYS[1] only when its text is exactly ARGV[1]; it
+// answers 1 when it deleted, 0 otherwise.
+var delIfScript = redis.NewScript(kvTextLua + `
+if text(redis.call('GET', KEYS[1])) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// expireScript gives KEYS[1] a new TTL, keeping its text: it stores ARGV[1]
+// (kvPrefix of the new TTL) followed by the text, with a TTL of ARGV[2] ms,
+// or none for "0". It answers 0 when the key is missing, 1 otherwise. A
+// value of the legacy form is stored in the current one.
+var expireScript = redis.NewScript(kvTextLua + `
+local v = text(redis.call('GET', KEYS[1]))
+if not v then return 0 end
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1] .. v)
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. v, 'PX', ARGV[2])
+end
+return 1
+`)
+
+// incrScript increments KEYS[1] by ARGV[1] at most once per nonce ARGV[2].
+// go-redis resends a command whose reply was lost (the connection dropped
+// after Redis ran it); the resend must return the first result instead of
+// counting twice. So the script remembers the result of each nonce in a
+// hash next to the counter, in the same hash slot: KEYS[2], the current
+// generation, holds at most ARGV[3] nonces; when full it becomes KEYS[3],
+// the previous generation (RENAME drops the one before), and a new one
+// starts. Both expire ARGV[4] milliseconds after their last write. So a
+// counter costs at most two extra keys and 2*ARGV[3] nonces however fast it
+// is incremented, and nothing once it has been idle for ARGV[4] ms.
+//
+// A nonce is remembered for at least ARGV[4] ms (go-redis resends within
+// the call's context, bounded by BackendTimeout, which ARGV[4] exceeds) and
+// for at least ARGV[3] later increments of the same counter: a resend that
+// comes after more increments than that may count twice.
+//
+// The arithmetic is Redis' own INCRBY (exact int64, the same errors for a
+// value that is not an integer and for an overflow): on the key itself for
+// a legacy value, which keeps its form; on KEYS[4], a scratch key in the
+// same slot that the script deletes before it returns, for a value with an
+// expiry prefix, which is written back with its prefix and its TTL
+// (KEEPTTL). A missing key starts a new counter with no TTL at ARGV[1]
+// (0 + ARGV[1], the engine's canonical decimal).
+//
+// The value travels as a string: Lua numbers are doubles and would round
+// integers above 2^53.
+var incrScript = redis.NewScript(kvTextLua + `
+local done = redis.call('HGET', KEYS[2], ARGV[2])
+if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
+if done then return done end
+local cur = redis.call('GET', KEYS[1])
+local v
+if not cur then
+  v = ARGV[1]
+  redis.call('SET', KEYS[1], '\255' .. '0:' .. v)
+else
+  local t, i = text(cur)
+  if i then
+    redis.call('SET', KEYS[4], t)
+    local r = redis.pcall('INCRBY', KEYS[4], ARGV[1])
+    if type(r) == 'table' and r.err then
+      redis.call('DEL', KEYS[4])
+      return r
+    end
+    v = redis.call('GET', KEYS[4])
+    redis.call('DEL', KEYS[4])
+    redis.call('SET', KEYS[1], string.sub(cur, 1, i) .. v, 'KEEPTTL')
+  else
+    local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+    if type(r) == 'table' and r.err then return r end
+    v = redis.call('GET', KEYS[1])
+  end
+end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+end
+redis.call('HSET', KEYS[2], ARGV[2], v)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return v
+`)
