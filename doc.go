@@ -49,6 +49,13 @@
 // Config.BackendTimeout through the request context, and go-redis ignores
 // context deadlines without that option.
 //
+// A kv value is stored in Redis with its expiry in front of its text (byte
+// 0xff, the expiry in Unix milliseconds, ':'; see kv_values.go), so that a
+// kv GET answers value and ttl from one Redis GET; the key has the Redis TTL
+// as well. Values written before that format are still read (with a second
+// command). A tool that reads the engine's Redis keys directly must strip
+// the prefix; the admin export (GET .../export) does.
+//
 // # Tiers and locations
 //
 // [Resolve] is the one function that maps (identity, tier, relative name) to a
