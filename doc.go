@@ -54,7 +54,9 @@
 // kv GET answers value and ttl from one Redis GET; the key has the Redis TTL
 // as well. Values written before that format are still read (with a second
 // command). A tool that reads the engine's Redis keys directly must strip
-// the prefix; the admin export (GET .../export) does.
+// the prefix; the admin export (GET .../export) does. An engine built
+// before this format would answer such a value with its prefix: do not mix
+// older and newer replicas on one Redis.
 //
 // # Tiers and locations
 //
