@@ -191,7 +191,7 @@ func (b *backends) openS3(cfg *serverConfig) error {
 // tokens are verified with the data directory's local secret (the one the
 // token subcommand signs with).
 func authConfig(cfg *serverConfig, localSecret string, log *slog.Logger, b *backends) (storage.AuthConfig, error) {
-	a := storage.AuthConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway, Claims: cfg.Claims}
+	a := storage.AuthConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway, Claims: cfg.Claims, CacheTTL: cfg.JWTCacheTTL}
 	switch {
 	case cfg.JWTHMACSecret != "":
 		a.Keys = []storage.Key{{Secret: []byte(cfg.JWTHMACSecret)}}

@@ -70,6 +70,7 @@ var settings = []setting{
 	{"jwt-claim-app", "CPOD_JWT_CLAIM_APP", "client_id", "string", false, "Authentication", "claim that carries the app"},
 	{"jwt-claim-user", "CPOD_JWT_CLAIM_USER", "sub", "string", false, "Authentication", "claim that carries the user"},
 	{"jwt-claim-scope", "CPOD_JWT_CLAIM_SCOPE", "scope", "string", false, "Authentication", "claim that carries the scopes"},
+	{"jwt-cache-ttl", "CPOD_JWT_CACHE_TTL", "1s", "duration", false, "Authentication", "how long a verified bearer token is remembered so its signature is not checked again (exp and nbf still are, on every call); a JWKS key removed by the issuer keeps admitting the tokens it verified for that long (0s: never; at most 1m)"},
 
 	// S3
 	{"s3-endpoint", "CPOD_S3_ENDPOINT", "", "string", false, "Files (S3)", "S3 endpoint URL, such as https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000; https means TLS (default: embedded, in <data-dir>/files/)"},
@@ -85,6 +86,7 @@ var settings = []setting{
 	// MongoDB
 	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: embedded FerretDB on SQLite in <data-dir>/documents)"},
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
+	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, such as the embedded one, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
 
 	// Redis
 	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
@@ -101,7 +103,11 @@ var settings = []setting{
 	{"max-document-size", "CPOD_MAX_DOCUMENT_SIZE", "1MiB", "size", false, "Limits", "largest document value"},
 	{"max-document-depth", "CPOD_MAX_DOCUMENT_DEPTH", "32", "int", false, "Limits", "deepest nesting of a document value"},
 	{"max-kv-value-size", "CPOD_MAX_KV_VALUE_SIZE", "1MiB", "size", false, "Limits", "largest kv value"},
+	{"max-document-nodes", "CPOD_MAX_DOCUMENT_NODES", "10000", "int", false, "Limits", "most JSON values in one document value, each object, array, string, number, boolean and null counting one"},
+	{"max-document-array-items", "CPOD_MAX_DOCUMENT_ARRAY_ITEMS", "5000", "int", false, "Limits", "most items of any one array in a document value"},
+	{"max-document-object-fields", "CPOD_MAX_DOCUMENT_OBJECT_FIELDS", "1000", "int", false, "Limits", "most fields of any one object in a document value"},
 	{"max-batch-ops", "CPOD_MAX_BATCH_OPS", "500", "int", false, "Limits", "most operations in one document batch"},
+	{"max-batch-nodes", "CPOD_MAX_BATCH_NODES", "20000", "int", false, "Limits", "most JSON values in the set values of one document batch together"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together; an upload past it waits for a buffer"},
@@ -163,6 +169,7 @@ type serverConfig struct {
 	JWTAudience      string
 	JWTLeeway        time.Duration
 	Claims           storage.ClaimNames
+	JWTCacheTTL      time.Duration // negative: off
 
 	// S3: Endpoint empty means embedded.
 	S3Endpoint     *url.URL
@@ -178,6 +185,8 @@ type serverConfig struct {
 	// MongoDB: URI empty means embedded.
 	MongoURI      string
 	MongoDatabase string
+	// DocumentsLayout is storage.DocumentsLayoutAuto, Single or Partitioned.
+	DocumentsLayout string
 
 	// Redis: URL and Addrs both empty means embedded.
 	RedisURL        string
@@ -516,6 +525,11 @@ func checkConfig(v values) (*serverConfig, error) {
 	if c.JWTLeeway > 5*time.Minute {
 		bad("%s must be at most 5m", n("jwt-leeway"))
 	}
+	if c.JWTCacheTTL = dur("jwt-cache-ttl", 0); c.JWTCacheTTL == 0 {
+		c.JWTCacheTTL = -1 // storage.AuthConfig: negative disables, 0 means the default
+	} else if c.JWTCacheTTL > time.Minute {
+		bad("%s must be at most 1m", n("jwt-cache-ttl"))
+	}
 	c.Claims = storage.ClaimNames{Tenant: str("jwt-claim-tenant"), App: str("jwt-claim-app"), User: str("jwt-claim-user"), Scope: str("jwt-claim-scope")}
 	for _, f := range []string{"jwt-claim-tenant", "jwt-claim-app", "jwt-claim-user", "jwt-claim-scope"} {
 		if !claimName.MatchString(str(f)) {
@@ -582,6 +596,10 @@ func checkConfig(v values) (*serverConfig, error) {
 	if c.MongoDatabase == "" || len(c.MongoDatabase) > 63 || strings.ContainsAny(c.MongoDatabase, "/\\. \"$*<>:|?\x00") {
 		bad("%s must be 1 to 63 characters without /\\. \"$*<>:|?", n("mongo-database"))
 	}
+	c.DocumentsLayout = str("documents-layout")
+	if !slices.Contains([]string{storage.DocumentsLayoutAuto, storage.DocumentsLayoutSingle, storage.DocumentsLayoutPartitioned}, c.DocumentsLayout) {
+		bad("%s must be auto, single or partitioned", n("documents-layout"))
+	}
 
 	// Redis.
 	c.RedisURL = str("redis-url")
@@ -638,6 +656,12 @@ func checkConfig(v values) (*serverConfig, error) {
 		MaxListLimit:     int(integer("max-list-limit", 1)),
 		MaxUploadMemory:  size("max-upload-memory", 8<<20), // one upload part (storage.New checks it too)
 	}
+	// The structure caps of a document value; the engine reads 0 as its
+	// default, so 0 is refused rather than silently becoming the default.
+	c.Limits.MaxDocumentNodes = int(integer("max-document-nodes", 1))
+	c.Limits.MaxDocumentArrayItems = int(integer("max-document-array-items", 1))
+	c.Limits.MaxDocumentObjectFields = int(integer("max-document-object-fields", 1))
+	c.Limits.MaxBatchNodes = int(integer("max-batch-nodes", 1))
 	if c.Limits.MaxDocumentSize > 16<<20-64<<10 {
 		bad("%s must be below 16MiB (the MongoDB document limit)", n("max-document-size"))
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	storage "github.com/cpod/storage"
 )
 
 func envFunc(env map[string]string) func(string) string {
@@ -59,6 +61,115 @@ func TestConfigEngineBounds(t *testing.T) {
 	} {
 		if _, err := parseConfig([]string{args}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+}
+
+// TestConfigEngineOptions: the verified-token cache, the documents layout
+// and the structure caps of document values default to the engine's
+// documented defaults (AuthConfig.CacheTTL, Config.DocumentsLayout, Limits),
+// and each is read from its flag and from its variable into the field of
+// storage.AuthConfig, Config or Limits it sets. The engine reads a zero
+// CacheTTL as its default, so 0s (off) reaches it as a negative one.
+func TestConfigEngineOptions(t *testing.T) {
+	t.Parallel()
+	cacheTTL := func(c *serverConfig) any {
+		a, err := authConfig(c, strings.Repeat("s", 32), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.CacheTTL
+	}
+	c, err := parseConfig(nil, envFunc(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheTTL(c); got != time.Second || c.DocumentsLayout != storage.DocumentsLayoutAuto {
+		t.Errorf("defaults: token cache %v, documents layout %q; want 1s, auto", got, c.DocumentsLayout)
+	}
+	if l := c.Limits; l.MaxDocumentNodes != 10000 || l.MaxDocumentArrayItems != 5000 || l.MaxDocumentObjectFields != 1000 || l.MaxBatchNodes != 20000 {
+		t.Errorf("default structure caps: %+v", l)
+	}
+	for _, tc := range []struct {
+		flag, value string
+		got         func(*serverConfig) any
+		want        any
+	}{
+		{"jwt-cache-ttl", "30s", cacheTTL, 30 * time.Second},
+		{"jwt-cache-ttl", "1m", cacheTTL, time.Minute},
+		{"jwt-cache-ttl", "250ms", cacheTTL, 250 * time.Millisecond},
+		{"jwt-cache-ttl", "0s", cacheTTL, time.Duration(-1)},
+		{"documents-layout", "single", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutSingle},
+		{"documents-layout", "partitioned", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutPartitioned},
+		{"documents-layout", "auto", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutAuto},
+		{"max-document-nodes", "7", func(c *serverConfig) any { return c.Limits.MaxDocumentNodes }, 7},
+		{"max-document-array-items", "3", func(c *serverConfig) any { return c.Limits.MaxDocumentArrayItems }, 3},
+		{"max-document-object-fields", "2", func(c *serverConfig) any { return c.Limits.MaxDocumentObjectFields }, 2},
+		{"max-batch-nodes", "6", func(c *serverConfig) any { return c.Limits.MaxBatchNodes }, 6},
+		{"max-batch-nodes", "1", func(c *serverConfig) any { return c.Limits.MaxBatchNodes }, 1},
+	} {
+		env := lookupSetting(tc.flag).env
+		for how, in := range map[string]struct {
+			args []string
+			env  map[string]string
+		}{
+			"flag":     {[]string{"-" + tc.flag, tc.value}, nil},
+			"variable": {nil, map[string]string{env: tc.value}},
+		} {
+			c, err := parseConfig(in.args, envFunc(in.env), io.Discard)
+			if err != nil {
+				t.Errorf("%s %s=%s: %v", how, tc.flag, tc.value, err)
+				continue
+			}
+			if got := tc.got(c); got != tc.want {
+				t.Errorf("%s %s=%s: got %v, want %v", how, tc.flag, tc.value, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestConfigEngineOptionsRefused: a value the engine would refuse, or would
+// read as something other than what the operator wrote (0 as its default,
+// "" as auto), stops the server with one message naming the setting, from
+// the flag and from the variable alike. (An empty variable is unset.)
+func TestConfigEngineOptionsRefused(t *testing.T) {
+	t.Parallel()
+	const (
+		ttl    = "CPOD_JWT_CACHE_TTL (-jwt-cache-ttl)"
+		layout = "CPOD_DOCUMENTS_LAYOUT (-documents-layout) must be auto, single or partitioned"
+	)
+	for _, tc := range []struct{ flag, value, want string }{
+		{"jwt-cache-ttl", "2m", ttl + " must be at most 1m"},
+		{"jwt-cache-ttl", "1m0.001s", ttl + " must be at most 1m"},
+		{"jwt-cache-ttl", "-1s", ttl + " must be at least 0s"},
+		{"jwt-cache-ttl", "5", ttl + `: "5" is not a duration`},
+		{"documents-layout", "sharded", layout},
+		{"documents-layout", "Single", layout},
+		{"documents-layout", "single ", layout},
+		{"documents-layout", "", layout},
+		{"max-document-nodes", "0", "CPOD_MAX_DOCUMENT_NODES (-max-document-nodes) must be an integer of at least 1"},
+		{"max-document-nodes", "1e4", "CPOD_MAX_DOCUMENT_NODES (-max-document-nodes) must be an integer of at least 1"},
+		{"max-document-array-items", "-1", "CPOD_MAX_DOCUMENT_ARRAY_ITEMS (-max-document-array-items) must be an integer of at least 1"},
+		{"max-document-object-fields", "ten", "CPOD_MAX_DOCUMENT_OBJECT_FIELDS (-max-document-object-fields) must be an integer of at least 1"},
+		{"max-batch-nodes", "0", "CPOD_MAX_BATCH_NODES (-max-batch-nodes) must be an integer of at least 1"},
+		{"max-batch-nodes", "99999999999999999999", "CPOD_MAX_BATCH_NODES (-max-batch-nodes) must be an integer of at least 1"},
+	} {
+		ins := map[string]struct {
+			args []string
+			env  map[string]string
+		}{"flag": {[]string{"-" + tc.flag + "=" + tc.value}, nil}}
+		if tc.value != "" {
+			ins["variable"] = struct {
+				args []string
+				env  map[string]string
+			}{nil, map[string]string{lookupSetting(tc.flag).env: tc.value}}
+		}
+		for how, in := range ins {
+			_, err := parseConfig(in.args, envFunc(in.env), io.Discard)
+			var ce *configError
+			if !errors.As(err, &ce) || len(ce.problems) != 1 || !strings.Contains(ce.problems[0], tc.want) {
+				t.Errorf("%s %s=%q: %v, want the one problem %q", how, tc.flag, tc.value, err, tc.want)
+			}
 		}
 	}
 }
