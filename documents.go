@@ -94,10 +94,12 @@ const (
 	// mongoMaxDocument is MongoDB's (and FerretDB's) BSON document limit,
 	// less room for the command around it.
 	mongoMaxDocument = 16<<20 - 64<<10
-	// mongoMaxDepth caps Limits.MaxDocumentDepth below MongoDB's nesting
-	// limit of 100, counting the levels the stored form adds.
-	mongoMaxDepth = 96
 )
+
+// MaxDocumentDepthCeiling is the largest Limits.MaxDocumentDepth New
+// accepts: MongoDB's nesting limit of 100 less the levels the stored form
+// of a document adds.
+const MaxDocumentDepthCeiling = 96
 
 // The documents layouts, the values of Config.DocumentsLayout (see
 // "Documents layout" in doc.go).
@@ -342,7 +344,7 @@ type docValue struct {
 }
 
 // maxDepth is the effective nesting limit of values.
-func (d *documents) maxDepth() int { return min(d.e.cfg.Limits.MaxDocumentDepth, mongoMaxDepth) }
+func (d *documents) maxDepth() int { return d.e.cfg.Limits.MaxDocumentDepth }
 
 // parseValue checks a JSON value and builds its two stored forms. raw must
 // hold exactly one JSON value. The policy for names (see doc.go): any field

@@ -276,7 +276,8 @@ func TestDocumentsLayout(t *testing.T) {
 	}
 }
 
-// TestDocumentsLayoutConfig: an unknown layout is refused by New.
+// TestDocumentsLayoutConfig: an unknown layout, and a document depth above
+// MaxDocumentDepthCeiling, are refused by New.
 func TestDocumentsLayoutConfig(t *testing.T) {
 	srv := cpodtest.NewServer(t)
 	cfg := storage.Config{
@@ -289,6 +290,15 @@ func TestDocumentsLayoutConfig(t *testing.T) {
 		t.Fatalf("New with DocumentsLayout %q: %v, want an error naming the field", cfg.DocumentsLayout, err)
 	}
 	cfg.DocumentsLayout = storage.DocumentsLayoutPartitioned
+	if _, err := storage.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// A depth MongoDB cannot store is refused, not silently lowered.
+	cfg.Limits.MaxDocumentDepth = storage.MaxDocumentDepthCeiling + 1
+	if _, err := storage.New(cfg); err == nil || !strings.Contains(err.Error(), "MaxDocumentDepth must be at most 96") {
+		t.Fatalf("New with MaxDocumentDepth %d: %v, want an error naming the field", cfg.Limits.MaxDocumentDepth, err)
+	}
+	cfg.Limits.MaxDocumentDepth = storage.MaxDocumentDepthCeiling
 	if _, err := storage.New(cfg); err != nil {
 		t.Fatal(err)
 	}

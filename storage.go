@@ -144,7 +144,7 @@ type Config struct {
 type Limits struct {
 	MaxFileSize      int64 // default 5 GiB
 	MaxDocumentSize  int   // bytes of a document's JSON value; default 1 MiB
-	MaxDocumentDepth int   // nesting depth of a document's value; default 32
+	MaxDocumentDepth int   // nesting depth of a document's value; default 32, at most MaxDocumentDepthCeiling
 	MaxKVValueSize   int   // bytes of a stored kv value; default 1 MiB
 	MaxBatchOps      int   // ops in one batch; default 500
 	MaxQueryLimit    int   // items in one query page; default 1000
@@ -322,6 +322,9 @@ func New(cfg Config) (*Engine, error) {
 		bad("Config.%s", err)
 	}
 	cfg.Limits.setDefaults()
+	if cfg.Limits.MaxDocumentDepth > MaxDocumentDepthCeiling {
+		bad("Config.Limits.MaxDocumentDepth must be at most %d (MongoDB nests at most 100 levels, the stored form adds some)", MaxDocumentDepthCeiling)
+	}
 	var partSize int64
 	if cfg.S3 != nil {
 		partSize = uploadPartSize(cfg.S3.UploadLimits(), cfg.Limits.MaxFileSize)

@@ -101,7 +101,7 @@ var settings = []setting{
 	// Limits
 	{"max-file-size", "CPOD_MAX_FILE_SIZE", "5GiB", "size", false, "Limits", "largest file (bytes, or with KiB, MiB, GiB suffix)"},
 	{"max-document-size", "CPOD_MAX_DOCUMENT_SIZE", "1MiB", "size", false, "Limits", "largest document value"},
-	{"max-document-depth", "CPOD_MAX_DOCUMENT_DEPTH", "32", "int", false, "Limits", "deepest nesting of a document value"},
+	{"max-document-depth", "CPOD_MAX_DOCUMENT_DEPTH", "32", "int", false, "Limits", "deepest nesting of a document value (at most 96)"},
 	{"max-kv-value-size", "CPOD_MAX_KV_VALUE_SIZE", "1MiB", "size", false, "Limits", "largest kv value"},
 	{"max-document-nodes", "CPOD_MAX_DOCUMENT_NODES", "10000", "int", false, "Limits", "most JSON values in one document value, each object, array, string, number, boolean and null counting one"},
 	{"max-document-array-items", "CPOD_MAX_DOCUMENT_ARRAY_ITEMS", "5000", "int", false, "Limits", "most items of any one array in a document value"},
@@ -662,6 +662,9 @@ func checkConfig(v values) (*serverConfig, error) {
 	c.Limits.MaxDocumentArrayItems = int(integer("max-document-array-items", 1))
 	c.Limits.MaxDocumentObjectFields = int(integer("max-document-object-fields", 1))
 	c.Limits.MaxBatchNodes = int(integer("max-batch-nodes", 1))
+	if c.Limits.MaxDocumentDepth > storage.MaxDocumentDepthCeiling {
+		bad("%s must be at most %d (MongoDB's nesting limit)", n("max-document-depth"), storage.MaxDocumentDepthCeiling)
+	}
 	if c.Limits.MaxDocumentSize > 16<<20-64<<10 {
 		bad("%s must be below 16MiB (the MongoDB document limit)", n("max-document-size"))
 	}

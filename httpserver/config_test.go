@@ -58,6 +58,7 @@ func TestConfigEngineBounds(t *testing.T) {
 		"-app-stale-if-error=2h":  "CPOD_APP_STALE_IF_ERROR (-app-stale-if-error) must be at most 1h",
 		"-max-upload-memory=1MiB": "CPOD_MAX_UPLOAD_MEMORY (-max-upload-memory) must be a size of at least 8388608 bytes",
 		"-app-stale-if-error=-1m": "CPOD_APP_STALE_IF_ERROR (-app-stale-if-error) must be at least 0s",
+		"-max-document-depth=97":  "CPOD_MAX_DOCUMENT_DEPTH (-max-document-depth) must be at most 96",
 	} {
 		if _, err := parseConfig([]string{args}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", args, err, want)
