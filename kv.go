@@ -105,8 +105,8 @@ func (e *Engine) kvKeysUnder(prefix string) kvKeys {
 }
 
 // locationKey returns the location key of k and whether k is the key of a
-// kv value (isValue false: a counter's nonces or scratch key) under the prefix; ok is false
-// for a key of another place that the pattern matched.
+// kv value (isValue false: a counter's nonces or scratch key) under the
+// prefix; ok is false for a key of another place that the pattern matched.
 func (s kvKeys) locationKey(k string) (locKey string, isValue, ok bool) {
 	if len(k) <= s.head || !strings.HasPrefix(k[s.head:], s.prefix) {
 		return "", false, false
