@@ -26,6 +26,12 @@ func tryDo(srv *cpodtest.Server, timeout time.Duration, method, path, token, bod
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
+	return sendBearer(ctx, srv, method, path, token, rd)
+}
+
+// sendBearer is one request with a bearer token that reports failures as an
+// error, for goroutines that may not fail the test (tryDo, try).
+func sendBearer(ctx context.Context, srv *cpodtest.Server, method, path, token string, rd io.Reader) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, rd)
 	if err != nil {
 		return 0, nil, err

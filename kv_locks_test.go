@@ -54,18 +54,7 @@ func try(srv *cpodtest.Server, method, path, tok string, body any) (int, []byte,
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, srv.URL+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	res, err := srv.HTTP.Client().Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, b, err
+	return sendBearer(context.Background(), srv, method, path, tok, rd)
 }
 
 func kvServer(t *testing.T, opts ...cpodtest.Option) (*cpodtest.Server, string) {
