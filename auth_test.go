@@ -291,6 +291,10 @@ func TestAuthKeyTypes(t *testing.T) {
 					t.Errorf("other #%d: status %d, want 401", i, r.status)
 				}
 			}
+			// Claims hold whole seconds: Unix() drops up to 1 s, and the
+			// request is verified a little after now. An nbf only 31 s
+			// ahead could fall within the 30 s leeway by then (a CI flake),
+			// so the "beyond" cases stand 10 s clear of the leeway.
 			now := srv.Now()
 			rejected := map[string]func(jwt.MapClaims){
 				"wrong iss":              func(c jwt.MapClaims) { c["iss"] = "https://evil.example" },
@@ -298,8 +302,8 @@ func TestAuthKeyTypes(t *testing.T) {
 				"wrong aud":              func(c jwt.MapClaims) { c["aud"] = "other" },
 				"missing aud":            func(c jwt.MapClaims) { delete(c, "aud") },
 				"aud array without ours": func(c jwt.MapClaims) { c["aud"] = []any{"a", "b"} },
-				"exp beyond leeway":      func(c jwt.MapClaims) { c["exp"] = now.Add(-31 * time.Second).Unix() },
-				"nbf beyond leeway":      func(c jwt.MapClaims) { c["nbf"] = now.Add(31 * time.Second).Unix() },
+				"exp beyond leeway":      func(c jwt.MapClaims) { c["exp"] = now.Add(-40 * time.Second).Unix() },
+				"nbf beyond leeway":      func(c jwt.MapClaims) { c["nbf"] = now.Add(40 * time.Second).Unix() },
 			}
 			for name, edit := range rejected {
 				if r := do(t, srv, "GET", "/v1/storage/kv/k", tc.good(claims(edit)), nil); r.status != 401 {
