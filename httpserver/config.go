@@ -53,6 +53,7 @@ var settings = []setting{
 	{"shutdown-timeout", "CPOD_SHUTDOWN_TIMEOUT", "30s", "duration", false, "Server", "on SIGINT/SIGTERM, how long the stop may take: in-flight requests, then the backends"},
 	{"backend-timeout", "CPOD_BACKEND_TIMEOUT", "10s", "duration", false, "Server", "bound on each MongoDB and Redis call"},
 	{"s3-timeout", "CPOD_S3_TIMEOUT", "", "duration", false, "Server", "longest S3 wait: for an answer to a call that moves no file bytes, or for the next byte of a transfer; a stalled S3 is then 503 (default: -backend-timeout)"},
+	{"app-cache-ttl", "CPOD_APP_CACHE_TTL", "500ms", "duration", false, "Server", "how long this process remembers an app's registration: a change to an app (scopes, deletion) made through another replica applies here after at most this long (0s: every request looks its app up in MongoDB, and -app-stale-if-error has nothing to fall back on; at most 1s)"},
 	{"app-stale-if-error", "CPOD_APP_STALE_IF_ERROR", "5m", "duration", false, "Server", "while MongoDB fails, how long an app this process served before is still served as it was (0s: never)"},
 	{"metrics-addr", "CPOD_METRICS_ADDR", "", "string", false, "Server", "host:port of a second, plain-HTTP listener that serves GET /metrics in the Prometheus text format, such as 127.0.0.1:9090 (default: off, no metrics)"},
 
@@ -150,6 +151,7 @@ type serverConfig struct {
 	ShutdownTimeout   time.Duration
 	BackendTimeout    time.Duration
 	S3Timeout         time.Duration // 0: BackendTimeout
+	AppCacheTTL       time.Duration // negative: off
 	AppStaleIfError   time.Duration // negative: off
 	MetricsAddr       string        // empty: no metrics
 
@@ -433,6 +435,11 @@ func checkConfig(v values) (*serverConfig, error) {
 	c.BackendTimeout = dur("backend-timeout", 100*time.Millisecond)
 	if str("s3-timeout") != "" {
 		c.S3Timeout = dur("s3-timeout", 100*time.Millisecond)
+	}
+	if c.AppCacheTTL = dur("app-cache-ttl", 0); c.AppCacheTTL == 0 {
+		c.AppCacheTTL = -1 // storage.Config: negative disables, 0 means the default
+	} else if c.AppCacheTTL > time.Second {
+		bad("%s must be at most 1s", n("app-cache-ttl"))
 	}
 	if c.AppStaleIfError = dur("app-stale-if-error", 0); c.AppStaleIfError == 0 {
 		c.AppStaleIfError = -1 // storage.Config: negative disables, 0 means the default

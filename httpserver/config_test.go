@@ -36,8 +36,8 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Limits.MaxFileSize != 5<<30 || c.Limits.MaxDocumentSize != 1<<20 || c.Limits.MaxUploadMemory != 256<<20 {
 		t.Errorf("limits: %+v", c.Limits)
 	}
-	if c.S3Timeout != 0 || c.AppStaleIfError != 5*time.Minute {
-		t.Errorf("S3 timeout %v (0: the backend timeout), app stale-if-error %v", c.S3Timeout, c.AppStaleIfError)
+	if c.S3Timeout != 0 || c.AppStaleIfError != 5*time.Minute || c.AppCacheTTL != 500*time.Millisecond {
+		t.Errorf("S3 timeout %v (0: the backend timeout), app stale-if-error %v, app cache %v", c.S3Timeout, c.AppStaleIfError, c.AppCacheTTL)
 	}
 }
 
@@ -100,6 +100,9 @@ func TestConfigEngineOptions(t *testing.T) {
 		{"jwt-cache-ttl", "1m", cacheTTL, time.Minute},
 		{"jwt-cache-ttl", "250ms", cacheTTL, 250 * time.Millisecond},
 		{"jwt-cache-ttl", "0s", cacheTTL, time.Duration(-1)},
+		{"app-cache-ttl", "1s", func(c *serverConfig) any { return c.AppCacheTTL }, time.Second},
+		{"app-cache-ttl", "50ms", func(c *serverConfig) any { return c.AppCacheTTL }, 50 * time.Millisecond},
+		{"app-cache-ttl", "0s", func(c *serverConfig) any { return c.AppCacheTTL }, time.Duration(-1)},
 		{"documents-layout", "single", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutSingle},
 		{"documents-layout", "partitioned", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutPartitioned},
 		{"documents-layout", "auto", func(c *serverConfig) any { return c.DocumentsLayout }, storage.DocumentsLayoutAuto},
@@ -144,6 +147,9 @@ func TestConfigEngineOptionsRefused(t *testing.T) {
 		{"jwt-cache-ttl", "1m0.001s", ttl + " must be at most 1m"},
 		{"jwt-cache-ttl", "-1s", ttl + " must be at least 0s"},
 		{"jwt-cache-ttl", "5", ttl + `: "5" is not a duration`},
+		{"app-cache-ttl", "2s", "CPOD_APP_CACHE_TTL (-app-cache-ttl) must be at most 1s"},
+		{"app-cache-ttl", "1.001s", "CPOD_APP_CACHE_TTL (-app-cache-ttl) must be at most 1s"},
+		{"app-cache-ttl", "-1ms", "CPOD_APP_CACHE_TTL (-app-cache-ttl) must be at least 0s"},
 		{"documents-layout", "sharded", layout},
 		{"documents-layout", "Single", layout},
 		{"documents-layout", "single ", layout},

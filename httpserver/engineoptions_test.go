@@ -260,3 +260,56 @@ func TestJWTCacheTTLSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestAppCacheTTLSetting: -app-cache-ttl reaches the engine's app cache.
+// Two servers share one set of backends, as two replicas do; the app is
+// deleted through A while B has it cached. Under 1s, B still serves the
+// app's token right after the deletion and refuses it within a second;
+// under 0s, B looks the app up on every request and refuses it at once.
+func TestAppCacheTTLSetting(t *testing.T) {
+	t.Parallel()
+	s3URL, mongoURI, redisAddr := fakeBackends(t)
+	secret := strings.Repeat("app-cache-ttl-", 3)
+	admin := "admin-token-for-app-cache-ttl"
+	for i, tc := range []struct {
+		ttl       string
+		stillSeen bool // B serves the deleted app's token at first
+	}{{"1s", true}, {"0s", false}} {
+		t.Run(tc.ttl, func(t *testing.T) {
+			env := []string{
+				"CPOD_S3_ENDPOINT=" + s3URL, "CPOD_S3_ACCESS_KEY=ak", "CPOD_S3_SECRET_KEY=sk",
+				"CPOD_S3_BUCKET=cache-" + string(rune('a'+i)), "CPOD_S3_CREATE_BUCKET=true",
+				"CPOD_MONGO_URI=" + mongoURI, "CPOD_MONGO_DATABASE=cache" + string(rune('a'+i)),
+				"CPOD_REDIS_URL=redis://" + redisAddr + "/" + string(rune('2'+i)),
+				"CPOD_JWT_HMAC_SECRET=" + secret, "CPOD_ADMIN_TOKENS=" + admin, "CPOD_URL_SIGNING_KEY=" + strings.Repeat("u", 40),
+			}
+			a := startServerEnv(t, env, filepath.Join(t.TempDir(), "a"))
+			b := startServerEnv(t, env, filepath.Join(t.TempDir(), "b"), "-app-cache-ttl", tc.ttl)
+			app := `{"client_id":"app-cache","name":"Cache","declared_scopes":["storage.private.read"],"app_type":"service"}`
+			want(t, "register app", call(t, "POST", a.URL+"/v1/oauth/apps", admin, nil, []byte(app)), 201)
+			token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+				"tenantId": "t1", "client_id": "app-cache", "scope": "storage.private.read",
+				"exp": time.Now().Add(time.Hour).Unix(),
+			}).SignedString([]byte(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want(t, "B serves the app", call(t, "GET", b.URL+"/v1/storage/kv/k", token, nil, nil), 404)
+			want(t, "delete the app through A", call(t, "DELETE", a.URL+"/v1/oauth/apps/app-cache", admin, nil, nil), 204)
+			deleted := time.Now()
+			if tc.stillSeen {
+				want(t, "B, from its cache, right after", call(t, "GET", b.URL+"/v1/storage/kv/k", token, nil, nil), 404)
+			}
+			for {
+				r := call(t, "GET", b.URL+"/v1/storage/kv/k", token, nil, nil)
+				if r.status == http.StatusUnauthorized {
+					break
+				}
+				if !tc.stillSeen || time.Since(deleted) > 1500*time.Millisecond {
+					t.Fatalf("B still serves the deleted app %v after its deletion: %d %s", time.Since(deleted), r.status, r.body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -166,6 +166,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		Limits:          cfg.Limits,
 		BackendTimeout:  cfg.BackendTimeout,
 		S3Timeout:       cfg.S3Timeout,
+		AppCacheTTL:     cfg.AppCacheTTL,
 		AppStaleIfError: cfg.AppStaleIfError,
 		Logger:          log.With("component", "storage"),
 		Metrics:         metricsRegisterer(registry),
