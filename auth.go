@@ -426,13 +426,15 @@ func (v *verifier) parse(raw string) (*verifiedToken, error) {
 	if id.App, ok = str(v.claims.App); !ok || !validID(id.App) {
 		return bad(v.claims.App)
 	}
+	// The user claim, when present, must be a valid id, "" included; only
+	// a missing one, or one equal to the app, means no user.
+	_, hasUser := claims[v.claims.User]
 	if id.User, ok = str(v.claims.User); !ok {
 		return bad(v.claims.User)
 	}
 	if id.User == id.App {
 		id.User = "" // a client-credentials token carries no user
-	}
-	if id.User != "" && !validID(id.User) {
+	} else if hasUser && !validID(id.User) {
 		return bad(v.claims.User)
 	}
 	switch s := claims[v.claims.Scope].(type) {

@@ -103,6 +103,10 @@ func TestAuthRejectsBadTokens(t *testing.T) {
 		{"tenant not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = 7 }), nil)},
 		{"user with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "u1/../u2" }), nil)},
 		{"user ..", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = ".." }), nil)},
+		// Only a missing sub (or one equal to client_id) means no user; an
+		// empty one is an invalid id like any other.
+		{"user empty", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "" }), nil)},
+		{"user not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = 7 }), nil)},
 		{"app with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["client_id"] = "app-a/x" }), nil)},
 		{"scope of numbers", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["scope"] = []any{1, 2} }), nil)},
 		{"not a JWT", "hello"},

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -187,9 +188,12 @@ func (e *Engine) handleKVSet(c *call) error {
 		return errorf(CodeInvalidRequest, "value is required")
 	}
 	var value string
+	if !utf8.Valid(body.Value) {
+		return errorf(CodeInvalidRequest, "value is not UTF-8")
+	}
 	if body.Value[0] == '"' {
-		if err := json.Unmarshal(body.Value, &value); err != nil {
-			return errorf(CodeInvalidRequest, "value is not a valid JSON string")
+		if value, err = jsonString(body.Value); err != nil {
+			return errorf(CodeInvalidRequest, "value is not a valid JSON string: %v", err)
 		}
 	} else {
 		var buf bytes.Buffer
@@ -273,11 +277,70 @@ func kvIfValue(raw json.RawMessage) (string, bool, error) {
 	if raw == nil {
 		return "", false, nil
 	}
-	var s string
-	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	if raw[0] != '"' {
 		return "", false, errorf(CodeInvalidRequest, "ifValue must be a JSON string: the current value as GET returns it (use ifAbsent for a missing key)")
 	}
+	s, err := jsonString(raw)
+	if err != nil {
+		return "", false, errorf(CodeInvalidRequest, "ifValue is not a valid JSON string: %v", err)
+	}
 	return s, true, nil
+}
+
+// jsonString decodes a JSON string literal into exactly the text it spells,
+// or fails: where encoding/json would put U+FFFD in place of invalid UTF-8
+// or of a lone UTF-16 surrogate escape (\ud800 with no low half), text that
+// no UTF-8 string can hold, a kv value would silently change, so it is
+// refused instead.
+func jsonString(raw []byte) (string, error) {
+	if !utf8.Valid(raw) {
+		return "", errors.New("it is not UTF-8")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errors.New("malformed")
+	}
+	// raw is a well-formed literal now: walk its escapes.
+	for i := 1; i < len(raw)-1; i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++
+		if raw[i] != 'u' {
+			continue
+		}
+		r := hex4(raw[i+1 : i+5])
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return "", errors.New("it holds a lone UTF-16 surrogate escape")
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+				return "", errors.New("it holds a lone UTF-16 surrogate escape")
+			}
+			if lo := hex4(raw[i+3 : i+7]); lo < 0xDC00 || lo > 0xDFFF {
+				return "", errors.New("it holds a lone UTF-16 surrogate escape")
+			}
+			i += 6
+		}
+	}
+	return s, nil
+}
+
+// hex4 reads the 4 hex digits of a \u escape that encoding/json accepted.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		default:
+			r = r<<4 | rune(c-'A'+10)
+		}
+	}
+	return r
 }
 
 // parseInt64 accepts a JSON integer literal in the int64 range: no string,

@@ -284,6 +284,9 @@ func TestKVValues(t *testing.T) {
 		{`""`, ""},
 		{`"{\"a\":1}"`, `{"a":1}`},
 		{`"ünïcødé ✓ \u0041"`, "ünïcødé ✓ A"},
+		{`"\ud83d\ude00 \uD83D\uDE00 \\ud800"`, "😀 😀 \\ud800"}, // pairs; an escaped backslash
+		{`"\ufffd"`, "\ufffd"},
+		{`{"a":"\ud800"}`, `{"a":"\ud800"}`}, // JSON text is kept as written
 		{`{ "b" : 1 , "a" : [ true , null ] }`, `{"b":1,"a":[true,null]}`},
 		{`42`, `42`},
 		{`-1.5e3`, `-1.5e3`},
@@ -350,6 +353,18 @@ func TestKVBadInput(t *testing.T) {
 		{"not an object", "/v1/storage/kv/k", `"v"`, 400, "invalid_request"},
 		{"empty body", "/v1/storage/kv/k", ``, 400, "invalid_request"},
 		{"unknown tier", "/v1/storage/kv/k?tier=public", `{"value":"v"}`, 400, "invalid_request"},
+		{"empty tier", "/v1/storage/kv/k?tier=", `{"value":"v"}`, 400, "invalid_request"},
+		{"tier without =", "/v1/storage/kv/k?tier", `{"value":"v"}`, 400, "invalid_request"},
+		// A string value is stored as the text it spells; text no UTF-8
+		// string can hold is refused, never turned into U+FFFD.
+		{"lone high surrogate", "/v1/storage/kv/k", `{"value":"a\ud800b"}`, 400, "invalid_request"},
+		{"lone high surrogate at the end", "/v1/storage/kv/k", `{"value":"a\uD800"}`, 400, "invalid_request"},
+		{"high surrogate then not a low one", "/v1/storage/kv/k", `{"value":"\ud800\u0041"}`, 400, "invalid_request"},
+		{"two high surrogates", "/v1/storage/kv/k", `{"value":"\ud800\ud800"}`, 400, "invalid_request"},
+		{"lone low surrogate", "/v1/storage/kv/k", `{"value":"\udc00"}`, 400, "invalid_request"},
+		{"invalid UTF-8 in a string", "/v1/storage/kv/k", "{\"value\":\"a\xffb\"}", 400, "invalid_request"},
+		{"invalid UTF-8 in other JSON", "/v1/storage/kv/k", "{\"value\":{\"a\":\"\xc3\"}}", 400, "invalid_request"},
+		{"ifValue with a lone surrogate", "/v1/storage/kv/k", `{"value":"v","ifValue":"\ud800"}`, 400, "invalid_request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -729,28 +729,40 @@ func declaresName(declared, name string) bool {
 }
 
 // tierParam parses the ?tier= query parameter; it may be given once at most.
+// Absent, it is the default (private); given, it must name a tier: an empty
+// ?tier= is refused like any other word, not read as the default.
 func tierParam(r *http.Request) (Tier, error) {
-	v, err := queryParam(r, "tier")
+	v, given, err := queryValue(r, "tier")
 	if err != nil {
 		return "", err
+	}
+	if given && v == "" {
+		return "", errorf(CodeInvalidRequest, "tier must be private, user or shared")
 	}
 	return ParseTier(v)
 }
 
-// queryParam returns a query parameter given at most once.
+// queryParam returns a query parameter given at most once ("" when absent).
 func queryParam(r *http.Request, name string) (string, error) {
+	v, _, err := queryValue(r, name)
+	return v, err
+}
+
+// queryValue returns a query parameter given at most once, and whether it
+// was given.
+func queryValue(r *http.Request, name string) (string, bool, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", errorf(CodeInvalidRequest, "the query string is not valid")
+		return "", false, errorf(CodeInvalidRequest, "the query string is not valid")
 	}
 	vs := q[name]
 	if len(vs) > 1 {
-		return "", errorf(CodeInvalidRequest, "the query parameter %s may be given once", name)
+		return "", false, errorf(CodeInvalidRequest, "the query parameter %s may be given once", name)
 	}
 	if len(vs) == 0 {
-		return "", nil
+		return "", false, nil
 	}
-	return vs[0], nil
+	return vs[0], true, nil
 }
 
 // validText reports whether s is valid UTF-8 without control characters
