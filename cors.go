@@ -26,7 +26,9 @@ import (
 //     the methods of the routes that match the path, Access-Control-Allow-
 //     Headers: corsRequestHeaders, Access-Control-Max-Age: corsMaxAge. From
 //     any other origin, or for another method or header, it is 204 without
-//     Access-Control-Allow-Origin, so the browser refuses the call.
+//     Access-Control-Allow-Origin, so the browser refuses the call. Header
+//     names compare without case or order (normalHeaderList). A signed
+//     URL's preflight names only the methods it serves (signedMethods).
 //   - An actual request from an allowed origin gets Access-Control-Allow-
 //     Origin: <origin> and Access-Control-Expose-Headers: corsExposedHeaders
 //     on every answer, errors included, so a browser app can read the error
@@ -148,6 +150,9 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
 	var methods []string
 	var sp spans
 	for _, rt := range p.routes {
+		if rt.signed && !slices.Contains(signedMethods, rt.method) {
+			continue // routed only to answer 403 invalid_signature
+		}
 		if rt.match(path, &sp) && !slices.Contains(methods, rt.method) {
 			methods = append(methods, rt.method)
 		}
@@ -156,8 +161,47 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
 		return false // no such endpoint: the router answers 404, without CORS
 	}
 	slices.Sort(methods)
+	if h, ok := normalHeaderList(r.Header.Values("Access-Control-Request-Headers")); ok {
+		r2 := *r
+		r2.Header = r.Header.Clone()
+		r2.Header.Set("Access-Control-Request-Headers", h)
+		r = &r2
+	}
 	p.preflight(methods).ServeHTTP(w, r)
 	return true
+}
+
+// signedMethods are the methods a signed URL serves: GET and HEAD for a
+// download URL, PUT for an upload URL.
+var signedMethods = []string{http.MethodGet, http.MethodHead, http.MethodPut}
+
+// maxRequestHeadersList bounds the Access-Control-Request-Headers value that
+// normalHeaderList rewrites; a longer one is left to rs/cors, which refuses
+// it.
+const maxRequestHeadersList = 1024
+
+// normalHeaderList spells the header names of an Access-Control-Request-
+// Headers value as rs/cors accepts them and browsers send them (Fetch:
+// lower case, sorted, each once, comma-separated). Names are
+// case-insensitive and their order means nothing, so a client that writes
+// "Authorization, Content-Type" asks for the same headers as a browser.
+// It reports false when there is nothing to rewrite.
+func normalHeaderList(values []string) (string, bool) {
+	if len(values) == 0 {
+		return "", false
+	}
+	joined := strings.Join(values, ",")
+	if len(joined) > maxRequestHeadersList {
+		return "", false
+	}
+	var names []string
+	for _, n := range strings.Split(joined, ",") {
+		if n = strings.ToLower(strings.Trim(n, " \t")); n != "" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ","), true
 }
 
 // preflight returns the preflight handler of one set of methods (sorted),

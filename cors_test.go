@@ -92,7 +92,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"/v1/storage/files/docs/a%20b.txt?tier=user", "PUT", []string{"DELETE", "GET", "HEAD", "PUT"}},
 		{"/v1/storage/files?prefix=docs/", "GET", []string{"GET"}},
 		{"/v1/storage/signed-urls", "POST", []string{"POST"}},
-		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
+		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"GET", "HEAD", "PUT"}}, // the methods a signed URL serves
 		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
 		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PATCH", "PUT"}},
 		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "PATCH", "PUT"}}, // a merge patch with If-Match
@@ -121,6 +121,13 @@ func TestCORSPreflight(t *testing.T) {
 			t.Errorf("%s: credentials allowed", tc.path)
 		}
 	}
+	// Header names are case-insensitive and their order means nothing:
+	// browsers send them lower case and sorted, other clients need not.
+	for _, h := range []string{"Authorization", "Authorization, Content-Type", "content-type,authorization",
+		"Range", "RANGE ,If-Match,, authorization", "If-None-Match, if-none-match", "X-Request-Id,If-Modified-Since"} {
+		r := preflight(t, srv, "/v1/storage/files/a.txt", appOrigin, "PUT", h)
+		equal(t, "preflight with headers "+h, r.header.Get("Access-Control-Allow-Origin"), appOrigin)
+	}
 	// The second allowed origin, and origins compare without case.
 	r := preflight(t, srv, "/v1/storage/kv/k", "http://localhost:3000", "PUT", "")
 	equal(t, "second origin", r.header.Get("Access-Control-Allow-Origin"), "http://localhost:3000")
@@ -134,6 +141,8 @@ func TestCORSPreflight(t *testing.T) {
 		{"method of no route", "/v1/storage/files/r.txt", appOrigin, "PATCH", ""},
 		{"method of another route", "/v1/storage/files", appOrigin, "PUT", ""},
 		{"header the API does not read", "/v1/storage/kv/k", appOrigin, "PUT", "authorization,x-forwarded-host"},
+		{"header the API does not read, mixed case", "/v1/storage/kv/k", appOrigin, "PUT", "X-Forwarded-Host, Authorization"},
+		{"header list over 1 KiB", "/v1/storage/kv/k", appOrigin, "PUT", strings.Repeat("authorization, ", 80) + "range"},
 	}
 	for _, tc := range refused {
 		r := preflight(t, srv, tc.path, tc.origin, tc.method, tc.headers)
