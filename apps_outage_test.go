@@ -77,7 +77,7 @@ func TestAppLookupMongoDown(t *testing.T) {
 				t.Fatalf("/readyz took %v", took)
 			}
 			wantStatus(t, r, 503, "")
-			equal(t, "readyz", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"unavailable","redis":"ok","s3":"ok"},"status":"unavailable"}`)
+			equal(t, "readyz", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"unavailable","redis":"ok","s3":"ok"},"error":"backend_unavailable","message":"not ready: mongodb unavailable","status":"unavailable"}`)
 
 			// MongoDB is back: the new app is served, /readyz is 200.
 			rig.mongo.set(pass)

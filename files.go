@@ -1431,16 +1431,21 @@ func (e *Engine) handleSigned(c *call) error {
 			return invalid
 		}
 	}
-	// Revocation: the app that signed must still be registered and still
-	// declare the tier's scope for the URL's access.
+	// Revocation: the app that signed must still be registered (else the
+	// URL is revoked, invalid_signature) and still declare the tier's scope
+	// for the URL's access (else invalid_scope, as for a token of an app
+	// that does not declare the scope).
 	ctx, cancel := e.backendCtx(c)
 	a, err := e.apps.lookup(ctx, s.app)
 	cancel()
-	if errors.Is(err, ErrInvalidToken) || err == nil && !a.declares(Scope(s.tier, access)) {
-		return errorf(CodeInvalidSignature, "the signed URL was revoked")
+	if errors.Is(err, ErrInvalidToken) {
+		return errorf(CodeInvalidSignature, "the signed URL was revoked: the app that signed it is not registered")
 	}
 	if err != nil {
 		return err
+	}
+	if need := Scope(s.tier, access); !a.declares(need) {
+		return errorf(CodeInvalidScope, "the app that signed this URL no longer declares %s", need)
 	}
 	if access == Read {
 		return e.serveFile(c, s.key)

@@ -1118,8 +1118,10 @@ func TestFilesSignedURL(t *testing.T) {
 	srv.AdvanceClock(11 * time.Second)
 	d = getURL(t, "GET", short, nil)
 	wantStatus(t, d, http.StatusForbidden, "expired")
+	equal(t, "WWW-Authenticate of an expired URL", d.header.Get("WWW-Authenticate"), `Bearer error="expired"`) // every 401 and 403 has one
 	d = getURL(t, "GET", strings.Replace(short, "docs/r.txt", "docs/other.txt", 1), nil)
 	wantStatus(t, d, http.StatusForbidden, "invalid_signature")
+	equal(t, "WWW-Authenticate of a changed URL", d.header.Get("WWW-Authenticate"), `Bearer error="invalid_signature"`)
 	equal(t, "hour URL still valid", getURL(t, "GET", u, nil).status, 200)
 
 	// A deleted file: 404.
@@ -1133,7 +1135,8 @@ func TestFilesSignedURL(t *testing.T) {
 	if _, err := srv.Engine.UpdateApp(ctx, "a", storage.AppUpdate{DeclaredScopes: &keep}); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, getURL(t, "GET", u, nil), http.StatusForbidden, "invalid_signature")
+	// An app that no longer declares the scope: as for its tokens.
+	wantStatus(t, getURL(t, "GET", u, nil), http.StatusForbidden, "invalid_scope")
 	equal(t, "shared URL survives", getURL(t, "GET", su, nil).status, 200)
 	if err := srv.Engine.DeleteApp(ctx, "a"); err != nil {
 		t.Fatal(err)

@@ -307,8 +307,9 @@ func TestFilesUploadURLCreate(t *testing.T) {
 	}
 }
 
-// TestFilesUploadURLRevoked: the signing app must still be registered and
-// declare the tier's write scope when the upload comes.
+// TestFilesUploadURLRevoked: the signing app must still be registered (else
+// 403 invalid_signature: the URL is revoked) and declare the tier's write
+// scope when the upload comes (else 403 invalid_scope, as for its tokens).
 func TestFilesUploadURLRevoked(t *testing.T) {
 	t.Parallel()
 	srv, tok := fileServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.AppCacheTTL = -1 }))
@@ -322,7 +323,7 @@ func TestFilesUploadURLRevoked(t *testing.T) {
 	if _, err := srv.Engine.UpdateApp(ctx, "a", storage.AppUpdate{DeclaredScopes: &keep}); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, sendURL(t, "PUT", priv, "", strings.NewReader("2")), http.StatusForbidden, "invalid_signature")
+	wantStatus(t, sendURL(t, "PUT", priv, "", strings.NewReader("2")), http.StatusForbidden, "invalid_scope")
 	equal(t, "not overwritten", string(readFile(t, srv, tok, "r.txt", "").body), "1")
 	wantStatus(t, sendURL(t, "PUT", shared, "", strings.NewReader("s")), http.StatusOK, "")
 	if err := srv.Engine.DeleteApp(ctx, "a"); err != nil {

@@ -30,13 +30,16 @@ func TestReadyzBackendFaults(t *testing.T) {
 			start := time.Now()
 			r := do(t, srv, "GET", "/readyz", "", nil)
 			took := time.Since(start)
-			wantStatus(t, r, 503, "")
+			// An error like any other, naming the backend, with each one's state.
+			wantStatus(t, r, 503, "backend_unavailable")
 			equal(t, "Retry-After", r.header.Get("Retry-After"), "1")
 			var body struct {
 				Status   string
+				Message  string
 				Backends map[string]string
 			}
 			decode(t, r, &body)
+			equal(t, "message", body.Message, "not ready: "+backend+" unavailable")
 			for _, b := range []string{"mongodb", "redis", "s3"} {
 				want := "ok"
 				if b == backend {
@@ -94,5 +97,5 @@ func TestReadyzClientIgnoresContext(t *testing.T) {
 		t.Fatalf("/readyz took %v", took)
 	}
 	equal(t, "status", w.Code, 503)
-	equal(t, "body", strings.TrimSpace(w.Body.String()), `{"backends":{"mongodb":"ok","redis":"unavailable","s3":"ok"},"status":"unavailable"}`)
+	equal(t, "body", strings.TrimSpace(w.Body.String()), `{"backends":{"mongodb":"ok","redis":"unavailable","s3":"ok"},"error":"backend_unavailable","message":"not ready: redis unavailable","status":"unavailable"}`)
 }

@@ -535,7 +535,9 @@ func (e *Engine) writeError(c *call, err error) {
 	case CodeBackendUnavailable:
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
-	case CodeInvalidToken, CodeInvalidScope, CodeInsufficientScope, CodeUserRequired:
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		// Every 401 and 403, signed URLs' expired and invalid_signature too.
 		c.w.Header().Set("WWW-Authenticate", `Bearer error="`+string(ee.Code)+`"`)
 	}
 	if msg == "" {
@@ -853,8 +855,20 @@ func (e *Engine) handleReadyz(c *call) error {
 		}
 	}
 	if !ready {
+		// An error like every other (error, message, Retry-After), with the
+		// state of each backend beside it.
+		var down []string
+		for name, st := range status {
+			if st != "ok" {
+				down = append(down, name)
+			}
+		}
+		sort.Strings(down)
 		c.w.Header().Set("Retry-After", "1")
-		return c.json(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "backends": status})
+		return c.json(http.StatusServiceUnavailable, map[string]any{
+			"error": CodeBackendUnavailable, "message": "not ready: " + strings.Join(down, ", ") + " unavailable",
+			"status": "unavailable", "backends": status,
+		})
 	}
 	return c.json(http.StatusOK, map[string]any{"status": "ok", "backends": status})
 }
