@@ -416,3 +416,36 @@ func TestEarlyAnswersLibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONTypeErrors: a body field of the wrong JSON type is 400
+// invalid_request that says, in JSON's words, which field and what it must
+// be; never encoding/json's text, which names the engine's Go types.
+func TestJSONTypeErrors(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+	cases := []struct{ method, path, token, body, says string }{
+		{"POST", "/v1/storage/signed-urls", tok, `[]`, "the request body must be an object, not an array"},
+		{"POST", "/v1/storage/signed-urls", tok, `{"key":7}`, `the field "key" must be a string, not a number`},
+		{"POST", "/v1/storage/signed-urls", tok, `{"key":"a","method":true}`, `the field "method" must be a string, not a boolean`},
+		{"POST", "/v1/storage/db/c/query", tok, `"x"`, "the request body must be an object, not a string"},
+		{"POST", "/v1/storage/db/c/batch", tok, `{"ops":{}}`, `the field "ops" must be an array, not an object`},
+		{"POST", "/v1/oauth/apps", srv.AdminToken, `{"client_id":"app-b","name":"b","declared_scopes":"storage.user.read","app_type":"service"}`, `the field "declared_scopes" must be an array, not a string`},
+		{"POST", "/v1/oauth/apps", srv.AdminToken, `{"client_id":["app-b"]}`, `the field "client_id" must be a string, not an array`},
+	}
+	for _, tc := range cases {
+		r := do(t, srv, tc.method, tc.path, tc.token, tc.body)
+		wantStatus(t, r, http.StatusBadRequest, "invalid_request")
+		var e struct{ Message string }
+		decode(t, r, &e)
+		if !strings.Contains(e.Message, tc.says) {
+			t.Errorf("%s %s %s: message %q, want it to say %q", tc.method, tc.path, tc.body, e.Message, tc.says)
+		}
+		for _, leak := range []string{"Go ", "struct", "*string", "json.RawMessage", "[]string", "json:"} {
+			if strings.Contains(e.Message, leak) {
+				t.Errorf("%s %s %s: message %q names Go (%q)", tc.method, tc.path, tc.body, e.Message, leak)
+			}
+		}
+	}
+}

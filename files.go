@@ -1239,7 +1239,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	}
 	var in struct {
 		Key         *string         `json:"key"`
-		Tier        string          `json:"tier"`
+		Tier        *string         `json:"tier"` // absent: private; "" is refused like any other word
 		ExpiresIn   json.RawMessage `json:"expiresIn"`
 		Method      *string         `json:"method"`
 		ContentType *string         `json:"contentType"`
@@ -1248,9 +1248,11 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	if err := decodeJSON(c, 16<<10, &in); err != nil {
 		return err
 	}
-	tier, err := ParseTier(in.Tier)
-	if err != nil {
-		return err
+	tier := TierPrivate
+	if in.Tier != nil {
+		if tier, err = ParseTier(*in.Tier); err != nil || *in.Tier == "" {
+			return errorf(CodeInvalidRequest, "tier must be private, user or shared")
+		}
 	}
 	method := http.MethodGet
 	if in.Method != nil {

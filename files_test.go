@@ -1103,6 +1103,8 @@ func TestFilesSignedURL(t *testing.T) {
 	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"tier": "private"}), http.StatusBadRequest, "invalid_request")
 	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": "docs/r.txt", "extra": 1}), http.StatusBadRequest, "invalid_request")
 	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": "docs/r.txt", "tier": "all"}), http.StatusBadRequest, "invalid_request")
+	// An empty tier is not the default: leave it out (or null) for that.
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": "docs/r.txt", "tier": ""}), http.StatusBadRequest, "invalid_request")
 	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": "docs/missing"}), http.StatusNotFound, "not_found")
 	wantStatus(t, do(t, srv, "POST", "/v1/storage/signed-urls", "", map[string]any{"key": "docs/r.txt"}), http.StatusUnauthorized, "invalid_token")
 	wo := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: []string{"storage.private.write"}})

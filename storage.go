@@ -659,7 +659,55 @@ func jsonError(err error) error {
 	if errors.Is(err, io.EOF) {
 		return errorf(CodeInvalidRequest, "the request body must be JSON")
 	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		// encoding/json's own text names Go types ("Go value of type
+		// struct { Key *string ... }"): say it in JSON's words instead.
+		got := te.Value
+		if got == "bool" {
+			got = "boolean"
+		}
+		if te.Field == "" {
+			return errorf(CodeInvalidRequest, "the request body must be %s, not %s", jsonKind(te.Type), article(got))
+		}
+		return errorf(CodeInvalidRequest, "the field %q must be %s, not %s", te.Field, jsonKind(te.Type), article(got))
+	}
 	return &Error{Code: CodeInvalidRequest, Message: "malformed JSON body: " + err.Error()}
+}
+
+// jsonKind names, in JSON's words, what a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number of at least 0"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "a JSON value"
+}
+
+// article puts "a" or "an" before a JSON kind ("an array", "a number 1.5").
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // maxQueryNames caps how many refused parameter names an error message
