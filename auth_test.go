@@ -298,7 +298,9 @@ func TestAuthKeyTypes(t *testing.T) {
 			// Claims hold whole seconds: Unix() drops up to 1 s, and the
 			// request is verified a little after now. An nbf only 31 s
 			// ahead could fall within the 30 s leeway by then (a CI flake),
-			// so the "beyond" cases stand 10 s clear of the leeway.
+			// so the "beyond" cases stand 10 s clear of the leeway. The exact
+			// boundaries, to the nanosecond, are TestAuthCacheExpiresExactly's,
+			// on a clock the test sets.
 			now := srv.Now()
 			rejected := map[string]func(jwt.MapClaims){
 				"wrong iss":              func(c jwt.MapClaims) { c["iss"] = "https://evil.example" },
