@@ -590,12 +590,14 @@ func (d *documents) readValue(c *call) (docValue, error) {
 	if c.r.ContentLength > 2*limit+4096 {
 		return docValue{}, tooLarge // answered at once, without waiting for the body
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 2*limit+4096))
-	c.bodyIn += int64(len(b))
+	b, err := c.readBody(2*limit + 4096)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return docValue{}, tooLarge
+		}
+		if errors.Is(err, errSlowBody) {
+			return docValue{}, errorf(CodeInvalidRequest, "%v", err)
 		}
 		return docValue{}, errorf(CodeInvalidRequest, "the request body could not be read")
 	}

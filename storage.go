@@ -150,6 +150,17 @@ type Limits struct {
 	MaxQueryLimit    int   // items in one query page; default 1000
 	MaxListLimit     int   // items in one file listing page; default 1000
 
+	// A JSON request body (kv, documents, queries, batches, signed-URL
+	// and admin requests; never a file upload) must keep arriving: once
+	// BodyGrace has passed, it must have come at MinBodyRate bytes per
+	// second or faster on average, or it is cut off with 400
+	// invalid_request. Without it a client trickling one byte at a time
+	// holds a request open for as long as the server's per-read stall
+	// timeout allows, again and again. BodyGrace default 20s; MinBodyRate
+	// default 1024 (a 16 MiB batch body may take 4.5 minutes).
+	BodyGrace   time.Duration
+	MinBodyRate int64
+
 	// The structure of a document's value is capped as well as its bytes:
 	// on FerretDB the cost of storing a value, and on FerretDB-SQLite of
 	// every later query on the documents collection (it decodes every
@@ -208,6 +219,12 @@ func (l *Limits) setDefaults() {
 	def(&l.MaxBatchOps, 500)
 	def(&l.MaxQueryLimit, 1000)
 	def(&l.MaxListLimit, 1000)
+	if l.BodyGrace <= 0 {
+		l.BodyGrace = 20 * time.Second
+	}
+	if l.MinBodyRate <= 0 {
+		l.MinBodyRate = 1024
+	}
 }
 
 // Engine is the cpod storage engine: an http.Handler serving /v1/...,
@@ -404,6 +421,8 @@ type call struct {
 	mw     metricsWriter
 	bodyIn int64
 
+	limits *Limits // the engine's, for readBody
+
 	// hdr backs the header values the engine sets on every response
 	// (X-Request-Id, and those of json), so that they cost no allocation
 	// each: Header.Set allocates a one-string slice per value.
@@ -421,7 +440,7 @@ func (c *call) setHeader(h http.Header, key string, i int, value string) {
 
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r)}
+	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r), limits: &e.cfg.Limits}
 	if e.metrics != nil {
 		e.metrics.begin(c)
 		w = c.w
@@ -560,8 +579,7 @@ func decodeJSON(c *call, limit int64, dst any) error {
 	if c.r.ContentLength > limit {
 		return bodyTooLarge(limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
-	c.bodyIn += int64(len(b))
+	b, err := c.readBody(limit)
 	if err != nil {
 		return jsonError(err)
 	}
@@ -633,8 +651,7 @@ func decodeOptionalJSON(c *call, limit int64, dst any) error {
 	if c.r.ContentLength > limit {
 		return bodyTooLarge(limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
-	c.bodyIn += int64(len(b))
+	b, err := c.readBody(limit)
 	if err != nil {
 		return jsonError(err)
 	}
@@ -658,6 +675,9 @@ func jsonError(err error) error {
 	}
 	if errors.Is(err, io.EOF) {
 		return errorf(CodeInvalidRequest, "the request body must be JSON")
+	}
+	if errors.Is(err, errSlowBody) {
+		return errorf(CodeInvalidRequest, "%v", err)
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {

@@ -1,0 +1,111 @@
+package storage_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/cpodtest"
+)
+
+// TestSlowBodies: a JSON body that falls behind Limits.MinBodyRate once
+// Limits.BodyGrace has passed is cut off with 400 invalid_request, even
+// while it trickles a byte now and then (which a per-read stall timeout
+// never ends); a body that keeps its pace, however long it takes, is read.
+func TestSlowBodies(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) {
+		c.Limits.BodyGrace, c.Limits.MinBodyRate = grace, 1000
+	}))
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", User: "u1", Scopes: allScopes})
+	addr := srv.HTTP.Listener.Addr().String()
+
+	// send writes the request's head, then the body in pieces, waiting
+	// every between pieces, and reads the status line; it reports how
+	// long the answer took.
+	send := func(method, target, token string, pieces []string, every time.Duration) (string, time.Duration) {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		length := 0
+		for _, p := range pieces {
+			length += len(p)
+		}
+		start := time.Now()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", method, target, addr, token, length+1)
+		answered := make(chan string, 1)
+		go func() {
+			_ = conn.SetReadDeadline(start.Add(10 * time.Second))
+			line, _ := bufio.NewReader(conn).ReadString('\n')
+			answered <- strings.TrimSpace(line)
+		}()
+		for _, p := range pieces {
+			select {
+			case line := <-answered:
+				return line, time.Since(start)
+			case <-time.After(every):
+			}
+			if _, err := io.WriteString(conn, p); err != nil {
+				break // the server closed the connection
+			}
+		}
+		// The last byte (Content-Length counts one more) never comes.
+		line := <-answered
+		return line, time.Since(start)
+	}
+	for _, tc := range []struct{ method, target, token string }{
+		{"PUT", "/v1/storage/kv/k", tok},
+		{"PUT", "/v1/storage/db/c/k", tok},
+		{"POST", "/v1/storage/db/c/query", tok},
+		{"POST", "/v1/oauth/apps", srv.AdminToken},
+	} {
+		// One byte at the start, then nothing: cut at the grace.
+		line, took := send(tc.method, tc.target, tc.token, []string{"{"}, 0)
+		if line != "HTTP/1.1 400 Bad Request" || took > grace+2*time.Second {
+			t.Errorf("%s %s, one byte then silence: %q after %v, want 400 soon after %v", tc.method, tc.target, line, took, grace)
+		}
+		// A byte every 100 ms (10 bytes/s, under the 1000 asked for):
+		// cut soon after the grace, although it never stalls.
+		line, took = send(tc.method, tc.target, tc.token, strings.Split(strings.Repeat(" ", 60), ""), 100*time.Millisecond)
+		if line != "HTTP/1.1 400 Bad Request" || took > grace+2*time.Second {
+			t.Errorf("%s %s, trickling: %q after %v, want 400 soon after %v", tc.method, tc.target, line, took, grace)
+		}
+	}
+	// A body that keeps a pace of 5000 bytes/s for 1.2 s, four times the
+	// grace, is read whole and answered.
+	value := `{"value":"` + strings.Repeat("x", 6000) + `"}`
+	var pieces []string
+	for i := 0; i < len(value); i += 500 {
+		pieces = append(pieces, value[i:min(i+500, len(value))])
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT /v1/storage/kv/paced HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", addr, tok, len(value))
+	for _, p := range pieces {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := io.WriteString(conn, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	equal(t, "paced body", res.StatusCode, http.StatusNoContent)
+}
