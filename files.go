@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -983,20 +984,20 @@ func parseRange(r *http.Request, m fileMeta) (start, length int64, partial, ok b
 	}
 	first, last = strings.TrimSpace(first), strings.TrimSpace(last)
 	if first == "" { // the last n bytes
-		n, ok := parseDigits(last)
+		n, ok := rangeDigits(last)
 		if !ok || n == 0 || m.size == 0 {
 			return 0, 0, false, false
 		}
 		n = min(n, m.size)
 		return m.size - n, n, true, true
 	}
-	s, ok := parseDigits(first)
+	s, ok := rangeDigits(first)
 	if !ok || s >= m.size {
 		return 0, 0, false, false
 	}
 	end := m.size - 1
 	if last != "" {
-		l, ok := parseDigits(last)
+		l, ok := rangeDigits(last)
 		if !ok || l < s {
 			return 0, 0, false, false
 		}
@@ -1020,6 +1021,25 @@ func ifRangeMatches(v string, m fileMeta) bool {
 }
 
 // parseDigits parses a non-negative decimal integer without sign or spaces.
+// rangeDigits reads a position or length of a Range header: digits only,
+// any number of them; a value past int64 stands for "beyond any file"
+// (RFC 9110 14.1.1: a last-pos past the end means the end), so it reads as
+// math.MaxInt64 instead of failing.
+func rangeDigits(s string) (int64, bool) {
+	if len(s) <= 18 {
+		return parseDigits(s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	return math.MaxInt64, true
+}
+
 func parseDigits(s string) (int64, bool) {
 	if s == "" || len(s) > 18 {
 		return 0, false
