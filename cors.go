@@ -99,6 +99,47 @@ func checkCORSOrigins(origins []string) error {
 	return nil
 }
 
+// originAllowed reports whether origin is one of origins (checked by
+// checkCORSOrigins), without case; a '*' in one stands for one or more DNS
+// labels: letters, digits and '-', dot-separated.
+func originAllowed(origins []string, origin string) bool {
+	origin = strings.ToLower(origin)
+	for _, o := range origins {
+		o = strings.ToLower(o)
+		prefix, suffix, wild := strings.Cut(o, "*")
+		if !wild {
+			if o == origin {
+				return true
+			}
+			continue
+		}
+		if len(origin) <= len(prefix)+len(suffix) || !strings.HasPrefix(origin, prefix) || !strings.HasSuffix(origin, suffix) {
+			continue
+		}
+		if hostLabels(origin[len(prefix) : len(origin)-len(suffix)]) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostLabels reports whether s is one or more DNS labels (letters, digits,
+// '-'), dot-separated, none empty.
+func hostLabels(s string) bool {
+	for _, label := range strings.Split(s, ".") {
+		if label == "" {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // newCORSPolicy returns the policy of the origins, or nil when there are
 // none (no CORS header at all).
 func newCORSPolicy(origins []string, routes []*compiledRoute) *corsPolicy {
@@ -119,6 +160,12 @@ func newCORSPolicy(origins []string, routes []*compiledRoute) *corsPolicy {
 		// rs/cors would answer "*"; the contract names the caller's origin.
 		p.opts.AllowedOrigins = nil
 		p.opts.AllowOriginFunc = func(origin string) bool { return origin != "" }
+	} else if slices.ContainsFunc(origins, func(o string) bool { return strings.Contains(o, "*") }) {
+		// rs/cors matches "https://*.example.com" as a prefix and a suffix,
+		// so "https://evil.org/.example.com" would pass; here the '*'
+		// stands for host labels only.
+		p.opts.AllowedOrigins = nil
+		p.opts.AllowOriginFunc = func(origin string) bool { return originAllowed(origins, origin) }
 	}
 	var all []string
 	for _, rt := range routes {

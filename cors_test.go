@@ -264,6 +264,11 @@ func TestCORSWildcardSubdomain(t *testing.T) {
 	for origin, ok := range map[string]bool{
 		"https://app.example.com": true, "https://a.b.example.com": true,
 		"https://example.com": false, "http://app.example.com": false, "https://app.example.com.evil.org": false,
+		"https://APP.Example.com": true,
+		// The '*' stands for host labels, never for a path, port or user.
+		"https://evil.org/.example.com": false, "https://evil.org:1/.example.com": false,
+		"https://u@evil.org/x.example.com": false, "https://.example.com": false, "https://a..example.com": false,
+		"https://a_b.example.com": false, "https://evil.org?.example.com": false,
 	} {
 		r := preflight(t, srv, "/v1/storage/kv/k", origin, "GET", "authorization")
 		if got := r.header.Get("Access-Control-Allow-Origin") == origin; got != ok {
