@@ -53,9 +53,10 @@
 // miniredis, reached through in-memory pipes. With Config.Dir, its keys,
 // values and TTLs (strings, hashes, lists, sets and sorted sets) are
 // restored from kv.snapshot by Start and written back (streamed key by key
-// to a temp file, fsync, rename, 0600) by Close and every Config.KVSnapshotInterval after a
-// command of the client that changes data (reads never bring one). A crash (SIGKILL, power loss) loses the kv writes made since the
-// last snapshot.
+// to a temp file, fsync, rename, 0600) by Close and every
+// Config.KVSnapshotInterval after a command of the client that changes
+// data (reads never bring one). A crash (SIGKILL, power loss) loses the kv
+// writes made since the last snapshot.
 package embedded
 
 import (
