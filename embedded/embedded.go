@@ -52,10 +52,11 @@
 //
 // miniredis, reached through in-memory pipes. With Config.Dir, its keys,
 // values and TTLs (strings, hashes, lists, sets and sorted sets) are
-// restored from kv.snapshot by Start and written back (temp file, fsync,
-// rename, 0600) by Close and every Config.KVSnapshotInterval while they
-// change. A crash (SIGKILL, power loss) loses the kv writes made since the
-// last snapshot.
+// restored from kv.snapshot by Start and written back (streamed key by key
+// to a temp file, fsync, rename, 0600) by Close and every
+// Config.KVSnapshotInterval after a command of the client that changes
+// data (reads never bring one). A crash (SIGKILL, power loss) loses the kv
+// writes made since the last snapshot.
 package embedded
 
 import (
@@ -80,8 +81,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/cpod/storage/internal/rediscount"
 )
 
 // MongoMaxPoolSize bounds the connections the MongoDB client of the
@@ -146,8 +145,10 @@ type Config struct {
 	// run on the wall clock, as in Redis.
 	KVManualClock bool
 	// KVSnapshotInterval is how often the kv snapshot is written while kv
-	// changes, with Dir set; Close always writes it. Default 30s; negative
-	// writes it only on Close.
+	// changes (a command of Backends.Redis that may change data: reads
+	// never bring one; with Loopback, other clients' writes are not seen),
+	// with Dir set; Close always writes it. Default 30s; negative writes
+	// it only on Close.
 	KVSnapshotInterval time.Duration
 }
 
@@ -506,9 +507,9 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	}
 	var stopTicker func()
 	if durable && cfg.KVSnapshotInterval > 0 {
-		var calls atomic.Int64
-		c.AddHook(rediscount.Hook{N: &calls})
-		stopTicker = b.snapshotLoop(m, clock, snap, cfg.KVSnapshotInterval, &calls)
+		w := &writeCounter{m: m}
+		c.AddHook(w)
+		stopTicker = b.snapshotLoop(m, clock, snap, cfg.KVSnapshotInterval, &w.n)
 	}
 	b.onClose(func(context.Context) error {
 		if stopTicker != nil {
@@ -535,23 +536,23 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	return nil
 }
 
-// snapshotLoop writes the snapshot every interval while the client sends
-// commands (calls moves); the returned func stops it.
-func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path string, every time.Duration, calls *atomic.Int64) func() {
+// snapshotLoop writes the snapshot every interval while the client changes
+// data (writes moves, see writeCounter); the returned func stops it.
+func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path string, every time.Duration, writes *atomic.Int64) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		last := calls.Load()
+		last := writes.Load()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
 			}
-			if n := calls.Load(); n != last {
+			if n := writes.Load(); n != last {
 				last = n
 				clock.tick(0)
 				if _, err := snapshotKV(m, path); err != nil {
@@ -561,6 +562,55 @@ func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path s
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// writeCounter is a go-redis hook that counts the client's commands that
+// may change data, once they are done (so a snapshot taken after the count
+// moved holds the change): every command but the ones miniredis marks
+// read-only (GET, MGET, PTTL, EXISTS, SCAN ...) and noDataCommands. A
+// command it does not know (EVALSHA, EVAL: the engine's scripts all write)
+// counts as a write. Reads, such as the GET of every /readyz, therefore
+// never bring a snapshot.
+type writeCounter struct {
+	m *miniredis.Miniredis
+	n atomic.Int64
+}
+
+// noDataCommands change no key, though miniredis does not mark them
+// read-only. The commands of a MULTI/EXEC are counted one by one.
+var noDataCommands = map[string]bool{
+	"ping": true, "echo": true, "hello": true, "auth": true, "client": true,
+	"select": true, "info": true, "command": true, "time": true, "quit": true,
+	"multi": true, "exec": true, "discard": true, "watch": true, "unwatch": true,
+	"script": true, "readonly": true, "readwrite": true,
+}
+
+func (w *writeCounter) writes(cmd redis.Cmder) bool {
+	name := cmd.Name()
+	return !noDataCommands[name] && !w.m.IsReadOnlyCommand(name)
+}
+
+func (w *writeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (w *writeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if w.writes(cmd) {
+			w.n.Add(1)
+		}
+		return err
+	}
+}
+func (w *writeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			if w.writes(cmd) {
+				w.n.Add(1)
+				break
+			}
+		}
+		return err
+	}
 }
 
 // wallClockStep is the most a TTL may lag behind the wall clock.

@@ -2,14 +2,19 @@ package embedded_test
 
 import (
 	"context"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/embedded"
 )
 
@@ -160,5 +165,112 @@ func TestKVTTLsRunOnTheWallClock(t *testing.T) {
 	}
 	if n := r.Exists(ctx, "long").Val(); n != 1 {
 		t.Errorf("a key with a 1h TTL expired")
+	}
+}
+
+// TestKVSnapshotOnlyAfterWrites: the periodic snapshot is written only
+// after a command that changes data. Reads (GET, PTTL, EXISTS, SCAN ...)
+// and the engine's unauthenticated GET /readyz (a Redis GET) never rewrite
+// it: a load balancer's health check used to rewrite and fsync the whole
+// store every interval. A write after them still does.
+func TestKVSnapshotOnlyAfterWrites(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	const every = 20 * time.Millisecond
+	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, KVSnapshotInterval: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	e, err := storage.New(storage.Config{
+		S3: b.S3, Bucket: b.Bucket, Mongo: b.Mongo, Redis: b.Redis,
+		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: []byte("snapshot-test-secret-0123456789ab")}}},
+		SigningKey: []byte("snapshot-test-signing-key-0123456789"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(e)
+	defer ts.Close()
+	r := b.Redis
+	snap := filepath.Join(dir, embedded.KVSnapshot)
+	// written reports whether the snapshot was rewritten since fi (a new
+	// file is renamed over it each time).
+	written := func(fi os.FileInfo) bool {
+		now, err := os.Stat(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !os.SameFile(fi, now) || !now.ModTime().Equal(fi.ModTime())
+	}
+	// stable waits for the snapshot of the last write, then for one that
+	// no tick rewrites for 10 intervals.
+	stable := func() os.FileInfo {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			fi, err := os.Stat(snap)
+			if err == nil {
+				time.Sleep(10 * every)
+				if !written(fi) {
+					return fi
+				}
+			} else {
+				time.Sleep(every)
+			}
+		}
+		t.Fatal("the snapshot did not settle within 10s")
+		return nil
+	}
+	if err := r.Set(ctx, "k", "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fi := stable()
+
+	// 300 ms (15 intervals) of reads, with the engine's readyz among them.
+	for end := time.Now().Add(15 * every); time.Now().Before(end); {
+		resp, err := http.Get(ts.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("readyz: %s", resp.Status)
+		}
+		if v := r.Get(ctx, "k").Val(); v != "v" {
+			t.Fatalf("GET k: %q", v)
+		}
+		_ = r.Get(ctx, "missing").Err()
+		_ = r.PTTL(ctx, "k").Val()
+		_ = r.TTL(ctx, "k").Val()
+		_ = r.Exists(ctx, "k").Val()
+		_ = r.MGet(ctx, "k", "missing").Val()
+		_, _ = r.Scan(ctx, 0, "*", 100).Val()
+		_ = r.Ping(ctx).Err()
+		time.Sleep(every / 4)
+	}
+	time.Sleep(3 * every)
+	if written(fi) {
+		t.Fatal("reads (GET, PTTL, TTL, EXISTS, MGET, SCAN, PING, GET /readyz) rewrote the kv snapshot")
+	}
+
+	// A write still brings a snapshot, holding it.
+	if err := r.Set(ctx, "k", "v2", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !written(fi) {
+		if time.Now().After(deadline) {
+			t.Fatal("a write brought no snapshot within 5s")
+		}
+		time.Sleep(every)
+	}
+	data, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), base64.StdEncoding.EncodeToString([]byte("v2"))) {
+		t.Fatalf("the snapshot after the write does not hold it: %.200s", data)
 	}
 }
