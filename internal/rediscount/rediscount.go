@@ -1,7 +1,6 @@
 // Package rediscount is a go-redis hook that counts the commands a client
 // sends (a pipeline counts each of its commands). cpodtest counts the
-// engine's Redis calls with it, and package embedded notices kv changes
-// for its snapshots.
+// engine's Redis calls with it.
 package rediscount
 
 import (
