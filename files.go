@@ -545,7 +545,10 @@ func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size 
 	}
 	// A multipart upload: a part buffer of the memory budget first, then
 	// the guard.
-	buf, err := e.uploads.acquire(ctx)
+	tenant, _, _ := strings.Cut(key, "/") // the key starts with the tenant (Resolve)
+	bufs := e.uploads.lease(tenant)
+	defer bufs.close()
+	buf, err := bufs.acquire(ctx)
 	if hb != nil {
 		if err == nil {
 			copy(*buf, (*hb)[:head]) // a part is larger than smallUpload
@@ -561,7 +564,7 @@ func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size 
 	body.guard = g
 	body.mu.Unlock()
 	ps := e.partSize(max(size, e.cfg.Limits.MaxFileSize))
-	info, err := e.multipartUpload(ctx, g, key, buf, head, body, ps, contentType)
+	info, err := e.multipartUpload(ctx, g, bufs, key, buf, head, body, ps, contentType)
 	return info, g, err
 }
 
@@ -682,6 +685,11 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	e.metrics.fileBytes(st.n, 0)
 	body.detach(c.w)
 	if err != nil {
+		if errors.Is(err, errUploadWait) {
+			// The rest of the body is not wanted: net/http would otherwise
+			// read it before answering, held up by an idle client.
+			c.w.Header().Set("Connection", "close")
+		}
 		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
 	}
 	n := st.n
@@ -710,6 +718,8 @@ func uploadError(err error, g *stallGuard, st uploadState, size int64, reqCtx co
 	complete := st.eof || size >= 0 && st.n == size
 	unread := &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: err}
 	switch {
+	case errors.Is(err, errUploadWait):
+		return err // no part buffer within the bound: 503, already an *Error
 	case g != nil && g.stalled():
 		return errS3Unavailable("put")
 	case st.over || errors.Is(err, errFileTooLarge):

@@ -340,7 +340,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
-	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize)
+	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
