@@ -3,8 +3,10 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 // trickle starts a chunked upload that sends one byte and then nothing
 // until the test ends (the audit's attack: a byte every 59 s keeps it open
 // past any stall timeout). It returns once the byte left the client.
-func trickle(t *testing.T, srv *cpodtest.Server, tok, path string) {
+func trickle(t testing.TB, srv *cpodtest.Server, tok, path string) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -205,5 +207,45 @@ func TestFilesUploadBudgetWaitBounded(t *testing.T) {
 	case r := <-a:
 		t.Fatalf("tenant A's upload within the budget was answered: %d %s", r.status, r.body)
 	default:
+	}
+}
+
+// BenchmarkFilesIdleChunkedUploads opens 32 chunked uploads that send one
+// byte and idle (the audit's attack, as many as the default budget has
+// part buffers) and reports the heap they hold, per upload, once the
+// engine has read their byte. Run it alone:
+//
+//	go test -run '^$' -bench 'BenchmarkFilesIdleChunkedUploads' -benchtime 1x .
+func BenchmarkFilesIdleChunkedUploads(b *testing.B) {
+	const uploads = 32
+	srv := cpodtest.NewServer(b)
+	srv.RegisterApp(b, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", Scopes: allScopes, TTL: 24 * time.Hour})
+	var perUpload float64
+	for b.Loop() {
+		runtime.GC()
+		before := heapBytes()
+		tb := &idleTB{TB: b}
+		for i := range uploads {
+			trickle(tb, srv, tok, fmt.Sprintf("/v1/storage/files/idle/%d", i))
+		}
+		time.Sleep(500 * time.Millisecond) // the engine reads every byte
+		runtime.GC()
+		perUpload = float64(heapBytes()-min(before, heapBytes())) / uploads
+		tb.cleanup()
+	}
+	b.ReportMetric(perUpload/(1<<10), "heap-KiB-per-idle-upload")
+}
+
+// idleTB runs the cleanups of one benchmark round at its end.
+type idleTB struct {
+	testing.TB
+	fns []func()
+}
+
+func (t *idleTB) Cleanup(f func()) { t.fns = append(t.fns, f) }
+func (t *idleTB) cleanup() {
+	for _, f := range t.fns {
+		f()
 	}
 }
