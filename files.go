@@ -70,13 +70,20 @@ func (e *Engine) filesRoutes() []route {
 // streams as a multipart upload (minio.Core: initiate, parts, complete)
 // with a bounded part size (8 MiB, or more when Limits.MaxFileSize needs
 // more than 10000 parts). Its part buffers come from one budget for all
-// uploads together, Limits.MaxUploadMemory (256 MiB by default): an upload
-// waits for its first buffer (bounded only by its request's context) once
-// its body has shown it needs one, and takes a second one (read
-// the next part from the client while the previous one is sent) only when
-// the budget has room and no upload waits; otherwise it reads and sends in
-// turn. 64 concurrent chunked uploads of 64 MiB measured about 300 MiB of
-// peak heap instead of 1.1 GiB (BenchmarkFilesConcurrentUploads). Parts
+// uploads together, Limits.MaxUploadMemory (256 MiB by default), of which
+// the uploads of one tenant hold at most a quarter (at least one buffer),
+// so that no tenant can take the budget from the others. An upload waits
+// for its first buffer once its body has shown it needs one, first come
+// first served, for as long as buffers are given back: when none was for
+// Config.S3Timeout it is answered 503 backend_unavailable (Retry-After),
+// never held indefinitely. It takes a second one (read the next part from
+// the client while the previous one is sent) only when the budget and its
+// tenant's share have room and no upload waits; otherwise it reads and
+// sends in turn. 64 concurrent chunked uploads of 64 MiB of one tenant
+// measured about 160 MiB of peak heap instead of 1.1 GiB
+// (BenchmarkFilesConcurrentUploads); an idle chunked upload that sent one
+// byte holds about 64 KiB, its connection included, none of it from the
+// budget (BenchmarkFilesIdleChunkedUploads). Parts
 // carry an unsigned payload, plus a Content-MD5 when S3 is reached over
 // plain HTTP. Limits.MaxFileSize is checked from Content-Length before
 // anything is sent to S3, and counted while streaming; a body that exceeds

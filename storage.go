@@ -179,10 +179,14 @@ type Limits struct {
 	// Default 20000.
 	MaxBatchNodes int
 	// MaxUploadMemory caps the part buffers of all uploads together, in
-	// bytes: each chunked upload, and each one larger than a single S3 PUT,
-	// holds one or two parts (8 MiB each by default) and waits for its first
-	// while the budget is spent. An upload with Content-Length streams
-	// without a buffer. At least one part; default 256 MiB.
+	// bytes: each chunked upload past its first MiB (read outside the
+	// budget), and each one larger than a single S3 PUT, holds one or two
+	// parts (8 MiB each by default) and waits for its first while the
+	// budget is spent. The uploads of one tenant hold at most a quarter of
+	// it (at least one part). A wait that sees no buffer given back for
+	// Config.S3Timeout is answered 503 backend_unavailable. An upload with
+	// Content-Length streams without a buffer. At least one part; default
+	// 256 MiB.
 	MaxUploadMemory int64
 }
 
