@@ -63,18 +63,28 @@ func (e *Engine) filesRoutes() []route {
 //
 // With a Content-Length up to the S3 client's single-PUT limit (5 GiB by
 // default) the body streams to S3 as one PutObject of that size, with no
-// buffer. Without one (chunked), a body that ends within the first MiB is
-// one PUT; a longer one, or one with a Content-Length above the single-PUT
-// limit, streams as a multipart upload (minio.Core: initiate, parts,
-// complete) with a bounded part size (8 MiB, or more when
-// Limits.MaxFileSize needs more than 10000 parts). Its part buffers come
-// from one budget for all uploads together, Limits.MaxUploadMemory (256 MiB
-// by default): an upload waits for its first buffer (bounded only by its
-// request's context) before it reads anything, and takes a second one (read
-// the next part from the client while the previous one is sent) only when
-// the budget has room and no upload waits; otherwise it reads and sends in
-// turn. 64 concurrent chunked uploads of 64 MiB measured about 300 MiB of
-// peak heap instead of 1.1 GiB (BenchmarkFilesConcurrentUploads). Parts
+// buffer. Without one (chunked), the start of the body is read into a
+// buffer outside the upload budget that grows with the bytes received (4
+// KiB to 1 MiB, readHead), so an idle or trickling client holds no part of
+// the budget; a body that ends within the first MiB is one PUT from it. A
+// longer one, or one with a Content-Length above the single-PUT limit,
+// streams as a multipart upload (minio.Core: initiate, parts, complete)
+// with a bounded part size (8 MiB, or more when Limits.MaxFileSize needs
+// more than 10000 parts). Its part buffers come from one budget for all
+// uploads together, Limits.MaxUploadMemory (256 MiB by default), of which
+// the uploads of one tenant hold at most a quarter (at least one buffer),
+// so that no tenant can take the budget from the others. An upload waits
+// for its first buffer once its body has shown it needs one, first come
+// first served, for as long as buffers are given back: when none was for
+// Config.S3Timeout it is answered 503 backend_unavailable (Retry-After),
+// never held indefinitely. It takes a second one (read the next part from
+// the client while the previous one is sent) only when the budget and its
+// tenant's share have room and no upload waits; otherwise it reads and
+// sends in turn. 64 concurrent chunked uploads of 64 MiB of one tenant
+// measured about 160 MiB of peak heap instead of 1.1 GiB
+// (BenchmarkFilesConcurrentUploads); an idle chunked upload that sent one
+// byte holds about 64 KiB, its connection included, none of it from the
+// budget (BenchmarkFilesIdleChunkedUploads). Parts
 // carry an unsigned payload, plus a Content-MD5 when S3 is reached over
 // plain HTTP. Limits.MaxFileSize is checked from Content-Length before
 // anything is sent to S3, and counted while streaming; a body that exceeds
@@ -513,9 +523,46 @@ func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size 
 		info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, body, size, opts)
 		return info, g, err
 	}
-	// Chunked, or larger than one PUT: a part buffer of the memory budget
-	// first (the wait is bounded by the request), then the guard.
-	buf, err := e.uploads.acquire(ctx)
+	// Chunked: its start is read into a buffer outside the budget (that
+	// follows the bytes received, see readHead); a body that ends within
+	// smallUpload bytes is one PUT and never touches the budget, and an
+	// idle or trickling client holds none of it.
+	var hb *[]byte
+	head := 0
+	if size < 0 {
+		var err error
+		hb, head, err = readHead(body)
+		switch err {
+		case io.EOF, io.ErrUnexpectedEOF:
+			// Parts and this PUT carry an unsigned payload, not minio-go's
+			// streaming SHA-256 payload signature (gofakes3 v1.2.0 stores
+			// streaming-signed parts undecoded). Over plain HTTP the PUT
+			// is signed as a whole (the body is in memory).
+			defer putHead(hb)
+			ctx, g := e.guardS3(ctx)
+			defer g.stop()
+			opts.DisableContentSha256 = head == 0
+			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, newGuardedReader((*hb)[:head], g), int64(head), opts)
+			return info, g, err
+		case nil:
+			// smallUpload bytes and more to come: a multipart upload.
+		default:
+			putHead(hb)
+			return minio.UploadInfo{}, nil, err
+		}
+	}
+	// A multipart upload: a part buffer of the memory budget first, then
+	// the guard.
+	tenant, _, _ := strings.Cut(key, "/") // the key starts with the tenant (Resolve)
+	bufs := e.uploads.lease(tenant)
+	defer bufs.close()
+	buf, err := bufs.acquire(ctx)
+	if hb != nil {
+		if err == nil {
+			copy(*buf, (*hb)[:head]) // a part is larger than smallUpload
+		}
+		putHead(hb)
+	}
 	if err != nil {
 		return minio.UploadInfo{}, nil, err
 	}
@@ -525,29 +572,54 @@ func (e *Engine) upload(ctx context.Context, key string, body *uploadBody, size 
 	body.guard = g
 	body.mu.Unlock()
 	ps := e.partSize(max(size, e.cfg.Limits.MaxFileSize))
-	head := 0
-	if size < 0 {
-		// A chunked body that ends within the first MiB is one PUT.
-		n, err := io.ReadFull(body, (*buf)[:smallUpload])
-		switch err {
-		case io.EOF, io.ErrUnexpectedEOF:
-			// Parts and this PUT carry an unsigned payload, not minio-go's
-			// streaming SHA-256 payload signature (gofakes3 v1.2.0 stores
-			// streaming-signed parts undecoded). Over plain HTTP the PUT
-			// is signed as a whole (the body is in memory).
-			opts.DisableContentSha256 = n == 0
-			info, err := e.cfg.S3.PutObject(ctx, e.cfg.Bucket, key, newGuardedReader((*buf)[:n], g), int64(n), opts)
-			e.uploads.release(buf)
-			return info, g, err
-		case nil:
-			head = n
-		default:
-			e.uploads.release(buf)
-			return minio.UploadInfo{}, g, err
+	info, err := e.multipartUpload(ctx, g, bufs, key, buf, head, body, ps, contentType)
+	return info, g, err
+}
+
+// headSizes are the buffers the start of a chunked body is read into,
+// outside the upload budget, each four times the previous, up to
+// smallUpload: a body holds the smallest one that fits what it sent (at
+// most four times its bytes, at least 4 KiB, about what net/http holds
+// for any connection), so that an idle or trickling client costs memory
+// in proportion to what it sent. The buffers are pooled per size.
+var headSizes = [...]int{4 << 10, 16 << 10, 64 << 10, 256 << 10, smallUpload}
+
+var headPools [len(headSizes)]sync.Pool
+
+// readHead reads the start of a chunked body, up to smallUpload bytes, into
+// a buffer of headSizes. The error is io.ReadFull's: nil when smallUpload
+// bytes were read (more may follow), io.EOF or io.ErrUnexpectedEOF when
+// the body ended sooner. The buffer goes back with putHead.
+func readHead(r io.Reader) (*[]byte, int, error) {
+	var b *[]byte
+	n := 0
+	for i, size := range headSizes {
+		nb, _ := headPools[i].Get().(*[]byte)
+		if nb == nil {
+			s := make([]byte, size)
+			nb = &s
+		}
+		if b != nil {
+			copy(*nb, (*b)[:n])
+			putHead(b)
+		}
+		b = nb
+		m, err := io.ReadFull(r, (*b)[n:size])
+		n += m
+		if err != nil {
+			return b, n, err
 		}
 	}
-	info, err := e.multipartUpload(ctx, g, key, buf, head, body, ps, contentType)
-	return info, g, err
+	return b, n, nil
+}
+
+func putHead(b *[]byte) {
+	for i, size := range headSizes {
+		if len(*b) == size {
+			headPools[i].Put(b)
+			return
+		}
+	}
 }
 
 // uploadContentType is the Content-Type to store: the request's, checked, or
@@ -621,6 +693,11 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	e.metrics.fileBytes(st.n, 0)
 	body.detach(c.w)
 	if err != nil {
+		if errors.Is(err, errUploadWait) {
+			// The rest of the body is not wanted: net/http would otherwise
+			// read it before answering, held up by an idle client.
+			c.w.Header().Set("Connection", "close")
+		}
 		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
 	}
 	n := st.n
@@ -649,6 +726,8 @@ func uploadError(err error, g *stallGuard, st uploadState, size int64, reqCtx co
 	complete := st.eof || size >= 0 && st.n == size
 	unread := &Error{Code: CodeInvalidRequest, Message: "the request body could not be read to its end; nothing was stored", Err: err}
 	switch {
+	case errors.Is(err, errUploadWait):
+		return err // no part buffer within the bound: 503, already an *Error
 	case g != nil && g.stalled():
 		return errS3Unavailable("put")
 	case st.over || errors.Is(err, errFileTooLarge):

@@ -208,57 +208,180 @@ func (w clientWriter) Write(p []byte) (int, error) {
 
 // uploadBuffers holds the part buffers of multipart and chunked uploads:
 // at most Limits.MaxUploadMemory bytes of them at any time, whatever the
-// number of uploads. An upload takes its first buffer (blocking, bounded by
-// its request's context) before it reads anything; it only ever waits for
-// that one, so uploads cannot deadlock each other. A second buffer (read
-// the next part from the client while the previous one is sent) is taken
-// only when the budget has room and nobody waits; without it the upload
+// number of uploads, and at most a quarter of them (at least one buffer)
+// for the uploads of one tenant, so that one tenant cannot take the budget
+// from the others. An upload takes its first buffer (blocking, in turn:
+// its tenant's share, then the budget) only once its body has shown it
+// needs one (see readHead); it only ever waits for that one, so uploads
+// cannot deadlock each other. A second buffer (read the next part from the
+// client while the previous one is sent) is taken only when the budget and
+// the tenant's share have room and nobody waits; without it the upload
 // reads and sends in turn.
+//
+// A wait is bounded by progress: it goes on while buffers are given back
+// (the queue moves; it is first come, first served), and ends with 503
+// backend_unavailable when none was given back, to the tenant's share or
+// the budget it waits on, for Config.S3Timeout.
 type uploadBuffers struct {
 	sem      *semaphore.Weighted
-	partSize int64 // the largest part size, the size of every buffer
+	partSize int64         // the largest part size, the size of every buffer
+	share    int64         // the most buffers one tenant holds
+	wait     time.Duration // the longest a wait goes with no buffer given back
 	pool     sync.Pool
+	freed    atomic.Int64 // UnixNano of the last buffer given back
+
+	mu      sync.Mutex
+	tenants map[string]*tenantBuffers
 }
 
-func newUploadBuffers(budget, partSize int64) *uploadBuffers {
-	u := &uploadBuffers{sem: semaphore.NewWeighted(budget), partSize: partSize}
+// tenantBuffers is one tenant's share of the budget; it exists while one
+// of its uploads holds or waits for a buffer.
+type tenantBuffers struct {
+	sem   *semaphore.Weighted // share buffers
+	refs  int                 // open leases, under uploadBuffers.mu
+	freed atomic.Int64        // UnixNano of the last buffer given back
+}
+
+func newUploadBuffers(budget, partSize int64, wait time.Duration) *uploadBuffers {
+	u := &uploadBuffers{sem: semaphore.NewWeighted(budget), partSize: partSize, wait: wait,
+		share: 1, tenants: map[string]*tenantBuffers{}}
+	if partSize > 0 { // no S3, no uploads
+		u.share = max(1, budget/partSize/4)
+	}
 	u.pool.New = func() any { b := make([]byte, partSize); return &b }
 	return u
 }
 
-// acquire waits for one buffer of the budget.
-func (u *uploadBuffers) acquire(ctx context.Context) (*[]byte, error) {
-	if err := u.sem.Acquire(ctx, u.partSize); err != nil {
+// errUploadWait is the cause of a wait for a part buffer that ended
+// because no buffer was given back within the bound.
+var errUploadWait = errors.New("upload memory: no part buffer was given back within the S3 timeout")
+
+// errUploadsBusy answers an upload that could not get a part buffer.
+func errUploadsBusy() error {
+	return &Error{Code: CodeBackendUnavailable, Message: "too many uploads in progress, try again", Err: errUploadWait}
+}
+
+// uploadLease is one upload's use of the budget, on behalf of its tenant.
+type uploadLease struct {
+	u      *uploadBuffers
+	t      *tenantBuffers
+	tenant string
+}
+
+// lease opens the use of the budget by one upload of tenant; close ends it
+// once every buffer taken was released.
+func (u *uploadBuffers) lease(tenant string) *uploadLease {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := u.tenants[tenant]
+	if t == nil {
+		t = &tenantBuffers{sem: semaphore.NewWeighted(u.share)}
+		u.tenants[tenant] = t
+	}
+	t.refs++
+	return &uploadLease{u: u, t: t, tenant: tenant}
+}
+
+func (l *uploadLease) close() {
+	l.u.mu.Lock()
+	defer l.u.mu.Unlock()
+	if l.t.refs--; l.t.refs == 0 {
+		delete(l.u.tenants, l.tenant)
+	}
+}
+
+// acquire waits for one buffer: a place in the tenant's share, then one
+// of the budget. It fails with errUploadsBusy when a wait saw no buffer
+// given back for the bound, or with the context's error.
+func (l *uploadLease) acquire(ctx context.Context) (*[]byte, error) {
+	if err := l.u.waitFor(ctx, l.t.sem, 1, &l.t.freed); err != nil {
 		return nil, err
 	}
-	return u.pool.Get().(*[]byte), nil
+	if err := l.u.waitFor(ctx, l.u.sem, l.u.partSize, &l.u.freed); err != nil {
+		l.t.freed.Store(time.Now().UnixNano())
+		l.t.sem.Release(1)
+		return nil, err
+	}
+	return l.u.pool.Get().(*[]byte), nil
 }
 
-// tryAcquire takes one more buffer if the budget has room now.
-func (u *uploadBuffers) tryAcquire() *[]byte {
-	if !u.sem.TryAcquire(u.partSize) {
+// tryAcquire takes one more buffer if the tenant's share and the budget
+// have room now.
+func (l *uploadLease) tryAcquire() *[]byte {
+	if !l.t.sem.TryAcquire(1) {
 		return nil
 	}
-	return u.pool.Get().(*[]byte)
+	if !l.u.sem.TryAcquire(l.u.partSize) {
+		l.t.sem.Release(1)
+		return nil
+	}
+	return l.u.pool.Get().(*[]byte)
 }
 
-func (u *uploadBuffers) release(b *[]byte) {
-	u.pool.Put(b)
-	u.sem.Release(u.partSize)
+func (l *uploadLease) release(b *[]byte) {
+	l.u.pool.Put(b)
+	now := time.Now().UnixNano()
+	l.u.freed.Store(now)
+	l.u.sem.Release(l.u.partSize)
+	l.t.freed.Store(now)
+	l.t.sem.Release(1)
+}
+
+// waitFor acquires n of sem, first come first served, for as long as
+// buffers are given back to it (freed moves) at least once per u.wait.
+func (u *uploadBuffers) waitFor(ctx context.Context, sem *semaphore.Weighted, n int64, freed *atomic.Int64) error {
+	if sem.TryAcquire(n) {
+		return nil
+	}
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := time.Now().UnixNano()
+	var (
+		mu    sync.Mutex
+		done  bool
+		timer *time.Timer
+	)
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		idle := time.Duration(time.Now().UnixNano() - max(start, freed.Load()))
+		if idle >= u.wait {
+			cancel(errUploadWait)
+			return
+		}
+		timer.Reset(u.wait - idle)
+	}
+	mu.Lock()
+	timer = time.AfterFunc(u.wait, check)
+	mu.Unlock()
+	err := sem.Acquire(wctx, n)
+	mu.Lock()
+	done = true
+	timer.Stop()
+	mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(context.Cause(wctx), errUploadWait) {
+			return errUploadsBusy()
+		}
+		return ctx.Err()
+	}
+	return nil
 }
 
 // ---- multipart ----
 
 // multipartUpload streams body to key as a multipart upload of parts of
-// partSize bytes, starting with first (a buffer already holding head, the
-// start of the body). It owns first and releases it. At most two parts are
+// partSize bytes, starting with first (a buffer of bufs already holding
+// head, the start of the body). It owns first and releases it. At most two parts are
 // in memory: one read from the client while the other is sent. Any failure
 // aborts the upload; when S3 stalled, the abort runs in the background
 // (bounded by S3Timeout) so that the answer is not held up by it.
-func (e *Engine) multipartUpload(ctx context.Context, g *stallGuard, key string, first *[]byte, head int, body io.Reader, partSize int64, contentType string) (info minio.UploadInfo, err error) {
+func (e *Engine) multipartUpload(ctx context.Context, g *stallGuard, bufs *uploadLease, key string, first *[]byte, head int, body io.Reader, partSize int64, contentType string) (info minio.UploadInfo, err error) {
 	core := minio.Core{Client: e.cfg.S3}
 	md5Parts := e.cfg.S3.EndpointURL().Scheme != "https"
-	bufs := e.uploads
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -190,10 +190,14 @@ type Limits struct {
 	// Default 20000.
 	MaxBatchNodes int
 	// MaxUploadMemory caps the part buffers of all uploads together, in
-	// bytes: each chunked upload, and each one larger than a single S3 PUT,
-	// holds one or two parts (8 MiB each by default) and waits for its first
-	// while the budget is spent. An upload with Content-Length streams
-	// without a buffer. At least one part; default 256 MiB.
+	// bytes: each chunked upload past its first MiB (read outside the
+	// budget), and each one larger than a single S3 PUT, holds one or two
+	// parts (8 MiB each by default) and waits for its first while the
+	// budget is spent. The uploads of one tenant hold at most a quarter of
+	// it (at least one part). A wait that sees no buffer given back for
+	// Config.S3Timeout is answered 503 backend_unavailable. An upload with
+	// Content-Length streams without a buffer. At least one part; default
+	// 256 MiB.
 	MaxUploadMemory int64
 }
 
@@ -357,7 +361,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
-	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize)
+	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}

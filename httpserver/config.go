@@ -111,7 +111,7 @@ var settings = []setting{
 	{"max-batch-nodes", "CPOD_MAX_BATCH_NODES", "20000", "int", false, "Limits", "most JSON values in the set values of one document batch together"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
-	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together; an upload past it waits for a buffer"},
+	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
 }
 
 // name names a setting in messages: the variable and the flag.
