@@ -137,7 +137,8 @@ const (
 type documents struct {
 	e     *Engine
 	coll  *mongo.Collection
-	slots chan struct{} // FerretDB write slots, see ferretWriteSlots
+	slots chan struct{}             // FerretDB write slots, see ferretWriteSlots
+	reads atomic.Pointer[readSlots] // set by ready, before backend
 
 	mu      sync.Mutex // serialises the first ready
 	backend atomic.Pointer[docsBackend]
@@ -202,6 +203,7 @@ func (d *documents) ready(ctx context.Context) (docsBackend, error) {
 			return b, docsBackendError("documents index", err)
 		}
 	}
+	d.reads.Store(readSlotsFor(d.e.cfg.Limits, b.ferret))
 	d.backend.Store(&b)
 	return b, nil
 }

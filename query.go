@@ -387,21 +387,46 @@ func (d *documents) handleQuery(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, _, err := d.open(ctx, t)
+	pc, b, err := d.open(ctx, t)
 	if err != nil {
 		return err
 	}
+	release, err := d.readSlot(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancelRead := readCtx(ctx, b)
+	defer cancelRead()
 	if err := d.resolveHashedPos(ctx, pc, t, &plan); err != nil {
 		return err
 	}
 	return d.runQuery(ctx, c, pc, t, plan, limit)
 }
 
+// readCtx is the context of a read's backend calls once it holds its read
+// slot: ctx, but on FerretDB not canceled when the client leaves, only at
+// ctx's deadline. FerretDB goes on scanning after the client is gone (until
+// the maxTimeMS the driver sends from the deadline), so the read keeps its
+// slot for as long as FerretDB works on it: the slots bound FerretDB's work,
+// not only the engine's waiting.
+func readCtx(ctx context.Context, b docsBackend) (context.Context, context.CancelFunc) {
+	if !b.ferret {
+		return ctx, func() {}
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), dl)
+}
+
 // handleCount answers POST /db/{collection}/count {"filter"} with
 // {"count": n}: the number of documents a query with that filter returns
 // over all its pages. The filter is a query's, with the same rules; the
 // work is one count on the backend, bounded like a query by the caller's
-// own collection (on FerretDB a scan of it) and Config.BackendTimeout.
+// own collection (on FerretDB a scan of it), Config.BackendTimeout and a
+// read slot (see readSlots).
 func (d *documents) handleCount(c *call) error {
 	t, err := d.scope(c, Read)
 	if err != nil {
@@ -424,7 +449,7 @@ func (d *documents) handleCount(c *call) error {
 	if !matchesNothing(terms) {
 		ctx, cancel := d.e.backendCtx(c)
 		defer cancel()
-		pc, _, err := d.open(ctx, t)
+		pc, b, err := d.open(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -432,6 +457,13 @@ func (d *documents) handleCount(c *call) error {
 		if err != nil {
 			return err
 		}
+		release, err := d.readSlot(ctx, t)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx, cancelRead := readCtx(ctx, b)
+		defer cancelRead()
 		if n, err = pc.CountDocuments(ctx, filter); err != nil {
 			return docsBackendError("documents count", err)
 		}
