@@ -426,7 +426,7 @@ func readCtx(ctx context.Context, b docsBackend) (context.Context, context.Cance
 // over all its pages. The filter is a query's, with the same rules; the
 // work is one count on the backend, bounded like a query by the caller's
 // own collection (on FerretDB a scan of it), Config.BackendTimeout and a
-// read slot (see readSlots).
+// read slot (see readSlots). The count is exact, so its scan is not capped.
 func (d *documents) handleCount(c *call) error {
 	t, err := d.scope(c, Read)
 	if err != nil {
@@ -464,11 +464,39 @@ func (d *documents) handleCount(c *call) error {
 		defer release()
 		ctx, cancelRead := readCtx(ctx, b)
 		defer cancelRead()
-		if n, err = pc.CountDocuments(ctx, filter); err != nil {
-			return docsBackendError("documents count", err)
+		if n, err = countMatches(ctx, pc, filter); err != nil {
+			return err
 		}
 	}
 	return writeRawJSON(c, http.StatusOK, append(strconv.AppendInt([]byte(`{"count":`), n, 10), '}'))
+}
+
+// countMatches counts the documents that match filter with the pipeline
+// [$match, $count], exact like CountDocuments. CountDocuments' pipeline
+// counts with $group, which FerretDB v1 runs by collecting every matching
+// document in memory before it adds them up (a count of 200k small
+// documents took 0.9 GB); FerretDB's $count stage counts them as they
+// stream past, and MongoDB runs both the same way.
+func countMatches(ctx context.Context, pc *mongo.Collection, filter bson.D) (int64, error) {
+	cur, err := pc.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: filter}},
+		{{Key: "$count", Value: "n"}},
+	})
+	if err != nil {
+		return 0, docsBackendError("documents count", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	if !cur.Next(ctx) {
+		if err := cur.Err(); err != nil {
+			return 0, docsBackendError("documents count", err)
+		}
+		return 0, nil // no match: $count returns no document
+	}
+	n, ok := cur.Current.Lookup("n").AsInt64OK()
+	if !ok {
+		return 0, &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents count: the count is not a number")}
+	}
+	return n, nil
 }
 
 // resolveHashedPos reads back the sort values that a cursor carries as

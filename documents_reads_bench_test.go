@@ -1,0 +1,113 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/cpod/storage/cpodtest"
+)
+
+// peakHeap runs f and returns how far the Go heap (live and not yet swept
+// objects) rose above its level before f, sampled every 200 µs. With the
+// in-process FerretDB that includes the backend's own memory.
+func peakHeap(f func()) (peak uint64) {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
+	base := read()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Microsecond)
+		defer t.Stop()
+		for {
+			if v := read(); v > base && v-base > peak {
+				peak = v - base
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	wg.Wait()
+	return peak
+}
+
+// physicalCollection is the one physical collection of the partitioned
+// layout that holds coll's documents on srv's database.
+func physicalCollection(tb testing.TB, srv *cpodtest.Server, coll string) *mongo.Collection {
+	tb.Helper()
+	names, err := srv.Mongo.ListCollectionNames(context.Background(), bson.D{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var found []string
+	for _, n := range names {
+		if strings.HasPrefix(n, "cpod_documents.") && strings.HasSuffix(n, "."+coll) {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		tb.Skipf("no single partitioned collection for %q (layout single?): %q", coll, found)
+	}
+	return srv.Mongo.Collection(found[0])
+}
+
+// BenchmarkDocumentsCount times POST /db/{c}/count {} over 20k small
+// documents (200k with CPOD_BENCH_LARGE=1) and the heap it takes at its
+// peak, against the same count as CountDocuments (the driver's pipeline,
+// $group, which the engine used before) on the same collection in the same
+// iteration. With the in-process FerretDB the heap is the backend's; with
+// CPODTEST_MONGO_URI only the times mean anything.
+//
+//	go test -run '^$' -bench 'BenchmarkDocumentsCount$' -benchtime 5x .
+func BenchmarkDocumentsCount(b *testing.B) {
+	n := 20000
+	if os.Getenv("CPOD_BENCH_LARGE") != "" {
+		n = 200000
+	}
+	srv, tok := largeBenchServer(b, true)
+	loadDocs(b, srv, tok, "cnt", n, 500)
+	pc := physicalCollection(b, srv, "cnt")
+	want := fmt.Sprintf(`{"count":%d}`, n)
+	var tEng, tGrp time.Duration
+	var mEng, mGrp uint64
+	for b.Loop() {
+		var r resp
+		s := time.Now()
+		mEng = max(mEng, peakHeap(func() { r = do(b, srv, "POST", "/v1/storage/db/cnt/count", tok, `{}`) }))
+		tEng += time.Since(s)
+		if strings.TrimSpace(string(r.body)) != want {
+			b.Fatalf("count: %d %s, want %s", r.status, r.body, want)
+		}
+		s = time.Now()
+		var got int64
+		var err error
+		mGrp = max(mGrp, peakHeap(func() { got, err = pc.CountDocuments(context.Background(), bson.D{}) }))
+		tGrp += time.Since(s)
+		if err != nil || got != int64(n) {
+			b.Fatalf("CountDocuments: %d, %v", got, err)
+		}
+	}
+	b.ReportMetric(float64(tEng)/float64(b.N)/1e6, "ms-count")
+	b.ReportMetric(float64(tGrp)/float64(b.N)/1e6, "ms-group")
+	b.ReportMetric(float64(mEng)/(1<<20), "MB-peak-count")
+	b.ReportMetric(float64(mGrp)/(1<<20), "MB-peak-group")
+	b.ReportMetric(float64(mEng)/float64(mGrp), "x-mem-group")
+}
