@@ -211,6 +211,11 @@
 // (FerretDB on PostgreSQL cannot store NUL). A value's structure is capped
 // (Limits.MaxDocumentNodes, MaxDocumentArrayItems, MaxDocumentObjectFields,
 // and MaxBatchNodes for a batch): over a cap is 413 before any backend call.
+// A value costs 20 to 40 times its size in memory from its parse to its
+// write, so the bodies of sets, patches and batches in that stretch share a
+// budget of four times Limits.MaxDocumentSize bytes, taken once a body is
+// read (a slow sender holds none); a body that waits for it past
+// Config.BackendTimeout is 503.
 //
 // Queries (query.go). A filter maps dotted paths to a scalar (equality:
 // numbers match equal numbers of any spelling, null matches null and

@@ -111,3 +111,54 @@ func BenchmarkDocumentsCount(b *testing.B) {
 	b.ReportMetric(float64(mGrp)/(1<<20), "MB-peak-group")
 	b.ReportMetric(float64(mEng)/float64(mGrp), "x-mem-group")
 }
+
+// BenchmarkDocumentsLargeSets measures the peak heap of eight parallel
+// PUTs of a 1 MiB value (an array of 4900 strings of 200 bytes) against
+// that of one such PUT, in the same iteration: x-one is how many values'
+// worth of memory the engine holds at once (at most about four with the
+// parse budget). With the in-process FerretDB the heap includes the
+// backend's.
+//
+//	go test -run '^$' -bench 'BenchmarkDocumentsLargeSets' -benchtime 3x .
+func BenchmarkDocumentsLargeSets(b *testing.B) {
+	srv, tok := largeBenchServer(b, true)
+	var v strings.Builder
+	v.WriteByte('[')
+	for i := range 4900 {
+		if i > 0 {
+			v.WriteByte(',')
+		}
+		fmt.Fprintf(&v, "%q", strings.Repeat(string(rune('a'+i%26)), 200))
+	}
+	v.WriteByte(']')
+	value := v.String()
+	put := func(key string) {
+		r := do(b, srv, "PUT", "/v1/storage/db/big/"+key, tok, value)
+		if r.status != 200 {
+			b.Errorf("put: %d %.200s", r.status, r.body)
+		}
+	}
+	const par = 8
+	var one, all uint64
+	var tOne, tAll time.Duration
+	for b.Loop() {
+		s := time.Now()
+		one = max(one, peakHeap(func() { put("k0") }))
+		tOne += time.Since(s)
+		s = time.Now()
+		all = max(all, peakHeap(func() {
+			var wg sync.WaitGroup
+			for i := range par {
+				wg.Add(1)
+				go func() { defer wg.Done(); put(fmt.Sprintf("k%d", i)) }()
+			}
+			wg.Wait()
+		}))
+		tAll += time.Since(s)
+	}
+	b.ReportMetric(float64(one)/(1<<20), "MB-peak-one")
+	b.ReportMetric(float64(all)/(1<<20), "MB-peak-8")
+	b.ReportMetric(float64(all)/float64(one), "x-one")
+	b.ReportMetric(float64(tOne)/float64(b.N)/1e6, "ms-one")
+	b.ReportMetric(float64(tAll)/float64(b.N)/1e6, "ms-8")
+}

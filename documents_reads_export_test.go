@@ -17,3 +17,15 @@ func HoldDocumentRead(ctx context.Context, e *Engine, tenant string) (release fu
 	}
 	return s.acquire(ctx, tenant)
 }
+
+// DocumentParseBudget is the engine's parse budget in body bytes.
+func DocumentParseBudget(e *Engine) int64 { return e.docs.parseBudget() }
+
+// HoldDocumentParse takes n bytes of the engine's parse budget, as a
+// document body being parsed and written does, until release is called.
+func HoldDocumentParse(ctx context.Context, e *Engine, n int64) (release func(), err error) {
+	if err := e.docs.parsing.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return func() { e.docs.parsing.Release(n) }, nil
+}

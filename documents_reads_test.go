@@ -162,3 +162,48 @@ func TestDocumentsCountStreams(t *testing.T) {
 		t.Fatalf("the count's heap peaked at %d bytes, CountDocuments' at %d: it holds the documents it counts", engine, group)
 	}
 }
+
+// TestDocumentsParseBudget: document bodies are parsed and held until
+// written within a budget of body bytes (four values of MaxDocumentSize),
+// so parallel large PUTs cannot each take 20-40 times their size at once.
+// With the budget spent (held here, as four 1 MiB PUTs in flight would),
+// a PUT, a PATCH and a batch wait and then get 503 backend_unavailable
+// within BackendTimeout; one waiting when bytes are released goes on.
+// A GET needs no budget.
+func TestDocumentsParseBudget(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	db := newDBServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.BackendTimeout = timeout }))
+	db.mustSet("c", "k", `{"n":1}`)
+	e := db.srv.Engine
+	budget := storage.DocumentParseBudget(e)
+	equal(t, "budget", budget, int64(4<<20))
+	release, err := storage.HoldDocumentParse(context.Background(), e, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func() resp{
+		"put":   func() resp { return db.set("c", "k", `{"n":2}`) },
+		"patch": func() resp { return do(t, db.srv, "PATCH", db.url("c", "/k"), db.tok, `{"n":3}`) },
+		"batch": func() resp { return db.batch("c", `{"ops":[{"op":"set","key":"k","value":4}]}`) },
+	} {
+		start := time.Now()
+		r := f()
+		took := time.Since(start)
+		wantStatus(t, r, http.StatusServiceUnavailable, "backend_unavailable")
+		equal(t, what+": Retry-After", r.header.Get("Retry-After"), "1")
+		if took < timeout/2 || took > 3*timeout {
+			t.Fatalf("%s: refused after %v, BackendTimeout %v", what, took, timeout)
+		}
+	}
+	v, _ := db.getValue("c", "k")
+	equal(t, "value after the refused writes", v, `{"n":1}`)
+	// A PUT waiting for the budget goes on when it is released.
+	done := make(chan resp, 1)
+	go func() { done <- db.set("c", "k", `{"n":5}`) }()
+	time.Sleep(timeout / 5)
+	release()
+	wantStatus(t, <-done, http.StatusOK, "")
+	v, _ = db.getValue("c", "k")
+	equal(t, "value after the budget's release", v, `{"n":5}`)
+}
