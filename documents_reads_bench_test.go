@@ -162,3 +162,62 @@ func BenchmarkDocumentsLargeSets(b *testing.B) {
 	b.ReportMetric(float64(tOne)/float64(b.N)/1e6, "ms-one")
 	b.ReportMetric(float64(tAll)/float64(b.N)/1e6, "ms-8")
 }
+
+// BenchmarkDocumentsCountNeighbor: while tenant t1 keeps eight {} counts
+// over 20k documents running at once, tenant t2 counts its 10 documents;
+// x-alone is t2's time over its time with t1 idle, measured in the same
+// run, and MB-peak the heap's peak while t1's counts run (the in-process
+// FerretDB's included). The read slots keep t1 to half of them.
+//
+//	go test -run '^$' -bench 'BenchmarkDocumentsCountNeighbor' -benchtime 20x .
+func BenchmarkDocumentsCountNeighbor(b *testing.B) {
+	srv, tok := largeBenchServer(b, true)
+	loadDocs(b, srv, tok, "cnt", 20000, 500)
+	tok2 := srv.Token(cpodtest.Claims{Tenant: "t2", App: "app-a", Scopes: allScopes})
+	loadDocs(b, srv, tok2, "small", 10, 10)
+	count := func(tok, coll string) time.Duration {
+		s := time.Now()
+		r := do(b, srv, "POST", "/v1/storage/db/"+coll+"/count", tok, `{}`)
+		if r.status != 200 {
+			b.Errorf("count %s: %d %.200s", coll, r.status, r.body)
+		}
+		return time.Since(s)
+	}
+	var alone time.Duration
+	for range 20 {
+		alone += count(tok2, "small")
+	}
+	alone /= 20
+	stop := make(chan struct{})
+	var peak uint64
+	peakDone := make(chan struct{})
+	go func() { peak = peakHeap(func() { <-stop }); close(peakDone) }()
+	time.Sleep(50 * time.Millisecond) // the peak counts from the heap before
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				count(tok, "cnt")
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	var busy time.Duration
+	for b.Loop() {
+		busy += count(tok2, "small")
+	}
+	close(stop)
+	wg.Wait()
+	<-peakDone
+	b.ReportMetric(float64(alone)/1e6, "ms-alone")
+	b.ReportMetric(float64(busy)/float64(b.N)/1e6, "ms-beside")
+	b.ReportMetric(float64(busy)/float64(b.N)/float64(alone), "x-alone")
+	b.ReportMetric(float64(peak)/(1<<20), "MB-peak")
+}
