@@ -98,3 +98,37 @@ func TestReadSlotsShareAndOrder(t *testing.T) {
 		t.Fatalf("after every release: %d in use, held %v, %d queued", s.inUse, s.held, len(s.queue))
 	}
 }
+
+// TestReadCtxOutlivesClientOnFerret: on FerretDB a read's backend context
+// is not canceled when the client leaves (FerretDB goes on working, so the
+// read keeps its slot) but ends at the same deadline; elsewhere it is the
+// request's own.
+func TestReadCtxOutlivesClientOnFerret(t *testing.T) {
+	parent, cancelClient := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(parent, time.Hour)
+	defer cancel()
+	want, _ := ctx.Deadline()
+	ferret, cancelF := readCtx(ctx, docsBackend{ferret: true})
+	defer cancelF()
+	mongo, cancelM := readCtx(ctx, docsBackend{})
+	defer cancelM()
+	cancelClient()
+	if ferret.Err() != nil {
+		t.Fatalf("FerretDB read canceled with the client: %v", ferret.Err())
+	}
+	if got, ok := ferret.Deadline(); !ok || !got.Equal(want) {
+		t.Fatalf("FerretDB read deadline %v (%v), want %v", got, ok, want)
+	}
+	if mongo.Err() == nil {
+		t.Fatal("MongoDB read outlived its client")
+	}
+	short, cancelS := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancelS()
+	f, cancelF2 := readCtx(short, docsBackend{ferret: true})
+	defer cancelF2()
+	select {
+	case <-f.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("FerretDB read outlived its deadline")
+	}
+}
