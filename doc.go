@@ -181,7 +181,12 @@
 // next), batch commands carry at most 25 statements, and one engine keeps at
 // most 8 write commands in flight on FerretDB, queueing the rest within
 // Config.BackendTimeout. Keep engine replicas times 8 below FerretDB's pool
-// size.
+// size. Queries and counts take read slots (Limits.MaxDocumentReads: 4 on
+// FerretDB, 32 on MongoDB), a tenant at most half of them, so one tenant's
+// scans neither pile up in memory nor hold every slot; a read that finds
+// none within Config.BackendTimeout is 503. On FerretDB a read keeps its
+// slot until FerretDB answers or the deadline passes, even when the client
+// has left, since FerretDB goes on working for it.
 //
 // Versions. GET and PUT answer the ETag; If-Match and If-None-Match make a
 // set or delete conditional and PATCH merges a JSON Merge Patch. On MongoDB
@@ -206,6 +211,11 @@
 // (FerretDB on PostgreSQL cannot store NUL). A value's structure is capped
 // (Limits.MaxDocumentNodes, MaxDocumentArrayItems, MaxDocumentObjectFields,
 // and MaxBatchNodes for a batch): over a cap is 413 before any backend call.
+// A value costs 20 to 40 times its size in memory from its parse to its
+// write, so the bodies of sets, patches and batches in that stretch share a
+// budget of four times Limits.MaxDocumentSize bytes, taken once a body is
+// read (a slow sender holds none); a body that waits for it past
+// Config.BackendTimeout is 503.
 //
 // Queries (query.go). A filter maps dotted paths to a scalar (equality:
 // numbers match equal numbers of any spelling, null matches null and

@@ -23,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/semaphore"
 )
 
 // documentsRoutes binds the documents endpoints (sdk.storage.db). A document
@@ -30,6 +31,7 @@ import (
 // methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
 	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection), slots: make(chan struct{}, ferretWriteSlots)}
+	d.parsing = semaphore.NewWeighted(d.parseBudget())
 	e.docs = d // the admin erase and export (admin.go) share its layout
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
@@ -137,7 +139,10 @@ const (
 type documents struct {
 	e     *Engine
 	coll  *mongo.Collection
-	slots chan struct{} // FerretDB write slots, see ferretWriteSlots
+	slots chan struct{}             // FerretDB write slots, see ferretWriteSlots
+	reads atomic.Pointer[readSlots] // set by ready, before backend
+	// parsing is the parse budget, in body bytes (see parseSlot).
+	parsing *semaphore.Weighted
 
 	mu      sync.Mutex // serialises the first ready
 	backend atomic.Pointer[docsBackend]
@@ -202,6 +207,7 @@ func (d *documents) ready(ctx context.Context) (docsBackend, error) {
 			return b, docsBackendError("documents index", err)
 		}
 	}
+	d.reads.Store(readSlotsFor(d.e.cfg.Limits, b.ferret))
 	d.backend.Store(&b)
 	return b, nil
 }
@@ -583,25 +589,57 @@ func escapeName(s string) string {
 // set, get, delete
 
 // readValue reads a set body: one JSON value, at most MaxDocumentSize bytes
-// once compacted (the body may carry as much again in whitespace).
-func (d *documents) readValue(c *call) (docValue, error) {
+// once compacted (the body may carry as much again in whitespace). The body
+// is parsed in the parse budget (see parseSlot); release gives it back once
+// the request is done with the value.
+func (d *documents) readValue(c *call) (v docValue, release func(), err error) {
 	limit := int64(d.e.cfg.Limits.MaxDocumentSize)
 	tooLarge := errorf(CodeTooLarge, "a document value must be at most %d bytes of compact JSON", limit)
 	if c.r.ContentLength > 2*limit+4096 {
-		return docValue{}, tooLarge // answered at once, without waiting for the body
+		return docValue{}, nil, tooLarge // answered at once, without waiting for the body
 	}
 	b, err := c.readBody(2*limit + 4096)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return docValue{}, tooLarge
+			return docValue{}, nil, tooLarge
 		}
 		if errors.Is(err, errSlowBody) {
-			return docValue{}, errorf(CodeInvalidRequest, "%v", err)
+			return docValue{}, nil, errorf(CodeInvalidRequest, "%v", err)
 		}
-		return docValue{}, errorf(CodeInvalidRequest, "the request body could not be read")
+		return docValue{}, nil, errorf(CodeInvalidRequest, "the request body could not be read")
 	}
-	return d.parseValue(b)
+	release, err = d.parseSlot(c, int64(len(b)))
+	if err != nil {
+		return docValue{}, nil, err
+	}
+	if v, err = d.parseValue(b); err != nil {
+		release()
+		return docValue{}, nil, err
+	}
+	return v, release, nil
+}
+
+// parseBudget is the body bytes whose values the engine parses and holds
+// at once: four values of Limits.MaxDocumentSize. A value costs about 20 to
+// 40 times its JSON size in memory between its parse and its write (the
+// tokens, its BSON form, the stored document), so without a budget eight
+// parallel 1 MiB PUTs took 170 MB more (and on FerretDB waited for a write
+// slot holding it).
+func (d *documents) parseBudget() int64 { return 4 * int64(d.e.cfg.Limits.MaxDocumentSize) }
+
+// parseSlot takes n bytes of the parse budget (at most all of it), once the
+// body is read, so a slow client holds none while it sends. The request
+// holds them until its value is written; waiting past Config.BackendTimeout
+// is 503 backend_unavailable.
+func (d *documents) parseSlot(c *call, n int64) (release func(), err error) {
+	n = min(max(n, 1), d.parseBudget())
+	ctx, cancel := context.WithTimeout(c.ctx, d.e.cfg.BackendTimeout)
+	defer cancel()
+	if err := d.parsing.Acquire(ctx, n); err != nil {
+		return nil, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents: waiting for the parse budget: %w", err)}
+	}
+	return func() { d.parsing.Release(n) }, nil
 }
 
 // setWrite is how a set is written: insert doc, and if a document of that
@@ -677,10 +715,11 @@ func (d *documents) handleSet(c *call) error {
 	if err != nil {
 		return err
 	}
-	v, err := d.readValue(c)
+	v, releaseParse, err := d.readValue(c)
 	if err != nil {
 		return err
 	}
+	defer releaseParse()
 	w, err := d.setModel(t, key, v, d.e.now().UTC().Truncate(time.Millisecond))
 	if err != nil {
 		return err
@@ -939,6 +978,11 @@ func (d *documents) handleBatch(c *call) error {
 	if len(*body.Ops) > d.e.cfg.Limits.MaxBatchOps {
 		return errorf(CodeInvalidRequest, "a batch has at most %d ops", d.e.cfg.Limits.MaxBatchOps)
 	}
+	release, err := d.parseSlot(c, c.bodyIn)
+	if err != nil {
+		return err
+	}
+	defer release()
 	now := d.e.now().UTC().Truncate(time.Millisecond)
 	ops := make([]batchOp, len(*body.Ops))
 	valid, nodes := 0, 0

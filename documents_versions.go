@@ -398,10 +398,11 @@ func (d *documents) handlePatch(c *call) error {
 	if err != nil {
 		return err
 	}
-	patch, err := d.readValue(c)
+	patch, release, err := d.readValue(c)
 	if err != nil {
 		return err
 	}
+	defer release()
 	if cond.ifMatch && !cond.any && len(cond.tags) == 0 {
 		return preconditionFailed("does not have that ETag")
 	}

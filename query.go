@@ -387,21 +387,46 @@ func (d *documents) handleQuery(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, _, err := d.open(ctx, t)
+	pc, b, err := d.open(ctx, t)
 	if err != nil {
 		return err
 	}
+	release, err := d.readSlot(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancelRead := readCtx(ctx, b)
+	defer cancelRead()
 	if err := d.resolveHashedPos(ctx, pc, t, &plan); err != nil {
 		return err
 	}
 	return d.runQuery(ctx, c, pc, t, plan, limit)
 }
 
+// readCtx is the context of a read's backend calls once it holds its read
+// slot: ctx, but on FerretDB not canceled when the client leaves, only at
+// ctx's deadline. FerretDB goes on scanning after the client is gone (until
+// the maxTimeMS the driver sends from the deadline), so the read keeps its
+// slot for as long as FerretDB works on it: the slots bound FerretDB's work,
+// not only the engine's waiting.
+func readCtx(ctx context.Context, b docsBackend) (context.Context, context.CancelFunc) {
+	if !b.ferret {
+		return ctx, func() {}
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), dl)
+}
+
 // handleCount answers POST /db/{collection}/count {"filter"} with
 // {"count": n}: the number of documents a query with that filter returns
 // over all its pages. The filter is a query's, with the same rules; the
 // work is one count on the backend, bounded like a query by the caller's
-// own collection (on FerretDB a scan of it) and Config.BackendTimeout.
+// own collection (on FerretDB a scan of it), Config.BackendTimeout and a
+// read slot (see readSlots). The count is exact, so its scan is not capped.
 func (d *documents) handleCount(c *call) error {
 	t, err := d.scope(c, Read)
 	if err != nil {
@@ -424,7 +449,7 @@ func (d *documents) handleCount(c *call) error {
 	if !matchesNothing(terms) {
 		ctx, cancel := d.e.backendCtx(c)
 		defer cancel()
-		pc, _, err := d.open(ctx, t)
+		pc, b, err := d.open(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -432,11 +457,46 @@ func (d *documents) handleCount(c *call) error {
 		if err != nil {
 			return err
 		}
-		if n, err = pc.CountDocuments(ctx, filter); err != nil {
-			return docsBackendError("documents count", err)
+		release, err := d.readSlot(ctx, t)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx, cancelRead := readCtx(ctx, b)
+		defer cancelRead()
+		if n, err = countMatches(ctx, pc, filter); err != nil {
+			return err
 		}
 	}
 	return writeRawJSON(c, http.StatusOK, append(strconv.AppendInt([]byte(`{"count":`), n, 10), '}'))
+}
+
+// countMatches counts the documents that match filter with the pipeline
+// [$match, $count], exact like CountDocuments. CountDocuments' pipeline
+// counts with $group, which FerretDB v1 runs by collecting every matching
+// document in memory before it adds them up (a count of 200k small
+// documents took 0.9 GB); FerretDB's $count stage counts them as they
+// stream past, and MongoDB runs both the same way.
+func countMatches(ctx context.Context, pc *mongo.Collection, filter bson.D) (int64, error) {
+	cur, err := pc.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: filter}},
+		{{Key: "$count", Value: "n"}},
+	})
+	if err != nil {
+		return 0, docsBackendError("documents count", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	if !cur.Next(ctx) {
+		if err := cur.Err(); err != nil {
+			return 0, docsBackendError("documents count", err)
+		}
+		return 0, nil // no match: $count returns no document
+	}
+	n, ok := cur.Current.Lookup("n").AsInt64OK()
+	if !ok {
+		return 0, &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents count: the count is not a number")}
+	}
+	return n, nil
 }
 
 // resolveHashedPos reads back the sort values that a cursor carries as

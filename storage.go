@@ -189,6 +189,13 @@ type Limits struct {
 	// over it is 413 too_large as a whole, before any backend call.
 	// Default 20000.
 	MaxBatchNodes int
+	// MaxDocumentReads caps the document queries and counts one engine has
+	// in flight; a tenant holds at most half of them (at least one), so one
+	// tenant's scans cannot take them all. A read queues for a slot within
+	// Config.BackendTimeout, then is 503 backend_unavailable. Default 4 on
+	// FerretDB (which scans and sorts the caller's collection in memory on
+	// every call), 32 on any other server.
+	MaxDocumentReads int
 	// MaxUploadMemory caps the part buffers of all uploads together, in
 	// bytes: each chunked upload past its first MiB (read outside the
 	// budget), and each one larger than a single S3 PUT, holds one or two

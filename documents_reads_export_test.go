@@ -1,0 +1,31 @@
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// HoldDocumentRead takes one of the engine's document read slots for
+// tenant, as a running query or count of that tenant does, until release
+// is called; it waits for one at most until ctx ends. The engine must
+// have served a documents call already (the slots exist once it knows its
+// backend).
+func HoldDocumentRead(ctx context.Context, e *Engine, tenant string) (release func(), err error) {
+	s := e.docs.reads.Load()
+	if s == nil {
+		return nil, errors.New("the documents backend is not known yet: make a documents call first")
+	}
+	return s.acquire(ctx, tenant)
+}
+
+// DocumentParseBudget is the engine's parse budget in body bytes.
+func DocumentParseBudget(e *Engine) int64 { return e.docs.parseBudget() }
+
+// HoldDocumentParse takes n bytes of the engine's parse budget, as a
+// document body being parsed and written does, until release is called.
+func HoldDocumentParse(ctx context.Context, e *Engine, n int64) (release func(), err error) {
+	if err := e.docs.parsing.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return func() { e.docs.parsing.Release(n) }, nil
+}
