@@ -391,17 +391,26 @@ func (d *documents) handleQuery(c *call) error {
 	if err != nil {
 		return err
 	}
-	release, err := d.readSlot(ctx, t)
+	ctx, done, err := d.startRead(ctx, t, b)
 	if err != nil {
 		return err
 	}
-	defer release()
-	ctx, cancelRead := readCtx(ctx, b)
-	defer cancelRead()
+	defer done()
 	if err := d.resolveHashedPos(ctx, pc, t, &plan); err != nil {
 		return err
 	}
 	return d.runQuery(ctx, c, pc, t, plan, limit)
+}
+
+// startRead takes a read slot for a query or count of t and returns the
+// context of its backend calls (readCtx); done gives both back.
+func (d *documents) startRead(ctx context.Context, t target, b docsBackend) (context.Context, func(), error) {
+	release, err := d.readSlot(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := readCtx(ctx, b)
+	return rctx, func() { cancel(); release() }, nil
 }
 
 // readCtx is the context of a read's backend calls once it holds its read
@@ -457,13 +466,11 @@ func (d *documents) handleCount(c *call) error {
 		if err != nil {
 			return err
 		}
-		release, err := d.readSlot(ctx, t)
+		ctx, done, err := d.startRead(ctx, t, b)
 		if err != nil {
 			return err
 		}
-		defer release()
-		ctx, cancelRead := readCtx(ctx, b)
-		defer cancelRead()
+		defer done()
 		if n, err = countMatches(ctx, pc, filter); err != nil {
 			return err
 		}
