@@ -111,6 +111,9 @@ var settings = []setting{
 	{"max-batch-nodes", "CPOD_MAX_BATCH_NODES", "20000", "int", false, "Limits", "most JSON values in the set values of one document batch together"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
+	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: 4 on FerretDB, such as the embedded one, 32 on MongoDB)"},
+	{"body-grace", "CPOD_BODY_GRACE", "20s", "duration", false, "Limits", "time a JSON request body (kv, documents, queries, admin) may take before -min-body-rate applies"},
+	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
 }
 
@@ -669,6 +672,9 @@ func checkConfig(v values) (*serverConfig, error) {
 	c.Limits.MaxDocumentArrayItems = int(integer("max-document-array-items", 1))
 	c.Limits.MaxDocumentObjectFields = int(integer("max-document-object-fields", 1))
 	c.Limits.MaxBatchNodes = int(integer("max-batch-nodes", 1))
+	c.Limits.MaxDocumentReads = int(integer("max-document-reads", 0)) // 0: the backend's default
+	c.Limits.BodyGrace = dur("body-grace", time.Second)
+	c.Limits.MinBodyRate = size("min-body-rate", 1)
 	if c.Limits.MaxDocumentDepth > storage.MaxDocumentDepthCeiling {
 		bad("%s must be at most %d (MongoDB's nesting limit)", n("max-document-depth"), storage.MaxDocumentDepthCeiling)
 	}

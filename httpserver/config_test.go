@@ -88,7 +88,8 @@ func TestConfigEngineOptions(t *testing.T) {
 	if got := cacheTTL(c); got != time.Second || c.DocumentsLayout != storage.DocumentsLayoutAuto {
 		t.Errorf("defaults: token cache %v, documents layout %q; want 1s, auto", got, c.DocumentsLayout)
 	}
-	if l := c.Limits; l.MaxDocumentNodes != 10000 || l.MaxDocumentArrayItems != 5000 || l.MaxDocumentObjectFields != 1000 || l.MaxBatchNodes != 20000 {
+	if l := c.Limits; l.MaxDocumentNodes != 10000 || l.MaxDocumentArrayItems != 5000 || l.MaxDocumentObjectFields != 1000 || l.MaxBatchNodes != 20000 ||
+		l.MaxDocumentReads != 0 || l.BodyGrace != 20*time.Second || l.MinBodyRate != 1024 {
 		t.Errorf("default structure caps: %+v", l)
 	}
 	for _, tc := range []struct {
@@ -111,6 +112,11 @@ func TestConfigEngineOptions(t *testing.T) {
 		{"max-document-object-fields", "2", func(c *serverConfig) any { return c.Limits.MaxDocumentObjectFields }, 2},
 		{"max-batch-nodes", "6", func(c *serverConfig) any { return c.Limits.MaxBatchNodes }, 6},
 		{"max-batch-nodes", "1", func(c *serverConfig) any { return c.Limits.MaxBatchNodes }, 1},
+		{"max-document-reads", "2", func(c *serverConfig) any { return c.Limits.MaxDocumentReads }, 2},
+		{"max-document-reads", "0", func(c *serverConfig) any { return c.Limits.MaxDocumentReads }, 0},
+		{"body-grace", "5s", func(c *serverConfig) any { return c.Limits.BodyGrace }, 5 * time.Second},
+		{"min-body-rate", "64KiB", func(c *serverConfig) any { return c.Limits.MinBodyRate }, int64(64 << 10)},
+		{"min-body-rate", "100", func(c *serverConfig) any { return c.Limits.MinBodyRate }, int64(100)},
 	} {
 		env := lookupSetting(tc.flag).env
 		for how, in := range map[string]struct {
@@ -159,6 +165,9 @@ func TestConfigEngineOptionsRefused(t *testing.T) {
 		{"max-document-array-items", "-1", "CPOD_MAX_DOCUMENT_ARRAY_ITEMS (-max-document-array-items) must be an integer of at least 1"},
 		{"max-document-object-fields", "ten", "CPOD_MAX_DOCUMENT_OBJECT_FIELDS (-max-document-object-fields) must be an integer of at least 1"},
 		{"max-batch-nodes", "0", "CPOD_MAX_BATCH_NODES (-max-batch-nodes) must be an integer of at least 1"},
+		{"max-document-reads", "-1", "CPOD_MAX_DOCUMENT_READS (-max-document-reads) must be an integer of at least 0"},
+		{"body-grace", "500ms", "CPOD_BODY_GRACE (-body-grace) must be at least 1s"},
+		{"min-body-rate", "0", "CPOD_MIN_BODY_RATE (-min-body-rate) must be a size of at least 1 bytes"},
 		{"max-batch-nodes", "99999999999999999999", "CPOD_MAX_BATCH_NODES (-max-batch-nodes) must be an integer of at least 1"},
 	} {
 		ins := map[string]struct {
