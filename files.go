@@ -1099,7 +1099,6 @@ func ifRangeMatches(v string, m fileMeta) bool {
 	return err == nil && !m.lastModified.IsZero() && t.Equal(m.lastModified.UTC().Truncate(time.Second))
 }
 
-// parseDigits parses a non-negative decimal integer without sign or spaces.
 // rangeDigits reads a position or length of a Range header: digits only,
 // any number of them; a value past int64 stands for "beyond any file"
 // (RFC 9110 14.1.1: a last-pos past the end means the end), so it reads as
@@ -1119,6 +1118,7 @@ func rangeDigits(s string) (int64, bool) {
 	return math.MaxInt64, true
 }
 
+// parseDigits parses a non-negative decimal integer without sign or spaces.
 func parseDigits(s string) (int64, bool) {
 	if s == "" || len(s) > 18 {
 		return 0, false
