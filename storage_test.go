@@ -22,7 +22,7 @@ func TestRoutes(t *testing.T) {
 	wantStatus(t, do(t, srv, "GET", "/healthz", "", nil), 200, "")
 	r := do(t, srv, "GET", "/readyz", "", nil)
 	wantStatus(t, r, 200, "")
-	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"ok","redis":"ok","s3":"ok"},"status":"ok"}`)
+	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":`+backendsJSON(srv, nil)+`,"status":"ok"}`)
 	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "not_found")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "not_found")
 	r = do(t, srv, "TRACE", "/v1/storage/kv/k", tok, nil)
