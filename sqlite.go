@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"modernc.org/sqlite"
@@ -32,6 +33,8 @@ import (
 //	  ver, updated  the version (random hex) and the last write in ms: the
 //	                ETag (documents_versions.go)
 //	  created       the first write in ms
+//	cpod_doc_indexes  the indexes made for collections' queries
+//	                (documents_sqlite_index.go)
 //	cpod_apps       the app registry, one row per client_id
 //
 // Why JSONB for v and text for json: json must round-trip byte for byte,
@@ -50,6 +53,13 @@ CREATE TABLE IF NOT EXISTS cpod_documents (
 	created INTEGER NOT NULL,
 	PRIMARY KEY (loc, coll, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cpod_doc_indexes (
+	name    TEXT NOT NULL PRIMARY KEY,
+	loc     TEXT NOT NULL,
+	coll    TEXT NOT NULL,
+	cols    TEXT NOT NULL,
+	created INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cpod_apps (
 	client_id       TEXT NOT NULL PRIMARY KEY,
 	name            TEXT NOT NULL,
@@ -68,13 +78,17 @@ type sqlStore struct {
 	// nothing, while one that waits in SQLite's busy handler sleeps and
 	// polls. Other processes on the same file still meet busy_timeout.
 	writes chan struct{}
+	// indexes are the documents' per-collection indexes.
+	indexes *docIndexes
 
 	once    sync.Mutex
 	created bool
 }
 
-func newSQLStore(db *sql.DB) *sqlStore {
-	return &sqlStore{db: db, writes: make(chan struct{}, 1)}
+func newSQLStore(db *sql.DB, log *slog.Logger) *sqlStore {
+	s := &sqlStore{db: db, writes: make(chan struct{}, 1)}
+	s.indexes = &docIndexes{s: s, log: log}
+	return s
 }
 
 // ready creates the schema once per process; a failure is retried on the
@@ -90,6 +104,9 @@ func (s *sqlStore) ready(ctx context.Context) error {
 	}
 	defer s.unlock()
 	if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
+		return sqlError("sqlite schema", err)
+	}
+	if err := s.indexes.load(ctx); err != nil {
 		return sqlError("sqlite schema", err)
 	}
 	s.created = true

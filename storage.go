@@ -383,7 +383,7 @@ func New(cfg Config) (*Engine, error) {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
 	if cfg.SQL != nil {
-		e.sql = newSQLStore(cfg.SQL)
+		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
 	}
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
