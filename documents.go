@@ -36,7 +36,7 @@ func (e *Engine) documentsRoutes() []route {
 		d.store = sqliteDocs{s: e.sql, d: d}
 		n := e.cfg.Limits.MaxDocumentReads
 		if n <= 0 {
-			n = sqliteReadSlots
+			n = sqliteReadSlots()
 		}
 		d.reads.Store(newReadSlots(n))
 	} else {

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -41,12 +42,12 @@ type sqliteDocs struct {
 
 var _ docStore = sqliteDocs{}
 
-// sqliteReadSlots is the default Limits.MaxDocumentReads on SQLite: reads
-// run on their own connections beside the writer, and each query or count
-// holds a core while it scans, so a few more than the cores of a small
-// machine keep them busy without queueing everyone behind one tenant (a
-// tenant holds at most half).
-const sqliteReadSlots = 8
+// sqliteReadSlots is the default Limits.MaxDocumentReads on SQLite: as
+// many as the process has cores (at least 2). SQLite runs in process, so
+// a query or count holds a core while it scans; a tenant holds at most
+// half of the slots, so one tenant's scans leave the other cores to
+// everyone else's requests.
+func sqliteReadSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 func (q sqliteDocs) get(ctx context.Context, t target, key string) ([]byte, docTag, error) {
 	if err := q.s.ready(ctx); err != nil {
