@@ -490,6 +490,9 @@ func (e *Engine) authorizeCall(c *call, a Access) (Identity, Tier, error) {
 		return Identity{}, "", err
 	}
 	id, err := e.authorize(c.r, tier, a)
+	if err == nil {
+		c.setTenant(id.Tenant)
+	}
 	return id, tier, err
 }
 

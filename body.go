@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -18,7 +19,13 @@ var errSlowBody = errors.New("the request body arrived too slowly")
 
 // readBody reads the whole request body, at most limit bytes (more is an
 // *http.MaxBytesError), at the pace Limits asks for (slower is
-// errSlowBody). It counts the bytes read for the metrics.
+// errSlowBody), within the body memory budget (Limits.MaxBodyMemory; a wait
+// that ends is a 503 *Error). It counts the bytes read for the metrics.
+//
+// The buffer grows as bytes arrive, and each growth first reserves twice
+// the new size in the budget for the caller's tenant: the memory a request
+// holds is bounded by what its client has sent, and all of it by the
+// budget.
 func (c *call) readBody(limit int64) ([]byte, error) {
 	p := &pacedBody{r: http.MaxBytesReader(c.w, c.r.Body, limit), start: time.Now(), grace: c.limits.BodyGrace, rate: c.limits.MinBodyRate}
 	// A Read blocked on a trickling client is interrupted through the
@@ -38,10 +45,83 @@ func (c *call) readBody(limit int64) ([]byte, error) {
 		_ = rc.SetReadDeadline(time.Now())
 	})
 	p.mu.Unlock()
-	b, err := io.ReadAll(p)
-	p.timer.Stop()
-	c.bodyIn += int64(len(b))
-	return b, err
+	defer p.timer.Stop()
+	// The first buffer holds a small body whole (+1: the read that finds
+	// the end); a larger one doubles as it arrives, whatever its
+	// Content-Length says, so a client that announces much and sends
+	// little holds little.
+	size := int64(4 << 10)
+	if cl := c.r.ContentLength; cl >= 0 {
+		size = min(cl, limit, 64<<10) + 1
+	}
+	var b []byte
+	for {
+		if len(b) == cap(b) {
+			if cap(b) > 0 {
+				size = max(min(2*int64(cap(b)), limit+1), int64(cap(b))+1)
+			}
+			if err := c.reserveBody(2 * size); err != nil {
+				return nil, err
+			}
+			nb := make([]byte, len(b), size)
+			copy(nb, b)
+			b = nb
+		}
+		n, err := p.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		c.bodyIn += int64(n)
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// reserveBody holds n bytes of the body memory budget in all for this
+// request (more than it holds already), waiting at most BackendTimeout.
+func (c *call) reserveBody(n int64) error {
+	if c.bodies == nil {
+		return nil
+	}
+	// One request holds at most its tenant's share (the body limits are
+	// far below it by default): past it, it reads on within what it holds.
+	if n = min(n, c.bodies.share); n <= c.held {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.backendTimeout)
+	defer cancel()
+	release, err := c.bodies.acquire(ctx, c.tenant, n-c.held)
+	if err != nil {
+		return err
+	}
+	c.held = n
+	c.free = append(c.free, release)
+	return nil
+}
+
+// releaseBody gives back what the request holds of the body budget.
+func (c *call) releaseBody() {
+	for _, f := range c.free {
+		f()
+	}
+	c.free, c.held = nil, 0
+}
+
+// setTenant records the caller's tenant once authorized, on the call and
+// in its context (for the budgets that backend calls take).
+func (c *call) setTenant(tenant string) {
+	c.tenant = tenant
+	c.ctx = context.WithValue(c.ctx, tenantKey{}, tenant)
+}
+
+type tenantKey struct{}
+
+// tenantFrom is the tenant of a request's context ("" for none).
+func tenantFrom(ctx context.Context) string {
+	t, _ := ctx.Value(tenantKey{}).(string)
+	return t
 }
 
 // pacedBody reads a body that must have come at rate bytes per second or

@@ -109,3 +109,60 @@ func TestSlowBodies(t *testing.T) {
 	res.Body.Close()
 	equal(t, "paced body", res.StatusCode, http.StatusNoContent)
 }
+
+// TestBodyBudget: the JSON bodies read whole share one memory budget
+// (Limits.MaxBodyMemory), a tenant at most a quarter of it. A tenant whose
+// bodies hold its share waits, then gets 503; another tenant's requests go
+// on at once; the share comes back when the bodies' requests end.
+func TestBodyBudget(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) {
+		c.Limits.MaxBodyMemory = 4 << 20 // a tenant's share: 1 MiB, that is 512 KiB of buffers
+		c.BackendTimeout = timeout
+	}))
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tokA := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	tokB := srv.Token(cpodtest.Claims{Tenant: "t2", App: "app-a", Scopes: allScopes})
+	addr := srv.HTTP.Listener.Addr().String()
+
+	// Two bodies of tenant t1 that announce 600 KiB and stop after 300
+	// KiB: each buffer has grown to 512 KiB, twice that reserved, so t1's
+	// share is taken.
+	var conns []net.Conn
+	for i := 0; i < 2; i++ {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		fmt.Fprintf(conn, "PUT /v1/storage/kv/big%d HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", i, addr, tokA, 600<<10)
+		if _, err := io.WriteString(conn, `{"value":"`+strings.Repeat("x", 300<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	small := func(tok string) resp {
+		return do(t, srv, "PUT", "/v1/storage/kv/small", tok, `{"value":"`+strings.Repeat("y", 100<<10)+`"}`)
+	}
+	// t1 waits for its own share, then 503; eventually, as the stalled
+	// bodies take a moment to arrive.
+	eventually(t, 10*time.Second, func() bool {
+		return small(tokA).status == http.StatusServiceUnavailable
+	})
+	// t2 is not held back by t1's bodies.
+	start := time.Now()
+	wantStatus(t, small(tokB), http.StatusNoContent, "")
+	if took := time.Since(start); took > timeout/2 {
+		t.Fatalf("tenant t2 waited %v behind t1's bodies", took)
+	}
+	// The stalled requests end: t1's share comes back.
+	for _, c := range conns {
+		c.Close()
+	}
+	eventually(t, 10*time.Second, func() bool { return small(tokA).status == http.StatusNoContent })
+}

@@ -76,8 +76,10 @@ type sqlStore struct {
 	// writes serialises the engine's writes: SQLite has one writer at a
 	// time, and a writer that waits in Go (bounded by its context) costs
 	// nothing, while one that waits in SQLite's busy handler sleeps and
-	// polls. Other processes on the same file still meet busy_timeout.
-	writes chan struct{}
+	// polls. Waiters go in order (tenantBudget), so another tenant's write
+	// waits only for those queued before it. Other processes on the same
+	// file still meet busy_timeout.
+	writes *tenantBudget
 	// indexes are the documents' per-collection indexes.
 	indexes *docIndexes
 
@@ -86,7 +88,7 @@ type sqlStore struct {
 }
 
 func newSQLStore(db *sql.DB, log *slog.Logger) *sqlStore {
-	s := &sqlStore{db: db, writes: make(chan struct{}, 1)}
+	s := &sqlStore{db: db, writes: newTenantBudget("the SQLite write lock", 1, 1)}
 	s.indexes = &docIndexes{s: s, log: log}
 	return s
 }
@@ -99,10 +101,11 @@ func (s *sqlStore) ready(ctx context.Context) error {
 	if s.created {
 		return nil
 	}
-	if err := s.lock(ctx); err != nil {
+	unlock, err := s.writes.acquire(ctx, "", 1)
+	if err != nil {
 		return err
 	}
-	defer s.unlock()
+	defer unlock()
 	if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
 		return sqlError("sqlite schema", err)
 	}
@@ -113,28 +116,17 @@ func (s *sqlStore) ready(ctx context.Context) error {
 	return nil
 }
 
-// lock takes the engine's write lock, waiting at most until ctx ends
-// (then 503).
-func (s *sqlStore) lock(ctx context.Context) error {
-	select {
-	case s.writes <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("sqlite: waiting to write: %w", ctx.Err())}
-	}
-}
-
-func (s *sqlStore) unlock() { <-s.writes }
-
-// write runs f under the write lock, after ready.
+// write runs f under the engine's write lock, after ready; waiting for
+// the lock past ctx's end is 503.
 func (s *sqlStore) write(ctx context.Context, f func() error) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	if err := s.lock(ctx); err != nil {
+	unlock, err := s.writes.acquire(ctx, tenantFrom(ctx), 1)
+	if err != nil {
 		return err
 	}
-	defer s.unlock()
+	defer unlock()
 	return f()
 }
 

@@ -215,6 +215,16 @@ type Limits struct {
 	// Content-Length streams without a buffer. At least one part; default
 	// 256 MiB.
 	MaxUploadMemory int64
+	// MaxBodyMemory caps the memory of the JSON request bodies read whole
+	// at once (kv, documents, queries, batches, signed-URL and admin
+	// requests), in bytes, counted as twice each body's buffer (the body
+	// and what decoding it makes). A request reserves it as its body
+	// arrives, so a slow sender holds only what it sent, and gives it
+	// back when it ends. A tenant holds at most a quarter of it; over its
+	// share, or with the budget spent, a request waits within
+	// Config.BackendTimeout, then 503 backend_unavailable. Default
+	// 128 MiB.
+	MaxBodyMemory int64
 }
 
 func (l *Limits) setDefaults() {
@@ -225,6 +235,9 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxFileSize <= 0 {
 		l.MaxFileSize = 5 << 30
+	}
+	if l.MaxBodyMemory <= 0 {
+		l.MaxBodyMemory = 128 << 20
 	}
 	if l.MaxUploadMemory <= 0 {
 		l.MaxUploadMemory = 256 << 20
@@ -265,6 +278,7 @@ type Engine struct {
 	router      []*compiledRoute // routes, compiled (see router.go)
 	metrics     *metrics         // nil without Config.Metrics
 	docs        *documents       // the documents area, for admin.go
+	bodies      *tenantBudget    // Limits.MaxBodyMemory, see readBody
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
 }
 
@@ -379,6 +393,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
 	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
+	e.bodies = newTenantBudget("request body memory", cfg.Limits.MaxBodyMemory, cfg.Limits.MaxBodyMemory/4)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
@@ -447,6 +462,16 @@ type call struct {
 
 	limits *Limits // the engine's, for readBody
 
+	// tenant is the caller's tenant once authorized ("" before, and for
+	// the admin API): whose share of the budgets a request takes.
+	tenant string
+	// bodies is the engine's body memory budget; held what this request
+	// holds of it, given back when the request ends (see readBody).
+	bodies         *tenantBudget
+	backendTimeout time.Duration // bounds a wait for the budget
+	held           int64
+	free           []func()
+
 	// hdr backs the header values the engine sets on every response
 	// (X-Request-Id, and those of json), so that they cost no allocation
 	// each: Header.Set allocates a one-string slice per value.
@@ -464,7 +489,8 @@ func (c *call) setHeader(h http.Header, key string, i int, value string) {
 
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r), limits: &e.cfg.Limits}
+	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r), limits: &e.cfg.Limits, bodies: e.bodies, backendTimeout: e.cfg.BackendTimeout}
+	defer c.releaseBody()
 	if e.metrics != nil {
 		e.metrics.begin(c)
 		w = c.w
@@ -693,6 +719,10 @@ func bodyTooLarge(limit int64) error {
 }
 
 func jsonError(err error) error {
+	var ee *Error
+	if errors.As(err, &ee) {
+		return err // the body budget's 503, as it is
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return bodyTooLarge(mbe.Limit)

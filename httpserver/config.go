@@ -114,6 +114,7 @@ var settings = []setting{
 	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: the cores, at least 2, on the embedded SQLite store; 4 on FerretDB; 32 on MongoDB)"},
 	{"body-grace", "CPOD_BODY_GRACE", "20s", "duration", false, "Limits", "time a JSON request body (kv, documents, queries, admin) may take before -min-body-rate applies"},
 	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
+	{"max-body-memory", "CPOD_MAX_BODY_MEMORY", "128MiB", "size", false, "Limits", "memory of the JSON request bodies read at once, counted twice (the body and its decoding; one tenant at most a quarter); a request past it waits, then 503 after the backend timeout"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
 }
 
@@ -665,6 +666,7 @@ func checkConfig(v values) (*serverConfig, error) {
 		MaxQueryLimit:    int(integer("max-query-limit", 1)),
 		MaxListLimit:     int(integer("max-list-limit", 1)),
 		MaxUploadMemory:  size("max-upload-memory", 8<<20), // one upload part (storage.New checks it too)
+		MaxBodyMemory:    size("max-body-memory", 1<<20),
 	}
 	// The structure caps of a document value; the engine reads 0 as its
 	// default, so 0 is refused rather than silently becoming the default.
