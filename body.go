@@ -20,26 +20,33 @@ var errSlowBody = errors.New("the request body arrived too slowly")
 // *http.MaxBytesError), at the pace Limits asks for (slower is
 // errSlowBody). It counts the bytes read for the metrics.
 func (c *call) readBody(limit int64) ([]byte, error) {
-	p := &pacedBody{r: http.MaxBytesReader(c.w, c.r.Body, limit), start: time.Now(), grace: c.limits.BodyGrace, rate: c.limits.MinBodyRate}
 	// A Read blocked on a trickling client is interrupted through the
 	// connection's read deadline (net/http's server supports it; where the
 	// ResponseWriter does not, a Read ends at the server's own timeouts
 	// and the pace is checked after it).
 	rc := http.NewResponseController(c.w)
+	p := &pacedBody{r: http.MaxBytesReader(c.w, c.r.Body, limit), start: time.Now(), grace: c.limits.BodyGrace, rate: c.limits.MinBodyRate}
+	// Every cut, by the timer or by Read's own look at the clock, puts the
+	// connection's read deadline in the past: net/http reads what a handler
+	// left of a body before it writes the answer (to keep the connection),
+	// and would otherwise wait for the rest of a trickle, or for ever, before
+	// the 400 goes out.
+	p.cut = func() { _ = rc.SetReadDeadline(time.Now()) }
 	p.mu.Lock()
-	p.timer = time.AfterFunc(p.grace, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if time.Now().Before(p.deadline()) {
-			p.timer.Reset(time.Until(p.deadline())) // bytes came meanwhile
-			return
-		}
-		p.late = true
-		_ = rc.SetReadDeadline(time.Now())
-	})
+	p.timer = time.AfterFunc(p.grace, p.check)
 	p.mu.Unlock()
 	b, err := io.ReadAll(p)
+	p.mu.Lock()
+	p.done = true // a timer that fires now leaves the connection alone
+	p.mu.Unlock()
 	p.timer.Stop()
+	if errors.Is(err, errSlowBody) && c.r.ProtoMajor == 1 {
+		// The rest of the body is still on the wire: the connection cannot
+		// carry another request. Said explicitly, net/http also answers
+		// without reading that rest where the read deadline cannot be set.
+		// (HTTP/2 refuses the header: there a stream ends alone.)
+		c.w.Header().Set("Connection", "close")
+	}
 	c.bodyIn += int64(len(b))
 	return b, err
 }
@@ -51,11 +58,13 @@ type pacedBody struct {
 	start time.Time
 	grace time.Duration
 	rate  int64
-	timer *time.Timer
+	cut   func() // ends a Read in progress, and any later one; called with mu held
 
-	mu   sync.Mutex
-	n    int64 // bytes read so far
-	late bool  // the timer found the body behind its pace
+	mu    sync.Mutex
+	timer *time.Timer
+	n     int64 // bytes read so far
+	late  bool  // the body fell behind its pace: cut was called
+	done  bool  // readBody returned: the timer does nothing more
 }
 
 // deadline is when the body falls behind its pace if no more bytes come:
@@ -64,9 +73,31 @@ func (p *pacedBody) deadline() time.Time {
 	return p.start.Add(p.grace + time.Duration(p.n)*time.Second/time.Duration(p.rate))
 }
 
+// check is the timer's: it cuts the body at its deadline, or waits for
+// the later deadline bytes that came meanwhile have earned.
+func (p *pacedBody) check() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done || p.late {
+		return
+	}
+	if d := time.Until(p.deadline()); d > 0 {
+		p.timer.Reset(d)
+		return
+	}
+	p.late = true
+	p.cut()
+}
+
 func (p *pacedBody) Read(b []byte) (int, error) {
 	p.mu.Lock()
-	late := p.late || time.Now().After(p.deadline())
+	if !p.late && time.Now().After(p.deadline()) {
+		// Behind its pace before the timer said so (a timer fires late on
+		// a busy machine): cut here, as the timer would have.
+		p.late = true
+		p.cut()
+	}
+	late := p.late
 	p.mu.Unlock()
 	if late {
 		return 0, errSlowBody
