@@ -64,7 +64,7 @@ var corsRequestHeaders = []string{
 // corsExposedHeaders are the response headers a browser app may read.
 var corsExposedHeaders = []string{
 	"ETag", "Content-Range", "Content-Disposition", "Content-Length", "Last-Modified",
-	"Accept-Ranges", "Cpod-Ttl", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
+	"Accept-Ranges", "Cpod-Ttl", "Cpod-Error", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
 }
 
 // corsPrefix is the part of the API that answers CORS.

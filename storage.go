@@ -495,7 +495,21 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
 		return
 	}
-	e.writeError(c, errorf(CodeNotFound, "no such endpoint"))
+	e.writeError(c, unknownEndpoint(r.Method, path))
+}
+
+// maxQuotedPath caps the path an unknown_endpoint message quotes.
+const maxQuotedPath = 256
+
+// unknownEndpoint answers a request whose path no route matches: 404
+// unknown_endpoint, never not_found, which clients read as "this file,
+// document or key does not exist" (a base URL with /v1 twice, or a wrong
+// prefix, would otherwise read as an empty store).
+func unknownEndpoint(method, path string) error {
+	if len(path) > maxQuotedPath {
+		path = path[:maxQuotedPath] + "..."
+	}
+	return errorf(CodeUnknownEndpoint, "no endpoint matches %s %s: check the client's base URL, which ends before /v1 (the server's paths start with /v1/storage/, /v1/oauth/ or /v1/admin/)", method, path)
 }
 
 // requestID takes a well-formed X-Request-Id from the caller (a proxy or the
@@ -574,6 +588,10 @@ func (e *Engine) writeError(c *call, err error) {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
 	}
 	if c.r.Method == http.MethodHead {
+		// No body to carry the code: Cpod-Error does, so that a client
+		// tells a missing key (not_found) from a wrong URL
+		// (unknown_endpoint) or a proxy's 404 (no Cpod-Error at all).
+		c.w.Header().Set("Cpod-Error", string(ee.Code))
 		c.w.Header().Set("X-Content-Type-Options", "nosniff")
 		c.w.WriteHeader(status)
 		return
