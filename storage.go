@@ -580,12 +580,19 @@ func (e *Engine) writeError(c *call, err error) {
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		// Every 401 and 403, signed URLs' expired and invalid_signature too.
-		c.w.Header().Set("WWW-Authenticate", `Bearer error="`+string(ee.Code)+`"`)
-	}
 	if msg == "" {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		// Every 401 and 403, signed URLs' expired and invalid_signature too.
+		// A 401 says why (a token's reason, see tokenRefused) in
+		// error_description as well, and in the log: never the token.
+		challenge := `Bearer error="` + string(ee.Code) + `"`
+		if status == http.StatusUnauthorized {
+			challenge += `, error_description="` + quotableText(msg) + `"`
+			e.log.Info("storage: token refused", "request_id", c.reqID, "method", c.r.Method, "reason", msg)
+		}
+		c.w.Header().Set("WWW-Authenticate", challenge)
 	}
 	if c.r.Method == http.MethodHead {
 		// No body to carry the code: Cpod-Error does, so that a client
@@ -597,6 +604,25 @@ func (e *Engine) writeError(c *call, err error) {
 		return
 	}
 	_ = c.json(status, map[string]string{"error": string(ee.Code), "message": msg})
+}
+
+// quotableText is s as the quoted value of an RFC 6750 error_description,
+// which allows only %x20-21 / %x23-5B / %x5D-7E: a double quote becomes a
+// single one, a backslash a slash, and any other byte outside the range a
+// question mark.
+func quotableText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c == '"':
+			b[i] = '\''
+		case c == '\\':
+			b[i] = '/'
+		case c < 0x20 || c > 0x7e:
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // decodeJSON reads a JSON request body of at most limit bytes into dst:
