@@ -15,9 +15,10 @@ import (
 //
 //   - Only the storage API answers CORS: paths under /v1/storage/, which
 //     include signed URLs (/v1/storage/signed/...). The admin API
-//     (/v1/oauth/apps, /v1/admin/...), /healthz, /readyz and
-//     /v1/openapi.json never carry a CORS header, nor does a path that no
-//     route matches.
+//     (/v1/oauth/apps, /v1/admin/...), /healthz and /readyz never carry a
+//     CORS header, nor does a path that no route matches. The public
+//     /v1/openapi.json answers any origin with "*" whatever this policy
+//     (openapi.go).
 //   - A preflight (OPTIONS with Origin and Access-Control-Request-Method) is
 //     answered before routing, so it never reaches authentication (browsers
 //     send no Authorization header on a preflight). From an allowed origin,

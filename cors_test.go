@@ -94,9 +94,9 @@ func TestCORSPreflight(t *testing.T) {
 		{"/v1/storage/signed-urls", "POST", []string{"POST"}},
 		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"GET", "HEAD", "PUT"}}, // the methods a signed URL serves
 		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
-		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PATCH", "PUT"}},
-		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "PATCH", "PUT"}}, // a merge patch with If-Match
-		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "PATCH", "POST", "PUT"}}, // a document named "batch" too
+		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "HEAD", "PATCH", "PUT"}},
+		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "HEAD", "PATCH", "PUT"}}, // a merge patch with If-Match
+		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}}, // a document named "batch" too
 	}
 	for _, tc := range cases {
 		r := preflight(t, srv, tc.path, appOrigin, tc.method, "authorization,content-type,if-match,range")
@@ -215,14 +215,15 @@ func TestCORSActual(t *testing.T) {
 }
 
 // TestCORSNotOutsideStorage: the admin API, operations and unknown paths
-// never answer CORS, preflight or not, even for an allowed origin.
+// never answer CORS, preflight or not, even for an allowed origin (the
+// public OpenAPI document answers every origin: TestOpenAPICORS).
 func TestCORSNotOutsideStorage(t *testing.T) {
 	t.Parallel()
 	srv, _ := corsServer(t, "*")
 	admin := "Bearer " + srv.AdminToken
 	for _, path := range []string{
 		"/v1/oauth/apps", "/v1/oauth/apps/app-a", "/v1/admin/tenants/t1", "/v1/admin/tenants/t1/users/u1/data",
-		"/healthz", "/readyz", "/v1/openapi.json", "/v1/storage/nope", "/v1/storage", "/v1/other",
+		"/healthz", "/readyz", "/v1/storage/nope", "/v1/storage", "/v1/other",
 	} {
 		for _, m := range []string{"GET", "POST", "DELETE"} {
 			noCORS(t, "preflight "+m+" "+path, preflight(t, srv, path, appOrigin, m, "authorization"))

@@ -378,6 +378,7 @@ func New(cfg Config) (*Engine, error) {
 		route{"GET", "/healthz", e.handleHealthz},
 		route{"GET", "/readyz", e.handleReadyz},
 		route{method: "GET", pattern: "/v1/openapi.json", handle: e.handleOpenAPI},
+		route{method: "OPTIONS", pattern: "/v1/openapi.json", handle: e.handleOpenAPIPreflight},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
 	e.routes = append(e.routes, e.kvRoutes()...)
