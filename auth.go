@@ -563,7 +563,9 @@ func (v *verifier) parse(raw string) (*verifiedToken, error) {
 func bearer(r *http.Request) (string, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) == 0 {
-		return "", errorf(CodeInvalidToken, "missing Authorization: Bearer token")
+		e := errorf(CodeInvalidToken, "missing Authorization: Bearer token")
+		e.logReason = "no Authorization header"
+		return "", e
 	}
 	if len(h) > 1 {
 		return "", errorf(CodeInvalidToken, "more than one Authorization header")
@@ -573,7 +575,9 @@ func bearer(r *http.Request) (string, error) {
 	}
 	scheme, tok, ok := strings.Cut(h[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", errorf(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
+		e := errorf(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
+		e.logReason = "the Authorization header is not of the bearer scheme with one token"
+		return "", e
 	}
 	return tok, nil
 }

@@ -73,6 +73,16 @@ func TestAuthRefusalReasons(t *testing.T) {
 	}
 	// The good token passes all of those checks.
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/k", hs(claims(nil)), nil), http.StatusNotFound, "not_found")
+	// No token at all: logged too, in words that never hold "Bearer" (the
+	// word a token follows), though the answer shows the header to send.
+	r := do(t, srv, "GET", "/v1/storage/kv/k", "", nil)
+	wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
+	if !strings.Contains(logs.String(), `"request_id":"`+r.header.Get("X-Request-Id")+`","method":"GET","reason":"no Authorization header"`) {
+		t.Errorf("no log line for a call without a token:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "Bearer") {
+		t.Errorf("the log holds \"Bearer\":\n%s", logs.String())
+	}
 }
 
 // TestAuthKeyfuncRefusal: a Keyfunc (a JWKS) that has no key for the token

@@ -72,6 +72,10 @@ type Error struct {
 	// backend is the backend of a translated backend failure ("s3",
 	// "mongodb", "redis"), for cpod_storage_backend_errors_total.
 	backend string
+	// logReason is what the log line of a refused request says when it
+	// must differ from Message (which may quote "Bearer <token>", a
+	// word the logs never hold). Empty means Message.
+	logReason string
 }
 
 func (e *Error) Error() string {

@@ -591,7 +591,11 @@ func (e *Engine) writeError(c *call, err error) {
 		challenge := `Bearer error="` + string(ee.Code) + `"`
 		if status == http.StatusUnauthorized {
 			challenge += `, error_description="` + quotableText(msg) + `"`
-			e.log.Info("storage: token refused", "request_id", c.reqID, "method", c.r.Method, "reason", msg)
+			reason := msg
+			if ee.logReason != "" {
+				reason = ee.logReason
+			}
+			e.log.Info("storage: token refused", "request_id", c.reqID, "method", c.r.Method, "reason", reason)
 		}
 		c.w.Header().Set("WWW-Authenticate", challenge)
 	}
