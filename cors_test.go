@@ -1,6 +1,8 @@
 package storage_test
 
 import (
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -311,6 +313,61 @@ func TestCORSOriginsChecked(t *testing.T) {
 		_, err := storage.New(storage.Config{CORSOrigins: []string{o}})
 		if err != nil && strings.Contains(err.Error(), "CORSOrigins") {
 			t.Errorf("CORSOrigins %q refused: %v", o, err)
+		}
+	}
+}
+
+// TestCORSRefusalLogged: a refused preflight is logged at debug level with
+// the origin, what it asked for and why (the browser only says CORS
+// failed); an allowed one is not, and nothing is logged at info level.
+func TestCORSRefusalLogged(t *testing.T) {
+	t.Parallel()
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var logs syncBuffer
+		srv := cpodtest.NewServer(t,
+			cpodtest.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))),
+			cpodtest.WithConfig(func(c *storage.Config) { c.CORSOrigins = []string{appOrigin} }))
+		refusal := func(r resp) map[string]any {
+			t.Helper()
+			for _, l := range strings.Split(logs.String(), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "storage: CORS preflight refused" && rec["request_id"] == r.header.Get("X-Request-Id") {
+					return rec
+				}
+			}
+			return nil
+		}
+		cases := []struct {
+			origin, method, headers, reason string
+		}{
+			{foreignOrigin, "PUT", "authorization", "origin not allowed"},
+			{appOrigin, "CONNECT", "authorization", "method not allowed here"},
+			{appOrigin, "PUT", "authorization,x-secret-header", "request headers not allowed"},
+		}
+		for _, tc := range cases {
+			r := preflight(t, srv, "/v1/storage/kv/k", tc.origin, tc.method, tc.headers)
+			noCORS(t, tc.reason, r)
+			rec := refusal(r)
+			if level != slog.LevelDebug {
+				if rec != nil {
+					t.Errorf("logged at %v: %v", level, rec)
+				}
+				continue
+			}
+			if rec == nil {
+				t.Fatalf("%s: no log line; logs:\n%s", tc.reason, logs.String())
+			}
+			equal(t, tc.reason+": level", rec["level"], any("DEBUG"))
+			equal(t, tc.reason+": origin", rec["origin"], any(tc.origin))
+			equal(t, tc.reason+": method", rec["method"], any(tc.method))
+			if reason, _ := rec["reason"].(string); !strings.HasPrefix(reason, tc.reason) {
+				t.Errorf("reason %q, want %q", reason, tc.reason)
+			}
+		}
+		ok := preflight(t, srv, "/v1/storage/kv/k", appOrigin, "PUT", "authorization,content-type")
+		equal(t, "allowed preflight", ok.header.Get("Access-Control-Allow-Origin"), appOrigin)
+		if rec := refusal(ok); rec != nil {
+			t.Errorf("an allowed preflight was logged as refused: %v", rec)
 		}
 	}
 }

@@ -393,7 +393,7 @@ func New(cfg Config) (*Engine, error) {
 		e.metrics.bindRoutes(e.router)
 		e.apps.metrics = e.metrics
 	}
-	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router, e.log)
 	return e, nil
 }
 
