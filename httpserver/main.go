@@ -42,15 +42,15 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], environFrom(os.Environ()), os.Stdout, os.Stderr))
 }
 
 // run is the whole program; it returns the exit code.
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(args []string, env environ, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
-		return tokenCommand(args[1:], getenv, stdout, stderr)
+		return tokenCommand(args[1:], env, stdout, stderr)
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, env, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
