@@ -263,8 +263,8 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ncpod storage is running at %s\n\n", base)
 	if len(s.cfg.AdminTokens) == 0 {
-		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
-		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
+		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
+		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n", base)
 		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {
