@@ -398,6 +398,7 @@ func TestAdminEraseBraceTenant(t *testing.T) {
 func TestAdminEraseClaims(t *testing.T) {
 	t.Parallel()
 	srv := cpodtest.NewServer(t)
+	mongoOnly(t, srv)
 	srv.RegisterApp(t, "a", allScopes...)
 	claims := srv.Mongo.Collection("cpod_documents_claims")
 	ctx := context.Background()

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -106,14 +105,8 @@ func (e *Engine) RegisterApp(ctx context.Context, app App) (App, error) {
 	app.DeclaredScopes = scopes
 	now := e.now().UTC().Truncate(time.Millisecond)
 	app.CreatedAt, app.UpdatedAt = now, now
-	if err := e.apps.ensureIndex(ctx); err != nil {
+	if err := e.apps.store.insert(ctx, app); err != nil {
 		return App{}, err
-	}
-	if _, err := e.apps.coll.InsertOne(ctx, app); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return App{}, errorf(CodeConflict, "an app with client_id %q exists already", app.ClientID)
-		}
-		return App{}, backendError("apps insert", err)
 	}
 	e.apps.forget(app.ClientID)
 	return app, nil
@@ -121,63 +114,45 @@ func (e *Engine) RegisterApp(ctx context.Context, app App) (App, error) {
 
 // GetApp returns a registered app, or ErrNotFound.
 func (e *Engine) GetApp(ctx context.Context, clientID string) (App, error) {
-	var app App
-	err := e.apps.coll.FindOne(ctx, bson.D{{Key: "client_id", Value: clientID}}).Decode(&app)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return App{}, errorf(CodeNotFound, "no app with this client_id")
+	app, found, err := e.apps.store.find(ctx, clientID)
+	if err == nil && !found {
+		err = errorf(CodeNotFound, "no app with this client_id")
 	}
-	if err != nil {
-		return App{}, backendError("apps find", err)
-	}
-	return app, nil
+	return app, err
 }
 
 // ListApps returns every registered app, ordered by client_id.
 func (e *Engine) ListApps(ctx context.Context) ([]App, error) {
-	cur, err := e.apps.coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "client_id", Value: 1}}))
-	if err != nil {
-		return nil, backendError("apps list", err)
-	}
-	apps := []App{}
-	if err := cur.All(ctx, &apps); err != nil {
-		return nil, backendError("apps list", err)
-	}
-	return apps, nil
+	return e.apps.store.list(ctx)
 }
 
 // UpdateApp changes an app's name, declared scopes or type. A change to the
 // declared scopes applies to tokens already issued within AppCacheTTL (at
 // most one second) on every replica.
 func (e *Engine) UpdateApp(ctx context.Context, clientID string, u AppUpdate) (App, error) {
-	set := bson.D{{Key: "updated_at", Value: e.now().UTC().Truncate(time.Millisecond)}}
 	if u.Name != nil {
 		if err := validateAppText("name", *u.Name); err != nil {
 			return App{}, err
 		}
-		set = append(set, bson.E{Key: "name", Value: *u.Name})
 	}
 	if u.AppType != nil {
 		if err := validateAppText("app_type", *u.AppType); err != nil {
 			return App{}, err
 		}
-		set = append(set, bson.E{Key: "app_type", Value: *u.AppType})
 	}
 	if u.DeclaredScopes != nil {
 		scopes, err := validateScopes(*u.DeclaredScopes)
 		if err != nil {
 			return App{}, err
 		}
-		set = append(set, bson.E{Key: "declared_scopes", Value: scopes})
+		u.DeclaredScopes = &scopes
 	}
-	var app App
-	err := e.apps.coll.FindOneAndUpdate(ctx, bson.D{{Key: "client_id", Value: clientID}},
-		bson.D{{Key: "$set", Value: set}},
-		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&app)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return App{}, errorf(CodeNotFound, "no app with this client_id")
-	}
+	app, found, err := e.apps.store.update(ctx, clientID, u, e.now().UTC().Truncate(time.Millisecond))
 	if err != nil {
-		return App{}, backendError("apps update", err)
+		return App{}, err
+	}
+	if !found {
+		return App{}, errorf(CodeNotFound, "no app with this client_id")
 	}
 	e.apps.forget(clientID)
 	return app, nil
@@ -186,12 +161,12 @@ func (e *Engine) UpdateApp(ctx context.Context, clientID string, u AppUpdate) (A
 // DeleteApp removes an app; its tokens stop working within AppCacheTTL. Its
 // data is kept. A missing app is ErrNotFound.
 func (e *Engine) DeleteApp(ctx context.Context, clientID string) error {
-	res, err := e.apps.coll.DeleteOne(ctx, bson.D{{Key: "client_id", Value: clientID}})
+	found, err := e.apps.store.remove(ctx, clientID)
 	if err != nil {
-		return backendError("apps delete", err)
+		return err
 	}
 	e.apps.forget(clientID)
-	if res.DeletedCount == 0 {
+	if !found {
 		return errorf(CodeNotFound, "no app with this client_id")
 	}
 	return nil
@@ -284,10 +259,11 @@ const appCacheSize = 10000
 // ttl. An entry stays a little longer (staleIfError) as a fallback for when
 // MongoDB fails: see lookup.
 type appRegistry struct {
-	coll         *mongo.Collection
-	ttl          time.Duration // AppCacheTTL; 0: no cache (and no fallback)
-	staleIfError time.Duration // AppStaleIfError; 0: no fallback
-	timeout      time.Duration // BackendTimeout, bounds every lookup
+	store        appStore
+	coll         *mongo.Collection // MongoDB only
+	ttl          time.Duration     // AppCacheTTL; 0: no cache (and no fallback)
+	staleIfError time.Duration     // AppStaleIfError; 0: no fallback
+	timeout      time.Duration     // BackendTimeout, bounds every lookup
 	log          *slog.Logger
 	clock        func() time.Time
 	metrics      *metrics // counts failed lookups; nil without Config.Metrics
@@ -310,9 +286,8 @@ type appEntry struct {
 	retryAt atomic.Int64
 }
 
-func newAppRegistry(cfg Config) *appRegistry {
+func newAppRegistry(cfg Config, sql *sqlStore) *appRegistry {
 	a := &appRegistry{
-		coll:         cfg.Mongo.Collection(cfg.AppsCollection),
 		ttl:          cfg.AppCacheTTL,
 		staleIfError: cfg.AppStaleIfError,
 		timeout:      cfg.BackendTimeout,
@@ -320,6 +295,12 @@ func newAppRegistry(cfg Config) *appRegistry {
 		clock:        time.Now,
 	}
 	a.resize(appCacheSize)
+	if cfg.Mongo != nil {
+		a.coll = cfg.Mongo.Collection(cfg.AppsCollection)
+		a.store = mongoApps{a}
+	} else {
+		a.store = sqliteApps{sql}
+	}
 	return a
 }
 
@@ -453,16 +434,14 @@ func (a *appRegistry) fetchAsync(ctx context.Context, clientID string) <-chan si
 		start := a.clock()
 		ctx, cancel := context.WithTimeout(ctx, a.timeout)
 		defer cancel()
-		var app App
-		err := a.coll.FindOne(ctx, bson.D{{Key: "client_id", Value: clientID}}).Decode(&app)
-		found := err == nil
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		app, found, err := a.store.find(ctx, clientID)
+		if err != nil {
 			a.setDegraded(true)
 			if e, ok := a.found.Peek(clientID); ok {
 				e.retryAt.Store(start.Add(a.ttl).UnixNano())
 			}
 			a.log.Warn("storage: app lookup failed", "client_id", clientID, "err", err)
-			a.metrics.backendError(backendMongo)
+			a.metrics.backendError(a.backend())
 			return nil, lookupError(err)
 		}
 		a.setDegraded(false)
@@ -486,12 +465,13 @@ func lookupError(err error) error {
 	return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("apps lookup: %w", err)}
 }
 
-// ping is the registry's readiness check: a real query on its collection
-// (a MongoDB proxy such as FerretDB answers ping without its storage).
-func (a *appRegistry) ping(ctx context.Context) error {
-	err := a.coll.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
+// ping is the registry's readiness check: a real read of its store.
+func (a *appRegistry) ping(ctx context.Context) error { return a.store.ping(ctx) }
+
+// backend names the registry's backend, for metrics.
+func (a *appRegistry) backend() string {
+	if a.coll != nil {
+		return backendMongo
 	}
-	return err
+	return backendSQLite
 }

@@ -106,7 +106,7 @@ func TestAppStaleNeverAfterChange(t *testing.T) {
 	}))
 	srv := rig.srv
 	other, err := storage.New(storage.Config{
-		S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, Redis: srv.Redis,
+		S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, SQL: srv.SQL, Redis: srv.Redis,
 		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: srv.TokenKey()}}},
 		SigningKey: []byte(strings.Repeat("k", 32)),
 	})

@@ -30,8 +30,19 @@ import (
 // key named "query" or "batch" still works: set, get and delete use other
 // methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
-	d := &documents{e: e, coll: e.cfg.Mongo.Collection(e.cfg.DocumentsCollection), slots: make(chan struct{}, ferretWriteSlots)}
+	d := &documents{e: e, slots: make(chan struct{}, ferretWriteSlots)}
 	d.parsing = semaphore.NewWeighted(d.parseBudget())
+	if e.sql != nil {
+		d.store = sqliteDocs{s: e.sql, d: d}
+		n := e.cfg.Limits.MaxDocumentReads
+		if n <= 0 {
+			n = sqliteReadSlots()
+		}
+		d.reads.Store(newReadSlots(n))
+	} else {
+		d.coll = e.cfg.Mongo.Collection(e.cfg.DocumentsCollection)
+		d.store = mongoDocs{d}
+	}
 	e.docs = d // the admin erase and export (admin.go) share its layout
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
@@ -139,6 +150,7 @@ const (
 // layout, and the backend facts found by this process.
 type documents struct {
 	e     *Engine
+	store docStore // the driver: mongoDocs or sqliteDocs
 	coll  *mongo.Collection
 	slots chan struct{}             // FerretDB write slots, see ferretWriteSlots
 	reads atomic.Pointer[readSlots] // set by ready, before backend
@@ -663,11 +675,11 @@ type setWrite struct {
 	tag                 docTag
 }
 
-// setModel is the write that stores value at key: json, v and a new
-// version replace the old ones, loc, coll, key and created are written only
-// on insert.
-func (d *documents) setModel(t target, key string, v docValue, now time.Time) (setWrite, error) {
-	tag := docTag{ver: newVersion(), updated: now.UnixMilli()}
+// setModel is the write that stores value at key: json, v and the version
+// g replace the old ones, loc, coll, key and created are written only on
+// insert.
+func (d *documents) setModel(t target, key string, v docValue, now time.Time, g docTag) (setWrite, error) {
+	tag := g
 	doc, err := bson.Marshal(bson.D{
 		{Key: "_id", Value: t.id(key)},
 		{Key: fieldLoc, Value: t.loc}, {Key: fieldColl, Value: t.coll}, {Key: fieldKey, Value: key},
@@ -703,10 +715,9 @@ func (d *documents) setModel(t target, key string, v docValue, now time.Time) (s
 	}, nil
 }
 
-// handleSet stores a value. With If-None-Match: * it is an insert alone
-// (a duplicate _id is 412); with If-Match an update alone whose filter
-// carries the versions (nothing matched is 412): the check and the write are
-// one command.
+// handleSet stores a value. With If-None-Match: * only when the document
+// does not exist, with If-Match only when it has one of the versions (see
+// docStore.put): the check and the write are one atomic step.
 func (d *documents) handleSet(c *call) error {
 	t, key, err := d.scopeKey(c, Write)
 	if err != nil {
@@ -721,49 +732,13 @@ func (d *documents) handleSet(c *call) error {
 		return err
 	}
 	defer releaseParse()
-	w, err := d.setModel(t, key, v, d.e.now().UTC().Truncate(time.Millisecond))
-	if err != nil {
-		return err
-	}
+	g := newTag(d.e.now())
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, b, err := d.open(ctx, t)
-	if err != nil {
+	if err := d.store.put(ctx, t, key, v, cond, g); err != nil {
 		return err
 	}
-	if cond.ifMatch {
-		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (matched bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, filter, w.set)
-				matched = err == nil && res.MatchedCount > 0
-				return err
-			})
-			return matched, err
-		})
-		if err != nil {
-			return err
-		}
-		setETag(c, w.tag)
-		return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
-	}
-	release, err := d.slot(ctx, b)
-	if err != nil {
-		return err
-	}
-	defer release()
-	_, err = pc.InsertOne(ctx, w.doc)
-	if cond.absent && mongo.IsDuplicateKeyError(err) {
-		return preconditionFailed("exists")
-	}
-	// A duplicate _id: the document exists, update it. A duplicate again
-	// means it was deleted and inserted by others meanwhile: once more.
-	for try := 0; try < 2 && mongo.IsDuplicateKeyError(err); try++ {
-		_, err = pc.UpdateMany(ctx, w.filter, w.update, options.UpdateMany().SetUpsert(true))
-	}
-	if err != nil {
-		return docsBackendError("documents set", err)
-	}
-	setETag(c, w.tag)
+	setETag(c, g)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
 }
 
@@ -774,27 +749,16 @@ func (d *documents) handleGet(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, _, err := d.open(ctx, t)
-	if err != nil {
-		return err
-	}
-	js, tag, err := readDoc(ctx, pc, t, key)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return errorf(CodeNotFound, "no such document")
-	}
-	var ee *Error
-	if err != nil && !errors.As(err, &ee) {
-		err = docsBackendError("documents get", err)
-	}
+	js, tag, err := d.store.get(ctx, t, key)
 	if err != nil {
 		return err
 	}
 	setETag(c, tag)
-	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, []byte(js)))
+	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, js))
 }
 
 // handleDelete deletes a document; with If-Match only the document of
-// those versions, in the delete's filter (nothing deleted is 412).
+// those versions (otherwise 412).
 func (d *documents) handleDelete(c *call) error {
 	t, key, err := d.scopeKey(c, Write)
 	if err != nil {
@@ -806,32 +770,8 @@ func (d *documents) handleDelete(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, b, err := d.open(ctx, t)
-	if err != nil {
+	if err := d.store.remove(ctx, t, key, cond); err != nil {
 		return err
-	}
-	if cond.ifMatch {
-		err := d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (deleted bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.DeleteOne(ctx, filter)
-				deleted = err == nil && res.DeletedCount > 0
-				return err
-			})
-			return deleted, err
-		})
-		if err != nil {
-			return err
-		}
-		c.w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	release, err := d.slot(ctx, b)
-	if err != nil {
-		return err
-	}
-	defer release()
-	if _, err := pc.DeleteOne(ctx, bson.D{{Key: "_id", Value: t.id(key)}}); err != nil {
-		return docsBackendError("documents delete", err)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -984,7 +924,6 @@ func (d *documents) handleBatch(c *call) error {
 		return err
 	}
 	defer release()
-	now := d.e.now().UTC().Truncate(time.Millisecond)
 	ops := make([]batchOp, len(*body.Ops))
 	valid, nodes := 0, 0
 	for i, raw := range *body.Ops {
@@ -992,23 +931,12 @@ func (d *documents) handleBatch(c *call) error {
 		if nodes += ops[i].value.nodes; nodes > d.e.cfg.Limits.MaxBatchNodes {
 			return errorf(CodeTooLarge, "the values of a batch may hold at most %d values together (each object, array, string, number, boolean and null counts one): split the batch", d.e.cfg.Limits.MaxBatchNodes)
 		}
-		switch {
-		case ops[i].err != nil:
-		case ops[i].op == "set":
-			ops[i].set, ops[i].err = d.setModel(t, ops[i].key, ops[i].value, now)
-		}
 		if ops[i].err == nil {
 			valid++
 		}
 	}
 	if valid > 0 {
-		ctx, cancel := d.e.backendCtx(c)
-		pc, b, err := d.open(ctx, t)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if err := d.applyBatch(c, pc, b, t, ops); err != nil {
+		if err := d.store.batch(c.ctx, c.reqID, t, ops, newTag(d.e.now())); err != nil {
 			return err
 		}
 	}
@@ -1040,7 +968,7 @@ func (d *documents) handleBatch(c *call) error {
 // can retry it. Each backend command carries at most
 // maxStatementsPerCommand statements and is bounded by
 // Config.BackendTimeout.
-func (d *documents) applyBatch(c *call, pc *mongo.Collection, b docsBackend, t target, ops []batchOp) error {
+func (d *documents) applyBatch(ctx context.Context, reqID string, pc *mongo.Collection, b docsBackend, t target, ops []batchOp) error {
 	var rounds [][]int
 	seen := map[string]int{}
 	for i, op := range ops {
@@ -1055,7 +983,7 @@ func (d *documents) applyBatch(c *call, pc *mongo.Collection, b docsBackend, t t
 		rounds[r] = append(rounds[r], i)
 	}
 	for _, round := range rounds {
-		retry, err := d.writeRound(c, pc, b, t, ops, round)
+		retry, err := d.writeRound(ctx, reqID, pc, b, t, ops, round)
 		if err != nil {
 			return err
 		}
@@ -1066,7 +994,7 @@ func (d *documents) applyBatch(c *call, pc *mongo.Collection, b docsBackend, t t
 			for _, i := range retry {
 				ops[i].err = nil
 			}
-			if _, err := d.writeRound(c, pc, b, t, ops, retry); err != nil {
+			if _, err := d.writeRound(ctx, reqID, pc, b, t, ops, retry); err != nil {
 				return err
 			}
 		}
@@ -1080,7 +1008,7 @@ func (d *documents) applyBatch(c *call, pc *mongo.Collection, b docsBackend, t t
 // maxStatementsPerCommand statements. It records each op's failure and
 // returns the updates that failed with a duplicate key error (marked
 // conflict), which may be retried.
-func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t target, ops []batchOp, idx []int) (retry []int, err error) {
+func (d *documents) writeRound(ctx context.Context, reqID string, pc *mongo.Collection, b docsBackend, t target, ops []batchOp, idx []int) (retry []int, err error) {
 	var sets, rest []int
 	for _, i := range idx {
 		if ops[i].op == "set" {
@@ -1094,11 +1022,11 @@ func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t t
 		for j, i := range chunk {
 			docs[j] = ops[i].set.doc
 		}
-		err := d.command(c, b, func(ctx context.Context) error {
+		err := d.command(ctx, b, func(ctx context.Context) error {
 			_, err := pc.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 			return err
 		})
-		failed, err := d.writeErrors(c, err, len(chunk))
+		failed, err := d.writeErrors(err, len(chunk))
 		if err != nil {
 			return nil, err
 		}
@@ -1106,7 +1034,7 @@ func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t t
 			if i := chunk[j]; we.HasErrorCode(11000) {
 				rest = append(rest, i) // it exists: update it
 			} else {
-				ops[i].err = d.opFailed(c, we)
+				ops[i].err = d.opFailed(reqID, we)
 			}
 		}
 	}
@@ -1119,11 +1047,11 @@ func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t t
 				models[j] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: t.id(ops[i].key)}})
 			}
 		}
-		err := d.command(c, b, func(ctx context.Context) error {
+		err := d.command(ctx, b, func(ctx context.Context) error {
 			_, err := pc.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 			return err
 		})
-		failed, err := d.writeErrors(c, err, len(chunk))
+		failed, err := d.writeErrors(err, len(chunk))
 		if err != nil {
 			return nil, err
 		}
@@ -1134,7 +1062,7 @@ func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t t
 				ops[i].err = &Error{Code: CodeConflict, Message: "a concurrent write to this key won; try again"}
 				continue
 			}
-			ops[i].err = d.opFailed(c, we)
+			ops[i].err = d.opFailed(reqID, we)
 		}
 	}
 	return retry, nil
@@ -1142,8 +1070,8 @@ func (d *documents) writeRound(c *call, pc *mongo.Collection, b docsBackend, t t
 
 // command runs one write command with its own Config.BackendTimeout, in a
 // FerretDB write slot.
-func (d *documents) command(c *call, b docsBackend, f func(ctx context.Context) error) error {
-	ctx, cancel := d.e.backendCtx(c)
+func (d *documents) command(ctx context.Context, b docsBackend, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d.e.cfg.BackendTimeout)
 	defer cancel()
 	release, err := d.slot(ctx, b)
 	if err != nil {
@@ -1155,7 +1083,7 @@ func (d *documents) command(c *call, b docsBackend, f func(ctx context.Context) 
 
 // writeErrors splits the outcome of a bulk command of n statements: the
 // write errors by statement index, or the error that fails the request.
-func (d *documents) writeErrors(c *call, err error, n int) (map[int]mongo.BulkWriteError, error) {
+func (d *documents) writeErrors(err error, n int) (map[int]mongo.BulkWriteError, error) {
 	if err == nil {
 		return nil, nil
 	}
@@ -1178,7 +1106,7 @@ func (d *documents) writeErrors(c *call, err error, n int) (map[int]mongo.BulkWr
 }
 
 // opFailed is the error of an op that the backend refused unexpectedly.
-func (d *documents) opFailed(c *call, we mongo.BulkWriteError) error {
-	d.e.log.Error("storage: batch op failed", "request_id", c.reqID, "code", we.Code, "err", we.Message)
-	return &Error{Code: CodeInternal, Message: "internal error (request id " + c.reqID + ")"}
+func (d *documents) opFailed(reqID string, we mongo.BulkWriteError) error {
+	d.e.log.Error("storage: batch op failed", "request_id", reqID, "code", we.Code, "err", we.Message)
+	return &Error{Code: CodeInternal, Message: "internal error (request id " + reqID + ")"}
 }

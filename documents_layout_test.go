@@ -222,6 +222,7 @@ func TestDocumentsLayout(t *testing.T) {
 		t.Run(layout, func(t *testing.T) {
 			t.Parallel()
 			srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.DocumentsLayout = layout }))
+			mongoOnly(t, srv)
 			srv.RegisterApp(t, "app-a", allScopes...)
 			type who struct{ tenant, user, tier, coll string }
 			all := []who{
@@ -287,7 +288,7 @@ func TestDocumentsLayout(t *testing.T) {
 func TestDocumentsLayoutConfig(t *testing.T) {
 	srv := cpodtest.NewServer(t)
 	cfg := storage.Config{
-		S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, Redis: srv.Redis,
+		S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, SQL: srv.SQL, Redis: srv.Redis,
 		Auth:            storage.AuthConfig{Keys: []storage.Key{{Secret: srv.TokenKey()}}},
 		SigningKey:      []byte(strings.Repeat("s", 32)),
 		DocumentsLayout: "sharded",
@@ -321,6 +322,7 @@ func TestDocumentsLayoutKeepsData(t *testing.T) {
 	auto := cpodtest.WithConfig(func(c *storage.Config) { c.DocumentsLayout = storage.DocumentsLayoutAuto })
 
 	old := cpodtest.NewServer(t, auto)
+	mongoOnly(t, old)
 	old.RegisterApp(t, "app-a", allScopes...)
 	// The stored form of doc.go, as the old engine wrote it.
 	now := time.Now().UTC().Truncate(time.Millisecond)

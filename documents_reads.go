@@ -137,5 +137,12 @@ func (s *readSlots) release(tenant string) {
 
 // readSlot waits for a read slot for t's tenant (see readSlots).
 func (d *documents) readSlot(ctx context.Context, t target) (release func(), err error) {
-	return d.reads.Load().acquire(ctx, tenantOf(t))
+	r := d.reads.Load()
+	if r == nil { // set by the MongoDB driver once it knows the server
+		if err := d.store.ping(ctx); err != nil {
+			return nil, err
+		}
+		r = d.reads.Load()
+	}
+	return r.acquire(ctx, tenantOf(t))
 }

@@ -29,3 +29,17 @@ func HoldDocumentParse(ctx context.Context, e *Engine, n int64) (release func(),
 	}
 	return func() { e.docs.parsing.Release(n) }, nil
 }
+
+// IndexEveryQuery makes an engine on the SQLite store index every query
+// and count shape before it answers, without the caps, so that a test's
+// later pages and queries of a shape run on its index. It reports false
+// on MongoDB, where it does nothing.
+func IndexEveryQuery(e *Engine) bool {
+	if e.sql == nil {
+		return false
+	}
+	e.sql.indexes.mu.Lock()
+	e.sql.indexes.every = true
+	e.sql.indexes.mu.Unlock()
+	return true
+}

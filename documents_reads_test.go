@@ -123,6 +123,7 @@ func TestDocumentsCountStreams(t *testing.T) {
 		t.Skip("the count's memory is the MongoDB server's, not this process's")
 	}
 	db := newDBServer(t)
+	mongoOnly(t, db.srv)
 	const size = 16 << 10
 	n := 800
 	if raceEnabled {

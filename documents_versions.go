@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -383,12 +382,12 @@ func readDoc(ctx context.Context, pc *mongo.Collection, t target, key string) (s
 }
 
 // handlePatch applies a JSON Merge Patch (RFC 7396) to an existing
-// document: read it, merge, and write the result with a filter on the
-// version read, so a concurrent write in between makes the update match
-// nothing and the merge starts over on the new value. Concurrent patches of
-// different fields therefore all survive. With If-Match, the version read
-// must be one of the tags (the update's filter then checks it again,
-// atomically). The merged value is checked like a set's value.
+// document: the store reads it, merges, and writes the result only if the
+// version read is still the stored one (see docStore.patch), so a
+// concurrent write in between makes the merge start over on the new value.
+// Concurrent patches of different fields therefore all survive. With
+// If-Match, the version read must be one of the tags. The merged value is
+// checked like a set's value.
 func (d *documents) handlePatch(c *call) error {
 	t, key, err := d.scopeKey(c, Write)
 	if err != nil {
@@ -408,59 +407,13 @@ func (d *documents) handlePatch(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, b, err := d.open(ctx, t)
+	merge := func(stored []byte) (docValue, error) { return d.parseValue(mergePatch(stored, patch.json)) }
+	v, g, err := d.store.patch(ctx, t, key, cond, merge, func() docTag { return newTag(d.e.now()) })
 	if err != nil {
 		return err
 	}
-	for try := 0; ; try++ {
-		stored, tag, err := readDoc(ctx, pc, t, key)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			if cond.ifMatch {
-				return preconditionFailed("does not exist")
-			}
-			return errorf(CodeNotFound, "no such document")
-		}
-		if err != nil {
-			return translateDocsError("documents patch", err)
-		}
-		if cond.ifMatch && !cond.matches(tag) {
-			return preconditionFailed("does not have that ETag")
-		}
-		v, err := d.parseValue(mergePatch([]byte(stored), patch.json))
-		if err != nil {
-			return err
-		}
-		now := d.e.now().UTC().Truncate(time.Millisecond)
-		w, err := d.setModel(t, key, v, now)
-		if err != nil {
-			return err
-		}
-		matched, err := d.versionedWrite(ctx, pc, b, t, key, tag, func(filter bson.D) (matched bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, filter, w.set)
-				matched = err == nil && res.MatchedCount > 0
-				return err
-			})
-			return matched, err
-		})
-		if err != nil && !errors.Is(err, errClaimed) { // claimed: another writer is ahead, merge again
-			return translateDocsError("documents patch", err)
-		}
-		if matched {
-			setETag(c, w.tag)
-			return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
-		}
-		if try+1 >= maxPatchTries {
-			return errorf(CodeConflict, "concurrent writes kept changing this document; try again")
-		}
-		// Another write won the race: back off a little, randomly, so
-		// that the losers do not all come back at once.
-		select {
-		case <-time.After(mrand.N(time.Duration(min(try+1, 20)) * time.Millisecond)):
-		case <-ctx.Done():
-			return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents patch: %w", ctx.Err())}
-		}
-	}
+	setETag(c, g)
+	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
 }
 
 // ---------------------------------------------------------------------------

@@ -224,39 +224,7 @@ func idsUnder(prefix string) bson.D {
 }
 
 func (e *Engine) eraseDocuments(ctx context.Context, prefix string, o eraseOptions, n *int64) error {
-	d := e.docs
-	b, err := d.readyBounded(ctx)
-	if err != nil {
-		return err
-	}
-	if err := d.eraseClaims(ctx, prefix); err != nil {
-		return err
-	}
-	if !b.partitioned {
-		return d.eraseRange(ctx, d.coll, b, prefix, o, n)
-	}
-	names, err := d.partitions(ctx, prefix)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		pc := e.cfg.Mongo.Collection(name)
-		if err := d.eraseRange(ctx, pc, b, prefix, o, n); err != nil {
-			return err
-		}
-		// Drop the emptied collection (on FerretDB each is a table); one
-		// that holds other documents (a hash collision) stays.
-		bctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
-		err := pc.FindOne(bctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			err = pc.Drop(bctx)
-		}
-		cancel()
-		if err != nil {
-			return docsBackendError("documents erase", err)
-		}
-	}
-	return nil
+	return e.docs.store.erase(ctx, prefix, o, n)
 }
 
 // readyBounded is ready within BackendTimeout.

@@ -155,11 +155,6 @@ func (e *Engine) abortExport(c *call, err error) {
 // exportDocuments writes the lines of every collection under prefix to sp,
 // one entry per collection, in name order.
 func (e *Engine) exportDocuments(ctx context.Context, prefix string, sp *spool, entries *[]spoolEntry) error {
-	d := e.docs
-	b, err := d.readyBounded(ctx)
-	if err != nil {
-		return err
-	}
 	// The current entry, started at the first document of a collection.
 	coll, start := "", int64(0)
 	seen := map[string]bool{}
@@ -168,14 +163,7 @@ func (e *Engine) exportDocuments(ctx context.Context, prefix string, sp *spool, 
 			*entries = append(*entries, spoolEntry{name: "documents/" + coll + ".jsonl", off: start, size: sp.size - start})
 		}
 	}
-	line := func(doc bson.Raw) error {
-		loc, _ := doc.Lookup(fieldLoc).StringValueOK()
-		cl, _ := doc.Lookup(fieldColl).StringValueOK()
-		key, _ := doc.Lookup(fieldKey).StringValueOK()
-		js, ok := doc.Lookup(fieldJSON).StringValueOK()
-		if loc != prefix || validCollection(cl) != nil || !ok {
-			return &Error{Code: CodeInternal, Message: "internal error", Err: errors.New("export: a stored document does not match its _id")}
-		}
+	line := func(cl, key string, js []byte) error {
 		if cl != coll {
 			end()
 			if seen[cl] {
@@ -184,35 +172,12 @@ func (e *Engine) exportDocuments(ctx context.Context, prefix string, sp *spool, 
 			seen[cl] = true
 			coll, start = cl, sp.size
 		}
-		b := itemJSON(make([]byte, 0, len(key)+len(js)+32), key, []byte(js))
+		b := itemJSON(make([]byte, 0, len(key)+len(js)+32), key, js)
 		_, err := sp.Write(append(b, '\n'))
 		return err
 	}
-	if !b.partitioned {
-		// _id = location + collection + "/" + key: in _id order each
-		// collection's documents are contiguous ("a/..." never interleaves
-		// with "a-b/...", since no collection name holds '/').
-		if err := d.scanDocuments(ctx, d.coll, idsUnder(prefix), line); err != nil {
-			return err
-		}
-		end()
-		return nil
-	}
-	names, err := d.partitions(ctx, prefix)
-	if err != nil {
+	if err := e.docs.store.scan(ctx, prefix, line); err != nil {
 		return err
-	}
-	p := d.partitionPrefix(prefix)
-	for _, name := range names {
-		cl := name[len(p):]
-		if validCollection(cl) != nil {
-			continue
-		}
-		lo, hi := target{loc: prefix, coll: cl}.idRange()
-		filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: hi}}}}
-		if err := d.scanDocuments(ctx, e.cfg.Mongo.Collection(name), filter, line); err != nil {
-			return err
-		}
 	}
 	end()
 	return nil

@@ -579,7 +579,7 @@ func TestFilesUploadOneBuffer(t *testing.T) {
 func TestFilesUploadMemoryConfig(t *testing.T) {
 	t.Parallel()
 	srv, _ := fileServer(t)
-	cfg := storage.Config{S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, Redis: srv.Redis,
+	cfg := storage.Config{S3: srv.S3, Bucket: srv.Bucket, Mongo: srv.Mongo, SQL: srv.SQL, Redis: srv.Redis,
 		Auth: storage.AuthConfig{Keys: []storage.Key{{Secret: []byte(strings.Repeat("k", 32))}}}, SigningKey: []byte(strings.Repeat("s", 32)),
 		Limits: storage.Limits{MaxUploadMemory: 1 << 20}}
 	if _, err := storage.New(cfg); err == nil || !strings.Contains(err.Error(), "MaxUploadMemory") {

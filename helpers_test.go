@@ -98,3 +98,35 @@ var allScopes = []string{
 	"storage.user.read", "storage.user.write",
 	"storage.shared.read", "storage.shared.write",
 }
+
+// mongoOnly skips a test that looks into MongoDB's own collections (the
+// layouts, version claims, FerretDB's plans) when srv runs on the SQLite
+// store (CPODTEST_STORE=sqlite): what it checks does not exist there. Its
+// black-box behaviour is covered by the tests that run on both drivers.
+func mongoOnly(t testing.TB, srv *cpodtest.Server) {
+	t.Helper()
+	if srv.Mongo == nil {
+		t.Skip("inspects MongoDB's collections; the server runs on the SQLite store")
+	}
+}
+
+// docsBackend is the name /readyz and the metrics give srv's documents
+// store: "mongodb", or "sqlite" on the SQLite store.
+func docsBackend(srv *cpodtest.Server) string {
+	if srv.Mongo == nil {
+		return "sqlite"
+	}
+	return "mongodb"
+}
+
+// backendsJSON is the "backends" object /readyz answers for srv: each
+// backend's state, "ok" unless states says otherwise, with the documents
+// store under docsBackend's name (keys sorted, as encoding/json writes).
+func backendsJSON(srv *cpodtest.Server, states map[string]string) string {
+	m := map[string]string{"s3": "ok", "redis": "ok", docsBackend(srv): "ok"}
+	for k, v := range states {
+		m[k] = v
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}

@@ -59,9 +59,10 @@ import (
 
 // The values of the "backend" label.
 const (
-	backendS3    = "s3"
-	backendMongo = "mongodb"
-	backendRedis = "redis"
+	backendS3     = "s3"
+	backendMongo  = "mongodb"
+	backendSQLite = "sqlite"
+	backendRedis  = "redis"
 )
 
 // unmatchedRoute is the route label of a request whose path fits no route.
@@ -87,10 +88,10 @@ type metrics struct {
 	backends *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 
-	s3Errors, mongoErrors, redisErrors prometheus.Counter
-	filesIn, filesOut                  prometheus.Counter
-	docsIn, docsOut                    prometheus.Counter
-	kvIn, kvOut                        prometheus.Counter
+	s3Errors, mongoErrors, redisErrors, sqliteErrors prometheus.Counter
+	filesIn, filesOut                                prometheus.Counter
+	docsIn, docsOut                                  prometheus.Counter
+	kvIn, kvOut                                      prometheus.Counter
 }
 
 // routeMetrics are the series of one route (its pattern and method).
@@ -137,8 +138,10 @@ func (rm *routeMetrics) counter(status int) prometheus.Counter {
 }
 
 // newMetrics registers the engine's collectors on reg, reusing those
-// already registered there (another engine's).
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// already registered there (another engine's); docs names the
+// documents store (backendMongo or backendSQLite), whose error series is
+// created at zero.
+func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cpod_storage_requests_total",
@@ -172,7 +175,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.s3Errors = m.backends.WithLabelValues(backendS3)
-	m.mongoErrors = m.backends.WithLabelValues(backendMongo)
+	if docs == backendSQLite {
+		m.sqliteErrors = m.backends.WithLabelValues(backendSQLite)
+	} else {
+		m.mongoErrors = m.backends.WithLabelValues(backendMongo)
+	}
 	m.redisErrors = m.backends.WithLabelValues(backendRedis)
 	m.filesIn, m.filesOut = m.bytes.WithLabelValues("files", "in"), m.bytes.WithLabelValues("files", "out")
 	m.docsIn, m.docsOut = m.bytes.WithLabelValues("documents", "in"), m.bytes.WithLabelValues("documents", "out")
@@ -312,7 +319,13 @@ func (m *metrics) backendError(backend string) {
 	case backendS3:
 		m.s3Errors.Inc()
 	case backendMongo:
-		m.mongoErrors.Inc()
+		if m.mongoErrors != nil {
+			m.mongoErrors.Inc()
+		}
+	case backendSQLite:
+		if m.sqliteErrors != nil {
+			m.sqliteErrors.Inc()
+		}
 	case backendRedis:
 		m.redisErrors.Inc()
 	}

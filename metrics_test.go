@@ -146,7 +146,7 @@ func TestMetricsRequests(t *testing.T) {
 		}
 	}
 	if n := testutil.CollectAndCount(reg, "cpod_storage_backend_errors_total"); n != 3 {
-		t.Errorf("%d backend series, want s3, mongodb, redis", n)
+		t.Errorf("%d backend series, want s3, %s, redis", n, docsBackend(srv))
 	}
 }
 
@@ -239,7 +239,7 @@ func TestMetricsSharedRegistry(t *testing.T) {
 	clash := prometheus.NewRegistry()
 	clash.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "cpod_storage_bytes_total", Help: "not ours"}))
 	_, err := storage.New(storage.Config{
-		S3: a.S3, Bucket: a.Bucket, Mongo: a.Mongo, Redis: a.Redis,
+		S3: a.S3, Bucket: a.Bucket, Mongo: a.Mongo, SQL: a.SQL, Redis: a.Redis,
 		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: a.TokenKey()}}},
 		SigningKey: []byte(strings.Repeat("k", 32)),
 		Metrics:    clash,

@@ -387,27 +387,50 @@ func (d *documents) handleQuery(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	pc, b, err := d.open(ctx, t)
-	if err != nil {
-		return err
-	}
-	ctx, done, err := d.startRead(ctx, t, b)
+	ctx, done, err := d.startRead(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if err := d.resolveHashedPos(ctx, pc, t, &plan); err != nil {
+	page, err := d.store.query(ctx, t, plan, limit)
+	if err != nil {
 		return err
 	}
-	return d.runQuery(ctx, c, pc, t, plan, limit)
+	out := append(make([]byte, 0, 4096), `{"items":[`...)
+	for i, it := range page.items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = itemJSON(out, it.key, it.json)
+	}
+	out = append(out, `],"nextCursor":`...)
+	if page.more {
+		next := plan
+		next.after, next.pos, next.key = true, page.pos, page.key
+		s, err := d.encodeCursor(t, next)
+		if err != nil {
+			return err
+		}
+		out = append(out, '"')
+		out = append(out, s...)
+		out = append(out, '"')
+	} else {
+		out = append(out, "null"...)
+	}
+	out = append(out, '}')
+	return writeRawJSON(c, http.StatusOK, out)
 }
 
 // startRead takes a read slot for a query or count of t and returns the
 // context of its backend calls (readCtx); done gives both back.
-func (d *documents) startRead(ctx context.Context, t target, b docsBackend) (context.Context, func(), error) {
+func (d *documents) startRead(ctx context.Context, t target) (context.Context, func(), error) {
 	release, err := d.readSlot(ctx, t)
 	if err != nil {
 		return nil, nil, err
+	}
+	var b docsBackend
+	if p := d.backend.Load(); p != nil {
+		b = *p
 	}
 	rctx, cancel := readCtx(ctx, b)
 	return rctx, func() { cancel(); release() }, nil
@@ -418,7 +441,8 @@ func (d *documents) startRead(ctx context.Context, t target, b docsBackend) (con
 // ctx's deadline. FerretDB goes on scanning after the client is gone (until
 // the maxTimeMS the driver sends from the deadline), so the read keeps its
 // slot for as long as FerretDB works on it: the slots bound FerretDB's work,
-// not only the engine's waiting.
+// not only the engine's waiting. Elsewhere (MongoDB, SQLite) the work stops
+// with ctx.
 func readCtx(ctx context.Context, b docsBackend) (context.Context, context.CancelFunc) {
 	if !b.ferret {
 		return ctx, func() {}
@@ -458,20 +482,12 @@ func (d *documents) handleCount(c *call) error {
 	if !matchesNothing(terms) {
 		ctx, cancel := d.e.backendCtx(c)
 		defer cancel()
-		pc, b, err := d.open(ctx, t)
-		if err != nil {
-			return err
-		}
-		filter, _, _, err := d.mongoQuery(t, queryPlan{filter: terms})
-		if err != nil {
-			return err
-		}
-		ctx, done, err := d.startRead(ctx, t, b)
+		ctx, done, err := d.startRead(ctx, t)
 		if err != nil {
 			return err
 		}
 		defer done()
-		if n, err = countMatches(ctx, pc, filter); err != nil {
+		if n, err = d.store.count(ctx, t, terms); err != nil {
 			return err
 		}
 	}
@@ -805,69 +821,53 @@ func (d *documents) mongoQuery(t target, plan queryPlan) (filter, sort, proj bso
 	return filter, sort, proj, nil
 }
 
-func (d *documents) runQuery(ctx context.Context, c *call, pc *mongo.Collection, t target, plan queryPlan, limit int) error {
+// runQuery runs plan on pc and returns one page.
+func (d *documents) runQuery(ctx context.Context, pc *mongo.Collection, t target, plan queryPlan, limit int) (docPage, error) {
 	filter, sort, proj, err := d.mongoQuery(t, plan)
 	if err != nil {
-		return err
+		return docPage{}, err
 	}
 	cur, err := pc.Find(ctx, filter, options.Find().
 		SetSort(sort).SetProjection(proj).
 		SetLimit(int64(limit+1)).SetBatchSize(int32(limit+1)).
 		SetAllowDiskUse(true))
 	if err != nil {
-		return docsBackendError("documents query", err)
+		return docPage{}, docsBackendError("documents query", err)
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
-	out := append(make([]byte, 0, 4096), `{"items":[`...)
-	n := 0
+	var page docPage
+	size := 0
 	var last bson.Raw
-	more := false
 	for cur.Next(ctx) {
-		if n == limit || len(out) > maxPageBytes {
-			more = true
+		if len(page.items) == limit || size > maxPageBytes {
+			page.more = true
 			break
 		}
 		key, ok1 := cur.Current.Lookup(fieldKey).StringValueOK()
 		js, ok2 := cur.Current.Lookup(fieldJSON).StringValueOK()
 		if !ok1 || !ok2 {
-			return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents query: a stored document lacks key or json")}
+			return docPage{}, &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("documents query: a stored document lacks key or json")}
 		}
-		if n > 0 {
-			out = append(out, ',')
-		}
-		out = itemJSON(out, key, []byte(js))
+		page.items = append(page.items, docItem{key: key, json: []byte(js)})
+		size += len(key) + len(js) + 20
 		last = append(last[:0], cur.Current...)
-		n++
 	}
 	if err := cur.Err(); err != nil {
-		return docsBackendError("documents query", err)
+		return docPage{}, docsBackendError("documents query", err)
 	}
-	out = append(out, `],"nextCursor":`...)
-	if more {
-		next := plan
-		next.after = true
-		next.key, _ = last.Lookup(fieldKey).StringValueOK()
-		next.pos = make([]cursorPos, len(plan.sort))
+	if page.more {
+		page.key, _ = last.Lookup(fieldKey).StringValueOK()
+		page.pos = make([]cursorPos, len(plan.sort))
 		for i, s := range plan.sort {
 			v := sortValue(last, s.path)
 			if len(v.Value) > maxInlineSortValue {
-				next.pos[i] = cursorPos{Value: bson.RawValue{Type: bson.TypeNull}, Hash: hashValue(v)}
+				page.pos[i] = cursorPos{Value: bson.RawValue{Type: bson.TypeNull}, Hash: hashValue(v)}
 			} else {
-				next.pos[i] = cursorPos{Value: v}
+				page.pos[i] = cursorPos{Value: v}
 			}
 		}
-		s, err := d.encodeCursor(t, next)
-		if err != nil {
-			return err
-		}
-		out = append(out, '"')
-		out = append(out, s...)
-		out = append(out, '"')
-	} else {
-		out = append(out, "null"...)
 	}
-	out = append(out, '}')
-	return writeRawJSON(c, http.StatusOK, out)
+	return page, nil
 }
 
 // ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -37,8 +38,16 @@ type Config struct {
 	// location prefix. It must exist. Required.
 	Bucket string
 
-	// Mongo holds documents and the app registry. Required.
+	// Mongo holds documents and the app registry: the production store.
+	// Exactly one of Mongo and SQL is required.
 	Mongo *mongo.Database
+	// SQL is a SQLite database (modernc.org/sqlite, opened with WAL, such
+	// as embedded.OpenSQLite returns) that holds documents and the app
+	// registry instead of Mongo: the embedded store of one process (see
+	// "The embedded store" in doc.go). The engine creates its tables
+	// (cpod_documents, cpod_apps) on first use. Exactly one of Mongo and
+	// SQL is required.
+	SQL *sql.DB
 	// DocumentsCollection is the physical collection of every app's
 	// documents in the single layout, and the name prefix of the physical
 	// collections in the partitioned layout. Default "cpod_documents".
@@ -256,6 +265,7 @@ type Engine struct {
 	router      []*compiledRoute // routes, compiled (see router.go)
 	metrics     *metrics         // nil without Config.Metrics
 	docs        *documents       // the documents area, for admin.go
+	sql         *sqlStore        // Config.SQL; nil on MongoDB
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -271,8 +281,8 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Bucket == "" {
 		bad("Config.Bucket is required")
 	}
-	if cfg.Mongo == nil {
-		bad("Config.Mongo is required")
+	if (cfg.Mongo == nil) == (cfg.SQL == nil) {
+		bad("exactly one of Config.Mongo and Config.SQL is required")
 	}
 	if cfg.Redis == nil {
 		bad("Config.Redis is required")
@@ -372,7 +382,10 @@ func New(cfg Config) (*Engine, error) {
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
-	e.apps = newAppRegistry(cfg)
+	if cfg.SQL != nil {
+		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
+	}
+	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
 		route{"GET", "/healthz", e.handleHealthz},
@@ -387,7 +400,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.adminRoutes()...)
 	e.router = compileRoutes(e.routes)
 	if cfg.Metrics != nil {
-		if e.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend()); err != nil {
 			return nil, fmt.Errorf("storage: invalid config: %w", err)
 		}
 		e.metrics.bindRoutes(e.router)
@@ -935,7 +948,7 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		"mongodb": func() error { return e.apps.ping(ctx) },
+		e.apps.backend(): func() error { return e.apps.ping(ctx) },
 		"redis": func() error {
 			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
 			if errors.Is(err, redis.Nil) {

@@ -1,14 +1,21 @@
 package storage_test
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	_ "modernc.org/sqlite"
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
@@ -22,7 +29,7 @@ func TestRoutes(t *testing.T) {
 	wantStatus(t, do(t, srv, "GET", "/healthz", "", nil), 200, "")
 	r := do(t, srv, "GET", "/readyz", "", nil)
 	wantStatus(t, r, 200, "")
-	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":{"mongodb":"ok","redis":"ok","s3":"ok"},"status":"ok"}`)
+	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":`+backendsJSON(srv, nil)+`,"status":"ok"}`)
 	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "unknown_endpoint")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "unknown_endpoint")
 	r = do(t, srv, "TRACE", "/v1/storage/kv/k", tok, nil)
@@ -192,5 +199,46 @@ func TestBackendDown(t *testing.T) {
 			}
 			wantStatus(t, do(t, srv, "GET", "/readyz", "", nil), 503, "")
 		})
+	}
+}
+
+// TestConfigDocumentsStore: New takes exactly one documents store, MongoDB
+// or SQLite.
+func TestConfigDocumentsStore(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	base := storage.Config{
+		S3: srv.S3, Bucket: srv.Bucket, Redis: srv.Redis,
+		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: srv.TokenKey()}}},
+		SigningKey: []byte(strings.Repeat("k", 32)),
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// New calls no backend: a client that never connects will do.
+	mc, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Disconnect(context.Background())
+	mdb := mc.Database("unused")
+	for _, tc := range []struct {
+		name  string
+		set   func(c *storage.Config)
+		valid bool
+	}{
+		{"neither", func(c *storage.Config) {}, false},
+		{"both", func(c *storage.Config) { c.Mongo, c.SQL = mdb, db }, false},
+		{"mongodb", func(c *storage.Config) { c.Mongo = mdb }, true},
+		{"sqlite", func(c *storage.Config) { c.SQL = db }, true},
+	} {
+		c := base
+		tc.set(&c)
+		_, err := storage.New(c)
+		if (err == nil) != tc.valid || (err != nil && !strings.Contains(err.Error(), "exactly one of Config.Mongo and Config.SQL")) {
+			t.Errorf("%s: New: %v, want valid %v", tc.name, err, tc.valid)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package cpodtest
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -49,6 +50,11 @@ const (
 	// "single" to run a suite on FerretDB with the layout used on MongoDB.
 	// Default: the engine's default (auto); WithConfig may still change it.
 	EnvDocumentsLayout = "CPODTEST_DOCUMENTS_LAYOUT"
+	// EnvStore set to "sqlite" runs every server on the embedded SQLite
+	// store (documents and apps) instead of FerretDB, as WithSQLite does,
+	// so a whole suite runs on that driver. Default: FerretDB (or
+	// CPODTEST_MONGO_URI).
+	EnvStore = "CPODTEST_STORE"
 )
 
 // Claims describe the identity of a token minted by [Server.Token].
@@ -78,7 +84,8 @@ type Server struct {
 	// Backends, handed to the engine.
 	S3     *minio.Client
 	Bucket string
-	Mongo  *mongo.Database
+	Mongo  *mongo.Database // nil on SQLite
+	SQL    *sql.DB         // the SQLite store, with WithSQLite; else nil
 	Redis  redis.UniversalClient
 
 	mini      *miniredis.Miniredis
@@ -103,6 +110,7 @@ type settings struct {
 	config                    func(*storage.Config)
 	logger                    *slog.Logger
 	contract                  bool
+	sqlite                    bool
 }
 
 // WithRedisURL uses a real Redis instead of miniredis. Default: the
@@ -133,6 +141,13 @@ func WithMongoURI(u string) Option { return func(s *settings) { s.mongoURI = u }
 // CPODTEST_S3_URL, else package embedded's S3 on a temporary directory.
 func WithS3URL(u string) Option { return func(s *settings) { s.s3URL = u } }
 
+// WithSQLite runs the engine's documents and app registry on the embedded
+// SQLite store (storage.Config.SQL, what `go run ./httpserver` uses)
+// instead of the in-process FerretDB (a MongoDB server, for the production
+// driver). It wins over WithMongoURI and CPODTEST_MONGO_URI. Default: the
+// CPODTEST_STORE variable ("sqlite"), else FerretDB.
+func WithSQLite() Option { return func(s *settings) { s.sqlite = true } }
+
 // WithConfig changes the engine's Config before New is called, for instance
 // its Limits. Default: no change.
 func WithConfig(f func(*storage.Config)) Option { return func(s *settings) { s.config = f } }
@@ -161,6 +176,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		s3URL:      os.Getenv(EnvS3URL),
 		logger:     slog.New(slog.DiscardHandler),
 		contract:   !isBenchmark(t),
+		sqlite:     os.Getenv(EnvStore) == "sqlite",
 	}
 	if len(set.redisAddrs) > 0 {
 		set.redisURL = ""
@@ -175,7 +191,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 
 	s.startFakes(t, set)
 	s.startRedis(t, set, id)
-	s.startMongo(t, set.mongoURI, id)
+	if !set.sqlite {
+		s.startMongo(t, set.mongoURI, id)
+	}
 	s.startS3(t, set.s3URL, id)
 
 	s.keyPrefix = "cpodtest:" + id + ":"
@@ -183,6 +201,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		S3:             s.S3,
 		Bucket:         s.Bucket,
 		Mongo:          s.Mongo,
+		SQL:            s.SQL,
 		Redis:          s.Redis,
 		RedisKeyPrefix: s.keyPrefix,
 		Auth:           storage.AuthConfig{Keys: []storage.Key{{Secret: s.tokenKey}}},
@@ -234,7 +253,7 @@ func (s *Server) NewReplica(t testing.TB, opts ...Option) *Server {
 		o(&set)
 	}
 	r := &Server{
-		S3: s.S3, Bucket: s.Bucket, Mongo: s.Mongo, Redis: s.Redis, AdminToken: s.AdminToken,
+		S3: s.S3, Bucket: s.Bucket, Mongo: s.Mongo, SQL: s.SQL, Redis: s.Redis, AdminToken: s.AdminToken,
 		mini: s.mini, fakes: s.fakes, keyPrefix: s.keyPrefix, tokenKey: s.tokenKey,
 		offset: s.offset, calls: s.calls, cfg: s.cfg, contract: s.contract,
 		t: t, appsKnown: map[string]bool{},
@@ -385,7 +404,7 @@ func randomHex(n int) string {
 func (s *Server) startFakes(t testing.TB, set settings) {
 	t.Helper()
 	realRedis := set.redisURL != "" || len(set.redisAddrs) > 0
-	if realRedis && set.mongoURI != "" && set.s3URL != "" {
+	if realRedis && set.mongoURI != "" && !set.sqlite && set.s3URL != "" {
 		return
 	}
 	mon := &event.CommandMonitor{Started: s.countDocuments}
@@ -397,7 +416,8 @@ func (s *Server) startFakes(t testing.TB, set settings) {
 		MongoMonitor:  mon,
 		S3Transport:   func(rt http.RoundTripper) http.RoundTripper { return countingTransport{&s.calls.s3, rt} },
 		NoFiles:       set.s3URL != "",
-		NoDocuments:   set.mongoURI != "",
+		NoDocuments:   set.mongoURI != "" && !set.sqlite,
+		FerretDB:      !set.sqlite,
 		NoKV:          realRedis,
 	})
 	if err != nil {
@@ -409,6 +429,7 @@ func (s *Server) startFakes(t testing.TB, set settings) {
 		_ = b.Close(ctx)
 	})
 	s.fakes = b
+	s.SQL = b.SQL
 }
 
 // countDocuments counts the commands on the documents collection.

@@ -20,7 +20,7 @@ func TestCloseKeepsItsDeadline(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ctx := context.Background()
-	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoKV: true})
+	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoKV: true, FerretDB: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,7 @@ package embedded
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net"
@@ -136,6 +137,11 @@ type Config struct {
 	// S3Transport, if set, wraps the S3 client's transport (to count or
 	// fail requests in tests). Default nil.
 	S3Transport func(http.RoundTripper) http.RoundTripper
+	// FerretDB keeps documents and apps in FerretDB on SQLite (the
+	// store of earlier versions, and cpodtest's default: a MongoDB server
+	// in process, for the production driver) in Backends.Mongo instead of
+	// the SQLite store in Backends.SQL. Default false.
+	FerretDB bool
 	// NoFiles, NoDocuments and NoKV leave that backend out (its field of
 	// Backends stays nil), for a program that uses a real one instead.
 	// Default false: all three start.
@@ -157,7 +163,10 @@ type Backends struct {
 	// S3 and Bucket are for storage.Config.S3 and Bucket.
 	S3     *minio.Client
 	Bucket string
-	// Mongo is for storage.Config.Mongo.
+	// SQL is for storage.Config.SQL: the SQLite store of documents and
+	// apps (Dir/cpod.db); nil with Config.FerretDB.
+	SQL *sql.DB
+	// Mongo is for storage.Config.Mongo, with Config.FerretDB; else nil.
 	Mongo *mongo.Database
 	// Redis is for storage.Config.Redis.
 	Redis *redis.Client
@@ -220,7 +229,7 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 		b.onClose(func(context.Context) error { return os.RemoveAll(tmp) })
 	}
 	var sockDir string
-	if !cfg.Loopback && !(cfg.NoFiles && cfg.NoDocuments) {
+	if !cfg.Loopback && !(cfg.NoFiles && (cfg.NoDocuments || !cfg.FerretDB && cfg.Dir == "")) {
 		if sockDir, err = b.socketDir(); err != nil {
 			return nil, fmt.Errorf("embedded backends: %w", err)
 		}
@@ -241,9 +250,15 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !cfg.NoDocuments {
+	switch {
+	case cfg.NoDocuments:
+	case cfg.FerretDB:
 		if err := b.startMongo(ctx, cfg, sockDir); err != nil {
 			return nil, fmt.Errorf("embedded MongoDB (FerretDB): %w", err)
+		}
+	default:
+		if err := b.startSQLite(ctx, cfg, sockDir); err != nil {
+			return nil, fmt.Errorf("embedded SQLite store: %w", err)
 		}
 	}
 	return b, nil

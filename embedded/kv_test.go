@@ -178,7 +178,7 @@ func TestKVSnapshotOnlyAfterWrites(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	const every = 20 * time.Millisecond
-	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, KVSnapshotInterval: every})
+	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, KVSnapshotInterval: every, FerretDB: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
+	"github.com/cpod/storage/embedded"
 	"github.com/cpod/storage/internal/loadtest"
 )
 
@@ -45,10 +46,14 @@ func TestMixedLoad(t *testing.T) {
 		t.Skip("load test")
 	}
 	t.Run("persistent", func(t *testing.T) {
-		b := start(t, t.TempDir())
+		b, err := embedded.Start(context.Background(), embedded.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(context.Background()) })
 		secret := []byte("load-test-secret-0123456789abcdef")
 		e, err := storage.New(storage.Config{
-			S3: b.S3, Bucket: b.Bucket, Mongo: b.Mongo, Redis: b.Redis,
+			S3: b.S3, Bucket: b.Bucket, SQL: b.SQL, Redis: b.Redis,
 			Auth:        storage.AuthConfig{Keys: []storage.Key{{Secret: secret}}},
 			AdminTokens: []string{"load-test-admin-token"},
 			SigningKey:  []byte("load-test-signing-key-0123456789abcdef"),

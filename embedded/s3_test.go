@@ -28,7 +28,7 @@ import (
 // closes them at the end of the test.
 func start(t testing.TB, dir string) *embedded.Backends {
 	t.Helper()
-	b, err := embedded.Start(context.Background(), embedded.Config{Dir: dir})
+	b, err := embedded.Start(context.Background(), embedded.Config{Dir: dir, FerretDB: true})
 	if err != nil {
 		t.Fatal(err)
 	}

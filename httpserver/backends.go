@@ -63,8 +63,8 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 		if eb.S3 != nil {
 			b.S3, b.Bucket = eb.S3, eb.Bucket
 		}
-		if eb.Mongo != nil {
-			b.Mongo = eb.Mongo
+		if eb.SQL != nil {
+			b.SQL = eb.SQL
 		}
 		if eb.Redis != nil {
 			b.Redis = eb.Redis

@@ -85,9 +85,9 @@ var settings = []setting{
 	{"s3-presigned-urls", "CPOD_S3_PRESIGNED_URLS", "false", "bool", false, "Files (S3)", "signed URLs are S3 presigned URLs of -s3-endpoint (which end users must reach) instead of the server's own"},
 
 	// MongoDB
-	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: embedded FerretDB on SQLite in <data-dir>/documents)"},
+	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: the embedded SQLite store <data-dir>/cpod.db)"},
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
-	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, such as the embedded one, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
+	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
 
 	// Redis
 	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
@@ -111,7 +111,7 @@ var settings = []setting{
 	{"max-batch-nodes", "CPOD_MAX_BATCH_NODES", "20000", "int", false, "Limits", "most JSON values in the set values of one document batch together"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
-	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: 4 on FerretDB, such as the embedded one, 32 on MongoDB)"},
+	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: the cores, at least 2, on the embedded SQLite store; 4 on FerretDB; 32 on MongoDB)"},
 	{"body-grace", "CPOD_BODY_GRACE", "20s", "duration", false, "Limits", "time a JSON request body (kv, documents, queries, admin) may take before -min-body-rate applies"},
 	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -129,7 +130,8 @@ func randomToken() string {
 type backends struct {
 	S3     *minio.Client
 	Bucket string
-	Mongo  *mongo.Database
+	Mongo  *mongo.Database // or SQL
+	SQL    *sql.DB
 	Redis  redis.UniversalClient
 	// Kinds describe each backend for the startup log, such as
 	// "embedded S3 on the filesystem in ... (persistent)"; never an address

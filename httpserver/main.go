@@ -154,6 +154,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		S3:              s.backends.S3,
 		Bucket:          s.backends.Bucket,
 		Mongo:           s.backends.Mongo,
+		SQL:             s.backends.SQL,
 		DocumentsLayout: cfg.DocumentsLayout,
 		Redis:           s.backends.Redis,
 		RedisKeyPrefix:  cfg.RedisKeyPrefix,

@@ -147,7 +147,7 @@ func TestShutdownDeadlineBusyDocuments(t *testing.T) {
 	token := setupApp(t, srv, dataDir)
 	want(t, "document", call(t, "PUT", srv.URL+"/v1/storage/db/c/first", token, nil, []byte(`{"a":1}`)), 200)
 
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "documents", "cpod.sqlite")+"?_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "cpod.db")+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestShutdownDeadlineBusyDocuments(t *testing.T) {
 			res.Body.Close()
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // the write waits in FerretDB
+	time.Sleep(500 * time.Millisecond) // the write waits for SQLite
 	began := time.Now()
 	srv.stop(t, syscall.SIGTERM)
 	if d := time.Since(began); d > 4*time.Second {
