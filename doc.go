@@ -93,7 +93,12 @@
 // (names configurable) give the [Identity]. A needed scope that the app did
 // not declare is 403 invalid_scope; one declared but not in the token is 403
 // insufficient_scope; the user tier without a user in the token is 403
-// user_required; an unregistered client_id is 401 invalid_token. Apps are
+// user_required; an unregistered client_id is 401 invalid_token. A refused
+// token's 401 names the check that failed, from a fixed list (malformed,
+// unsupported algorithm, unknown key, bad signature, expired, not yet valid,
+// wrong issuer, wrong audience, missing claim <name>, invalid id in claim
+// <name>), as its message, in WWW-Authenticate's error_description and in
+// the log line "storage: token refused" (never the token). Apps are
 // registered over /v1/oauth/apps with an admin token, or from Go with
 // [Engine.RegisterApp].
 //

@@ -46,6 +46,7 @@ func (e *Engine) documentsRoutes() []route {
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
+		{"HEAD", "/v1/storage/db/{collection}/{key}?tier", d.handleGet}, // net/http drops the body
 		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
 		{"PATCH", "/v1/storage/db/{collection}/{key}?tier", d.handlePatch},
 		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},

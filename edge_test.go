@@ -65,7 +65,13 @@ func TestAuthRefusesCrit(t *testing.T) {
 					t.Fatalf("%s: status %d, want 401; body %s", name, r.status, r.body)
 				}
 				wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
-				if got := r.header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+				// crit is a header the engine cannot honour; the others
+				// name a key of the token's choosing, which it never uses.
+				reason := "unknown key"
+				if strings.HasPrefix(name, "crit") {
+					reason = "malformed"
+				}
+				if got := r.header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token", error_description="`+reason+`"` {
 					t.Fatalf("%s: WWW-Authenticate = %q", name, got)
 				}
 			}

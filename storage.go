@@ -406,6 +406,7 @@ func New(cfg Config) (*Engine, error) {
 		route{"GET", "/healthz", e.handleHealthz},
 		route{"GET", "/readyz", e.handleReadyz},
 		route{method: "GET", pattern: "/v1/openapi.json", handle: e.handleOpenAPI},
+		route{method: "OPTIONS", pattern: "/v1/openapi.json", handle: e.handleOpenAPIPreflight},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
 	e.routes = append(e.routes, e.kvRoutes()...)
@@ -420,7 +421,7 @@ func New(cfg Config) (*Engine, error) {
 		e.metrics.bindRoutes(e.router)
 		e.apps.metrics = e.metrics
 	}
-	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router, e.log)
 	return e, nil
 }
 
@@ -534,7 +535,21 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
 		return
 	}
-	e.writeError(c, errorf(CodeNotFound, "no such endpoint"))
+	e.writeError(c, unknownEndpoint(r.Method, path))
+}
+
+// maxQuotedPath caps the path an unknown_endpoint message quotes.
+const maxQuotedPath = 256
+
+// unknownEndpoint answers a request whose path no route matches: 404
+// unknown_endpoint, never not_found, which clients read as "this file,
+// document or key does not exist" (a base URL with /v1 twice, or a wrong
+// prefix, would otherwise read as an empty store).
+func unknownEndpoint(method, path string) error {
+	if len(path) > maxQuotedPath {
+		path = path[:maxQuotedPath] + "..."
+	}
+	return errorf(CodeUnknownEndpoint, "no endpoint matches %s %s: check the client's base URL, which ends before /v1 (the server's paths start with /v1/storage/, /v1/oauth/ or /v1/admin/)", method, path)
 }
 
 // requestID takes a well-formed X-Request-Id from the caller (a proxy or the
@@ -605,19 +620,53 @@ func (e *Engine) writeError(c *call, err error) {
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		// Every 401 and 403, signed URLs' expired and invalid_signature too.
-		c.w.Header().Set("WWW-Authenticate", `Bearer error="`+string(ee.Code)+`"`)
-	}
 	if msg == "" {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
 	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		// Every 401 and 403, signed URLs' expired and invalid_signature too.
+		// A 401 says why (a token's reason, see tokenRefused) in
+		// error_description as well, and in the log: never the token.
+		challenge := `Bearer error="` + string(ee.Code) + `"`
+		if status == http.StatusUnauthorized {
+			challenge += `, error_description="` + quotableText(msg) + `"`
+			reason := msg
+			if ee.logReason != "" {
+				reason = ee.logReason
+			}
+			e.log.Info("storage: token refused", "request_id", c.reqID, "method", c.r.Method, "reason", reason)
+		}
+		c.w.Header().Set("WWW-Authenticate", challenge)
+	}
 	if c.r.Method == http.MethodHead {
+		// No body to carry the code: Cpod-Error does, so that a client
+		// tells a missing key (not_found) from a wrong URL
+		// (unknown_endpoint) or a proxy's 404 (no Cpod-Error at all).
+		c.w.Header().Set("Cpod-Error", string(ee.Code))
 		c.w.Header().Set("X-Content-Type-Options", "nosniff")
 		c.w.WriteHeader(status)
 		return
 	}
 	_ = c.json(status, map[string]string{"error": string(ee.Code), "message": msg})
+}
+
+// quotableText is s as the quoted value of an RFC 6750 error_description,
+// which allows only %x20-21 / %x23-5B / %x5D-7E: a double quote becomes a
+// single one, a backslash a slash, and any other byte outside the range a
+// question mark.
+func quotableText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c == '"':
+			b[i] = '\''
+		case c == '\\':
+			b[i] = '/'
+		case c < 0x20 || c > 0x7e:
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // decodeJSON reads a JSON request body of at most limit bytes into dst:
