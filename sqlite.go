@@ -39,8 +39,11 @@ import (
 //
 // Why JSONB for v and text for json: json must round-trip byte for byte,
 // which only text does; v is read by json_type/json_extract on every row a
-// filter or sort visits, and JSONB is read without parsing (measured:
-// BenchmarkSQLiteQueryForms).
+// filter or sort visits, and JSONB is read without parsing. Measured
+// (BenchmarkSQLiteQueryForms, 20k documents, a filter on two fields and a
+// sort, 3 runs on a loaded 2-core machine): a scan takes 19-32 ms on JSONB
+// and 40-109 ms on text; a write 59-72 µs with the jsonb() conversion and
+// 64-79 µs without, within the noise.
 const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS cpod_documents (
 	loc     TEXT NOT NULL,
