@@ -715,3 +715,49 @@ func TestUpgradeFailedImportKeepsDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUpgradeAgainAfterDowngrade: a data directory upgraded once
+// (documents.imported), then run by the previous release again (a new
+// documents/), then upgraded again: the second import brings the new
+// documents too, and both old FerretDB directories are kept.
+func TestUpgradeAgainAfterDowngrade(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	register := func(n *upgradeNode, id string) {
+		if _, err := n.e.RegisterApp(ctx, storage.App{ClientID: id, Name: id, DeclaredScopes: allStorageScopes, AppType: "service"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := startNode(t, embedded.Config{Dir: dir, FerretDB: true}, "")
+	register(old, "app-a")
+	first := old.must(a1u1, "PUT", docRef{a1u1, "", "c", "first"}.path(), nil, `{"v":1}`, 200)
+	old.close()
+	n := startNode(t, embedded.Config{Dir: dir}, "")
+	n.close()
+
+	// The previous release again: it knows nothing of cpod.db and starts
+	// an empty FerretDB in documents/.
+	old = startNode(t, embedded.Config{Dir: dir, FerretDB: true}, "")
+	register(old, "app-a")
+	second := old.must(a1u1, "PUT", docRef{a1u1, "", "c", "second"}.path(), nil, `{"v":2}`, 200)
+	old.close()
+
+	n = startNode(t, embedded.Config{Dir: dir}, "")
+	for _, c := range []struct {
+		key  string
+		want answer
+	}{{"first", first}, {"second", second}} {
+		got := n.must(a1u1, "GET", docRef{a1u1, "", "c", c.key}.path(), nil, "", 200)
+		if got.etag != c.want.etag || !bytes.Equal(got.body, c.want.body) {
+			t.Errorf("%s: %s %s, want %s %s", c.key, got.etag, got.body, c.want.etag, c.want.body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, embedded.DocumentsDir)); !os.IsNotExist(err) {
+		t.Errorf("%s is still there after the second import: %v", embedded.DocumentsDir, err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, embedded.DocumentsDir+".imported*", "cpod.sqlite"))
+	if len(kept) != 2 {
+		t.Errorf("FerretDB databases kept: %v, want both", kept)
+	}
+}
