@@ -3,8 +3,8 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (files on disk), documents in an
-// embedded FerretDB on SQLite, kv values in an in-memory miniredis saved to a
+// ./cpod-data: files in an embedded S3 (files on disk), documents and apps
+// in the embedded SQLite store (cpod.db), kv values in an in-memory miniredis saved to a
 // snapshot on a graceful stop (package embedded runs all three). On first
 // start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
