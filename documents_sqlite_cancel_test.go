@@ -109,6 +109,9 @@ func TestSQLiteAbandonedReadsStopCPU(t *testing.T) {
 	srv := cpodtest.NewServer(t, cpodtest.WithSQLite(), cpodtest.WithConfig(func(c *storage.Config) {
 		c.BackendTimeout = deadline
 	}))
+	// Every read below scans: an index built for the first (in the
+	// background, for its slow shape) would answer the later ones at once.
+	storage.IndexNoQuery(srv.Engine)
 	srv.RegisterApp(t, "app-a", allScopes...)
 	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
 	fill := time.Now()
@@ -117,6 +120,7 @@ func TestSQLiteAbandonedReadsStopCPU(t *testing.T) {
 	// A replica on the same store that waits a minute: its reads end when
 	// their client leaves.
 	patient := srv.NewReplica(t, cpodtest.WithConfig(func(c *storage.Config) { c.BackendTimeout = time.Minute }))
+	storage.IndexNoQuery(patient.Engine)
 
 	filter := heavyFilter()
 	reads := []struct{ op, body string }{
