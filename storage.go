@@ -266,6 +266,7 @@ type Engine struct {
 	metrics     *metrics         // nil without Config.Metrics
 	docs        *documents       // the documents area, for admin.go
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
+	kv          kvStore          // the kv area's store (kv_store.go)
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -385,6 +386,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.SQL != nil {
 		e.sql = newSQLStore(cfg.SQL)
 	}
+	e.kv = newRedisKV(cfg)
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
@@ -900,13 +902,7 @@ func (e *Engine) handleReadyz(c *call) error {
 			return err
 		},
 		e.apps.backend(): func() error { return e.apps.ping(ctx) },
-		"redis": func() error {
-			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
-			if errors.Is(err, redis.Nil) {
-				return nil
-			}
-			return err
-		},
+		"redis":          func() error { return e.kv.ping(ctx) },
 	}
 	type res struct {
 		name string
