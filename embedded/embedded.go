@@ -22,6 +22,8 @@
 //	                       cpod.db-wal and cpod.db-shm beside it)
 //	documents.imported/    FerretDB's databases of an earlier version, once
 //	                       imported into cpod.db (documents/ before that)
+//	kv.snapshot.imported   the kv snapshot of an earlier version, once
+//	                       imported into cpod.db (kv.snapshot before that)
 //	sockets/               the Unix socket of the S3 (0700)
 //
 // Without it (tests), a temporary directory is used and removed by Close.
@@ -45,7 +47,11 @@
 // The SQLite store (OpenSQLite): one database file, WAL, synchronous
 // NORMAL, so a write the engine acknowledged survives the process being
 // killed. An earlier version's data directory is taken over on Start, once:
-// FerretDB's documents/ (documents and apps), then renamed *.imported.
+// FerretDB's documents/ (documents and apps) and kv.snapshot (kv keys,
+// values and TTLs), each then renamed *.imported. A kv.snapshot that is
+// damaged stops Start with a message saying so, and nothing of it is
+// imported (its format has no checksum: see readKVSnapshot for what is
+// checked).
 //
 // With Config.FerretDB, documents and apps are in FerretDB v1 on SQLite
 // instead. Its SQLite pool holds at most 100 connections and an update
@@ -159,6 +165,10 @@ type Config struct {
 	// Deprecated: kv is in the SQLite store, which persists every write;
 	// miniredis (with FerretDB or NoDocuments) keeps kv in memory only.
 	KVSnapshotInterval time.Duration
+	// KVKeyPrefix is the Redis key prefix (storage.Config.RedisKeyPrefix)
+	// of the engine that wrote the kv.snapshot found in Dir, which Start
+	// imports into the SQLite store. Default "cpod:".
+	KVKeyPrefix string
 }
 
 // Backends are the running embedded backends and their clients.
@@ -205,6 +215,9 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	}
 	if cfg.MongoTimeout <= 0 {
 		cfg.MongoTimeout = 30 * time.Second
+	}
+	if cfg.KVKeyPrefix == "" {
+		cfg.KVKeyPrefix = "cpod:"
 	}
 	b := &Backends{Kinds: map[string]string{}, log: cfg.Logger}
 	defer func() {

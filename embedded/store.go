@@ -61,6 +61,11 @@ func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) 
 		if err := b.importFerret(ctx, cfg, sockDir, db); err != nil {
 			return fmt.Errorf("importing %s: %w", DocumentsDir, err)
 		}
+		if !cfg.NoKV {
+			if err := b.importKVSnapshot(ctx, db, cfg.KVKeyPrefix); err != nil {
+				return err
+			}
+		}
 		b.Kinds["documents"] = "embedded SQLite store " + path + " (persistent)"
 	} else {
 		b.Kinds["documents"] = "embedded SQLite store in a temporary directory (ephemeral)"

@@ -97,7 +97,7 @@ var settings = []setting{
 	{"redis-username", "CPOD_REDIS_USERNAME", "", "string", false, "KV (Redis)", "Redis ACL user (with -redis-addrs)"},
 	{"redis-password", "CPOD_REDIS_PASSWORD", "", "string", true, "KV (Redis)", "Redis password (with -redis-addrs)"},
 	{"redis-tls", "CPOD_REDIS_TLS", "false", "bool", false, "KV (Redis)", "connect to -redis-addrs with TLS"},
-	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes"},
+	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes (on the embedded store: of the keys in a <data-dir>/kv.snapshot an earlier version left, imported on start)"},
 
 	// Limits
 	{"max-file-size", "CPOD_MAX_FILE_SIZE", "5GiB", "size", false, "Limits", "largest file (bytes, or with KiB, MiB, GiB suffix)"},
