@@ -298,7 +298,9 @@ func (e *Engine) handleKVIncr(c *call) error {
 // handleKVDel deletes a key; 204 also when it was missing. A body
 // {"ifValue": "<string>"} deletes only when the key holds exactly that value,
 // in one atomic step of the store; a missing key or another value is 412
-// conflict. An empty body, or {}, is a plain delete.
+// conflict. Only an absent or empty body is a plain delete: any other body
+// (null, {}, an array...) is 400, so that a client whose condition got lost
+// on the way never deletes unconditionally.
 func (e *Engine) handleKVDel(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
@@ -307,8 +309,21 @@ func (e *Engine) handleKVDel(c *call) error {
 	var body struct {
 		IfValue json.RawMessage `json:"ifValue"`
 	}
-	if err := decodeOptionalJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
-		return err
+	limit := 6*int64(e.cfg.Limits.MaxKVValueSize) + 4096
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
+	b, err := c.readBody(limit)
+	if err != nil {
+		return jsonError(err)
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := unmarshalStrict(b, &body); err != nil {
+			return err
+		}
+		if body.IfValue == nil {
+			return errorf(CodeInvalidRequest, `a DELETE body must be absent or {"ifValue": "<the current value>"}`)
+		}
 	}
 	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
 	if err != nil {

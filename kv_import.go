@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -80,7 +81,7 @@ func NewKVImport(ctx context.Context, db *sql.DB, redisKeyPrefix string, now tim
 	if strings.ContainsAny(redisKeyPrefix, "{}") {
 		return nil, fmt.Errorf("kv import: the key prefix %q holds a brace", redisKeyPrefix)
 	}
-	if err := newSQLStore(db).ready(ctx); err != nil {
+	if err := newSQLStore(db, slog.New(slog.DiscardHandler)).ready(ctx); err != nil {
 		return nil, err
 	}
 	tx, err := db.BeginTx(ctx, nil)

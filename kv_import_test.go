@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func TestKVImportChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	equal(t, "counts", n, KVImportCounts{Keys: 5, Expired: 1, Skipped: 1})
-	q := newSQLiteKV(newSQLStore(db), Config{Now: func() time.Time { return now }})
+	q := newSQLiteKV(newSQLStore(db, slog.New(slog.DiscardHandler)), Config{Now: func() time.Time { return now }})
 	for key, want := range map[string]string{
 		"t/apps/a/plain": "v -1", "t/apps/a/ttl": "soon 60", "t/users/u/a/b": "legacy text 5", "t/shared/c": "7 -1", "}t/apps/a/k": "brace -1",
 	} {

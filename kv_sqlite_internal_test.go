@@ -99,7 +99,7 @@ func kvTestStore(t testing.TB) (*sqliteKV, *atomic.Int64) {
 	now.Store(1_700_000_000_000)
 	cfg := Config{Now: func() time.Time { return time.UnixMilli(now.Load()) }, BackendTimeout: 10 * time.Second}
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	return newSQLiteKV(newSQLStore(openKVTestDB(t)), cfg), &now
+	return newSQLiteKV(newSQLStore(openKVTestDB(t), cfg.Logger), cfg), &now
 }
 
 // TestKVInt: a value counts as an integer exactly when Redis' INCRBY reads

@@ -93,6 +93,19 @@ local function text(v)
 end
 `
 
+// kvIntegerLua defines, in a script, integer(s): whether s is a signed
+// 64-bit integer written the one way Redis reads one (string2ll, kvInt): an
+// optional '-', then "0" alone or digits without a leading zero, at most 20
+// bytes; never '+', a leading zero, "-0", a space or an empty string. It
+// does not check the range: INCRBY refuses an overflow itself. notInteger
+// is Redis' own error text, which kvBackendError maps to 409 not_integer.
+const kvIntegerLua = `
+local notInteger = 'ERR value is not an integer or out of range'
+local function integer(s)
+  return s == '0' or (#s <= 20 and string.find(s, '^%-?[1-9]%d*$') ~= nil)
+end
+`
+
 // setIfScript sets KEYS[1] to ARGV[2] only when its text is exactly ARGV[1],
 // with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
 // plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
@@ -155,9 +168,13 @@ return 1
 // (KEEPTTL). A missing key starts a new counter with no TTL at ARGV[1]
 // (0 + ARGV[1], the engine's canonical decimal).
 //
+// Before INCRBY, the text must be an integer in canonical form
+// (kvIntegerLua): miniredis reads "+5", "007" and "-0" as integers where
+// Redis refuses them, and every backend must answer the same 409.
+//
 // The value travels as a string: Lua numbers are doubles and would round
 // integers above 2^53.
-var incrScript = redis.NewScript(kvTextLua + `
+var incrScript = redis.NewScript(kvTextLua + kvIntegerLua + `
 local done = redis.call('HGET', KEYS[2], ARGV[2])
 if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
 if done then return done end
@@ -168,6 +185,7 @@ if not cur then
   redis.call('SET', KEYS[1], '\255' .. '0:' .. v)
 else
   local t, i = text(cur)
+  if not integer(t) then return redis.error_reply(notInteger) end
   if i then
     redis.call('SET', KEYS[4], t)
     local r = redis.pcall('INCRBY', KEYS[4], ARGV[1])

@@ -20,11 +20,12 @@
 //	files/                 the embedded S3 (objects as files, see below)
 //	cpod.db                the SQLite store: documents, apps and kv (WAL:
 //	                       cpod.db-wal and cpod.db-shm beside it)
-//	documents.imported/    FerretDB's databases of an earlier version, once
-//	                       imported into cpod.db (documents/ before that)
+//	documents/             FerretDB's SQLite databases, with Config.FerretDB;
+//	                       left by an earlier version, it is imported into
+//	                       cpod.db on start and renamed documents.imported
 //	kv.snapshot.imported   the kv snapshot of an earlier version, once
 //	                       imported into cpod.db (kv.snapshot before that)
-//	sockets/               the Unix socket of the S3 (0700)
+//	sockets/               the Unix sockets of the S3 and FerretDB (0700)
 //
 // Without it (tests), a temporary directory is used and removed by Close.
 // The directory is not locked here: a program that may run twice on one

@@ -45,7 +45,8 @@ const KVSnapshotImported = KVSnapshot + ".imported"
 
 // importKVSnapshot imports the kv snapshot an earlier version left in dir
 // into the SQLite store db, once: every key, value and TTL, in one
-// transaction, then the file is renamed KVSnapshotImported. The snapshot
+// transaction, then the file is renamed KVSnapshotImported (or, when that
+// exists, KVSnapshotImported.2, .3, ...). The snapshot
 // is checked strictly first (see readKVSnapshot): a damaged one stops the
 // start, naming the damage, and nothing of it is imported; the file stays
 // as it was. Leftover temporary files of an interrupted snapshot write
@@ -88,12 +89,22 @@ func (b *Backends) importKVSnapshot(ctx context.Context, db *sql.DB, prefix stri
 	if err != nil {
 		return fmt.Errorf("importing %s: %w", path, err)
 	}
-	if err := os.Rename(path, filepath.Join(b.dir, KVSnapshotImported)); err != nil {
+	// A data directory upgraded before, then run by an earlier version
+	// again, holds a kv.snapshot.imported already: this one gets the next
+	// free name (as documents/ does).
+	to := filepath.Join(b.dir, KVSnapshotImported)
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s.%d", filepath.Join(b.dir, KVSnapshotImported), i)
+	}
+	if err := os.Rename(path, to); err != nil {
 		return err
 	}
 	syncDir(b.dir)
 	b.log.Info("embedded store: imported the kv snapshot of an earlier version", "keys", n.Keys, "expired", n.Expired,
-		"counter nonces dropped", n.Skipped, "from", path, "renamed to", KVSnapshotImported)
+		"counter nonces dropped", n.Skipped, "from", path, "renamed to", to)
 	return nil
 }
 

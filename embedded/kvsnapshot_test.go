@@ -222,6 +222,8 @@ func TestKVSnapshotImported(t *testing.T) {
 	}
 
 	// Imported once: a later change stays, whatever the .imported file says.
+	// A second upgrade (an earlier version ran again and left a snapshot)
+	// keeps the first .imported file and takes the next name.
 	if st, _ := snapCall(t, e, "PUT", "/v1/storage/kv/plain", snapToken(t, "t1"), `{"value":"changed"}`); st != 204 {
 		t.Fatal(st)
 	}
@@ -232,6 +234,19 @@ func TestKVSnapshotImported(t *testing.T) {
 	}
 	if st, body := snapCall(t, e, "GET", "/v1/storage/kv/plain", snapToken(t, "t1"), ""); st != 200 || !strings.Contains(body, `"changed"`) {
 		t.Errorf("after a second start: %d %s, want the changed value", st, body)
+	}
+	second := []byte(`{"version":1,"savedAt":"2026-01-01T00:00:00Z","keys":[]}`)
+	if err := os.WriteFile(filepath.Join(dir, KVSnapshot), second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := startWithSnapshot(t, dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, KVSnapshotImported)); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the first kv.snapshot.imported was replaced: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, KVSnapshotImported+".2")); err != nil || !bytes.Equal(got, second) {
+		t.Errorf("kv.snapshot.imported.2: %v, or not the second snapshot", err)
 	}
 }
 

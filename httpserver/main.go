@@ -41,15 +41,15 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], environFrom(os.Environ()), os.Stdout, os.Stderr))
 }
 
 // run is the whole program; it returns the exit code.
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(args []string, env environ, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
-		return tokenCommand(args[1:], getenv, stdout, stderr)
+		return tokenCommand(args[1:], env, stdout, stderr)
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, env, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -260,8 +260,8 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ncpod storage is running at %s\n\n", base)
 	if len(s.cfg.AdminTokens) == 0 {
-		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
-		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
+		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
+		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n", base)
 		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {
@@ -359,7 +359,7 @@ func (s *server) serve(signals chan os.Signal) int {
 }
 
 // stopBackends stops the backends: by the shutdown deadline after a signal
-// (at once after a second one; the kv snapshot is written all the same), or
+// (at once after a second one), or
 // within 10 s after a failed start.
 func (s *server) stopBackends() {
 	if s.backends != nil {
