@@ -140,8 +140,8 @@ func (rm *routeMetrics) counter(status int) prometheus.Counter {
 // newMetrics registers the engine's collectors on reg, reusing those
 // already registered there (another engine's); docs names the
 // documents store (backendMongo or backendSQLite), whose error series is
-// created at zero.
-func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
+// created at zero, as redis' is when the engine uses Redis.
+func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cpod_storage_requests_total",
@@ -180,7 +180,9 @@ func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
 	} else {
 		m.mongoErrors = m.backends.WithLabelValues(backendMongo)
 	}
-	m.redisErrors = m.backends.WithLabelValues(backendRedis)
+	if redis {
+		m.redisErrors = m.backends.WithLabelValues(backendRedis)
+	}
 	m.filesIn, m.filesOut = m.bytes.WithLabelValues("files", "in"), m.bytes.WithLabelValues("files", "out")
 	m.docsIn, m.docsOut = m.bytes.WithLabelValues("documents", "in"), m.bytes.WithLabelValues("documents", "out")
 	m.kvIn, m.kvOut = m.bytes.WithLabelValues("kv", "in"), m.bytes.WithLabelValues("kv", "out")
@@ -327,7 +329,9 @@ func (m *metrics) backendError(backend string) {
 			m.sqliteErrors.Inc()
 		}
 	case backendRedis:
-		m.redisErrors.Inc()
+		if m.redisErrors != nil {
+			m.redisErrors.Inc()
+		}
 	}
 }
 

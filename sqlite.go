@@ -1,6 +1,6 @@
 // The SQLite store (Config.SQL): the schema, the engine's write lock and
-// the translation of SQLite's errors, shared by the documents and apps
-// drivers on SQLite (documents_sqlite.go, apps_store.go).
+// the translation of SQLite's errors, shared by the documents, apps and kv
+// drivers on SQLite (documents_sqlite.go, apps_store.go, kv_sqlite.go).
 
 package storage
 
@@ -36,6 +36,12 @@ import (
 //	cpod_doc_indexes  the indexes made for collections' queries
 //	                (documents_sqlite_index.go)
 //	cpod_apps       the app registry, one row per client_id
+//	cpod_kv         one row per kv key (kv_sqlite.go): k, the location key
+//	                (Location.Key, so a location's keys lie together in
+//	                key order, for erase and export); v, the value's text;
+//	                exp, the expiry in Unix ms on the engine's clock, 0
+//	                for none. The partial index on exp finds expired rows
+//	                for the background purge without a scan.
 //
 // Why JSONB for v and text for json: json must round-trip byte for byte,
 // which only text does; v is read by json_type/json_extract on every row a
@@ -71,6 +77,12 @@ CREATE TABLE IF NOT EXISTS cpod_apps (
 	created_at      INTEGER NOT NULL,
 	updated_at      INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cpod_kv (
+	k   TEXT NOT NULL PRIMARY KEY,
+	v   TEXT NOT NULL,
+	exp INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cpod_kv_exp ON cpod_kv (exp) WHERE exp > 0;
 `
 
 // sqlStore is the engine's handle on its SQLite database.

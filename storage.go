@@ -38,15 +38,15 @@ type Config struct {
 	// location prefix. It must exist. Required.
 	Bucket string
 
-	// Mongo holds documents and the app registry: the production store.
-	// Exactly one of Mongo and SQL is required.
+	// Mongo holds documents and the app registry: the production store,
+	// with Redis for kv. Either Mongo and Redis, or SQL, is required.
 	Mongo *mongo.Database
 	// SQL is a SQLite database (modernc.org/sqlite, opened with WAL, such
-	// as embedded.OpenSQLite returns) that holds documents and the app
-	// registry instead of Mongo: the embedded store of one process (see
-	// "The embedded store" in doc.go). The engine creates its tables
-	// (cpod_documents, cpod_apps) on first use. Exactly one of Mongo and
-	// SQL is required.
+	// as embedded.OpenSQLite returns) that holds documents, the app
+	// registry and kv instead of Mongo and Redis: the embedded store of one
+	// process (see "The embedded store" in doc.go). The engine creates its
+	// tables (cpod_documents, cpod_apps, cpod_kv) on first use. Either
+	// Mongo and Redis, or SQL (and neither of them), is required.
 	SQL *sql.DB
 	// DocumentsCollection is the physical collection of every app's
 	// documents in the single layout, and the name prefix of the physical
@@ -64,12 +64,13 @@ type Config struct {
 	// AppsCollection is the app registry. Default "cpod_apps".
 	AppsCollection string
 
-	// Redis holds key-values: a single node, Sentinel or Cluster client.
-	// Required.
+	// Redis holds key-values beside Mongo: a single node, Sentinel or
+	// Cluster client. Required with Mongo; must be nil with SQL, which
+	// holds kv itself.
 	Redis redis.UniversalClient
 	// RedisKeyPrefix starts every Redis key the engine writes, so several
 	// engines (or tests) can share one Redis. It must not contain '{' or '}'.
-	// Default "cpod:".
+	// Default "cpod:". Unused with SQL.
 	RedisKeyPrefix string
 
 	// Auth says how bearer tokens are verified. Required.
@@ -103,7 +104,8 @@ type Config struct {
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
 
-	// BackendTimeout bounds each Redis and MongoDB call (not file streams).
+	// BackendTimeout bounds each Redis, MongoDB and SQLite call (not file
+	// streams).
 	// A call that does not answer in time is 503 backend_unavailable.
 	// Default 10s.
 	BackendTimeout time.Duration
@@ -280,6 +282,7 @@ type Engine struct {
 	docs        *documents       // the documents area, for admin.go
 	bodies      *tenantBudget    // Limits.MaxBodyMemory, see readBody
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
+	kv          kvStore          // Redis, or SQLite with Config.SQL
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -295,11 +298,18 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Bucket == "" {
 		bad("Config.Bucket is required")
 	}
-	if (cfg.Mongo == nil) == (cfg.SQL == nil) {
-		bad("exactly one of Config.Mongo and Config.SQL is required")
+	if cfg.Redis != nil && reflect.ValueOf(cfg.Redis).Kind() == reflect.Pointer && reflect.ValueOf(cfg.Redis).IsNil() {
+		cfg.Redis = nil // a nil *redis.Client, such as embedded.Backends.Redis on SQLite
 	}
-	if cfg.Redis == nil {
-		bad("Config.Redis is required")
+	switch {
+	case cfg.Mongo != nil && cfg.SQL != nil:
+		bad("Config.Mongo and Config.SQL cannot both be set: give either Config.Mongo and Config.Redis, or Config.SQL")
+	case cfg.SQL != nil && cfg.Redis != nil:
+		bad("Config.Redis must be nil with Config.SQL: the SQLite store holds kv itself")
+	case cfg.Mongo != nil && cfg.Redis == nil:
+		bad("Config.Redis is required with Config.Mongo")
+	case cfg.Mongo == nil && cfg.SQL == nil:
+		bad("a store is required: Config.Mongo and Config.Redis, or Config.SQL")
 	}
 	if cfg.DocumentsCollection == "" {
 		cfg.DocumentsCollection = "cpod_documents"
@@ -399,6 +409,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.SQL != nil {
 		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
+		e.kv = newSQLiteKV(e.sql, cfg)
+	} else {
+		e.kv = newRedisKV(cfg)
 	}
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
@@ -415,7 +428,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.adminRoutes()...)
 	e.router = compileRoutes(e.routes)
 	if cfg.Metrics != nil {
-		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend()); err != nil {
+		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend(), cfg.Redis != nil); err != nil {
 			return nil, fmt.Errorf("storage: invalid config: %w", err)
 		}
 		e.metrics.bindRoutes(e.router)
@@ -961,12 +974,15 @@ func (e *Engine) handleHealthz(c *call) error {
 	return c.json(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 when all three backends answer, else 503 naming
-// the ones that did not (never their addresses). Each check is a real round
-// trip of the kind requests make, bounded by BackendTimeout, and they run
-// concurrently, so the answer comes within BackendTimeout: a query on the app
-// registry's collection (every request needs it; a proxy such as FerretDB
-// answers ping without its storage), a Redis GET, and the bucket's HEAD.
+// handleReadyz answers 200 when every backend the engine uses answers (s3
+// and mongodb and redis, or s3 and sqlite), else 503 naming the ones that
+// did not (never their addresses). Each check is a real round trip of the
+// kind requests make, bounded by BackendTimeout, and they run concurrently,
+// so the answer comes within BackendTimeout: the bucket's HEAD, a query on
+// the app registry (every request needs it; a proxy such as FerretDB
+// answers ping without its storage), and a kv read (a Redis GET; on SQLite
+// a read of the kv table, in the same check as the registry's, one
+// database).
 func (e *Engine) handleReadyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
@@ -978,14 +994,17 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		e.apps.backend(): func() error { return e.apps.ping(ctx) },
-		"redis": func() error {
-			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
-			if errors.Is(err, redis.Nil) {
-				return nil
+	}
+	if e.sql != nil {
+		checks[backendSQLite] = func() error {
+			if err := e.apps.ping(ctx); err != nil {
+				return err
 			}
-			return err
-		},
+			return e.kv.ping(ctx)
+		}
+	} else {
+		checks[e.apps.backend()] = func() error { return e.apps.ping(ctx) }
+		checks[backendRedis] = func() error { return e.kv.ping(ctx) }
 	}
 	type res struct {
 		name string

@@ -14,8 +14,8 @@ import (
 	storage "github.com/cpod/storage"
 )
 
-// StoreFile is the SQLite database of the embedded store (documents and
-// the app registry) in Config.Dir.
+// StoreFile is the SQLite database of the embedded store (documents, the
+// app registry and kv) in Config.Dir.
 const StoreFile = "cpod.db"
 
 // OpenSQLite opens (creating it if missing) the SQLite database at path
@@ -49,7 +49,7 @@ func OpenSQLite(path string) (*sql.DB, error) {
 
 // startSQLite opens the embedded store in b.dir (a temporary directory
 // without Config.Dir), after importing the documents and apps of a
-// FerretDB directory left by an earlier version.
+// FerretDB directory and the kv snapshot left by an earlier version.
 func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) error {
 	path := filepath.Join(b.dir, StoreFile)
 	db, err := OpenSQLite(path)
@@ -61,9 +61,17 @@ func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) 
 		if err := b.importFerret(ctx, cfg, sockDir, db); err != nil {
 			return fmt.Errorf("importing %s: %w", DocumentsDir, err)
 		}
+		if !cfg.NoKV {
+			if err := b.importKVSnapshot(ctx, db, cfg.KVKeyPrefix); err != nil {
+				return err
+			}
+		}
 		b.Kinds["documents"] = "embedded SQLite store " + path + " (persistent)"
 	} else {
 		b.Kinds["documents"] = "embedded SQLite store in a temporary directory (ephemeral)"
+	}
+	if !cfg.NoKV {
+		b.Kinds["kv"] = b.Kinds["documents"]
 	}
 	b.SQL = db
 	return nil

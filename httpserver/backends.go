@@ -48,6 +48,7 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 			NoFiles:      !cfg.embeddedS3(),
 			NoDocuments:  !cfg.embeddedMongo(),
 			NoKV:         !cfg.embeddedRedis(),
+			KVKeyPrefix:  cfg.RedisKeyPrefix,
 		})
 		if err != nil {
 			return nil, err

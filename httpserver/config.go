@@ -85,19 +85,19 @@ var settings = []setting{
 	{"s3-presigned-urls", "CPOD_S3_PRESIGNED_URLS", "false", "bool", false, "Files (S3)", "signed URLs are S3 presigned URLs of -s3-endpoint (which end users must reach) instead of the server's own"},
 
 	// MongoDB
-	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: the embedded SQLite store <data-dir>/cpod.db)"},
+	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv://, with a Redis (default: the embedded SQLite store <data-dir>/cpod.db, which holds documents, apps and kv)"},
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
 	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
 
 	// Redis
-	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
+	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix://, with a MongoDB (default: the embedded SQLite store <data-dir>/cpod.db)"},
 	{"redis-addrs", "CPOD_REDIS_ADDRS", "", "list", false, "KV (Redis)", "comma-separated host:port list instead of -redis-url: two or more make a Cluster client, with -redis-master-name they are Sentinels"},
 	{"redis-cluster", "CPOD_REDIS_CLUSTER", "false", "bool", false, "KV (Redis)", "use a Cluster client even with a single -redis-addrs entry (a configuration endpoint)"},
 	{"redis-master-name", "CPOD_REDIS_MASTER_NAME", "", "string", false, "KV (Redis)", "Sentinel master name (with -redis-addrs)"},
 	{"redis-username", "CPOD_REDIS_USERNAME", "", "string", false, "KV (Redis)", "Redis ACL user (with -redis-addrs)"},
 	{"redis-password", "CPOD_REDIS_PASSWORD", "", "string", true, "KV (Redis)", "Redis password (with -redis-addrs)"},
 	{"redis-tls", "CPOD_REDIS_TLS", "false", "bool", false, "KV (Redis)", "connect to -redis-addrs with TLS"},
-	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes"},
+	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes (on the embedded store: of the keys in a <data-dir>/kv.snapshot an earlier version left, imported on start)"},
 
 	// Limits
 	{"max-file-size", "CPOD_MAX_FILE_SIZE", "5GiB", "size", false, "Limits", "largest file (bytes, or with KiB, MiB, GiB suffix)"},
@@ -784,7 +784,7 @@ func checkConfig(v values) (*serverConfig, error) {
 			bad("%s and %s are contradictory", n("redis-master-name"), n("redis-cluster"))
 		}
 	default:
-		why := "the embedded Redis needs none"
+		why := "the embedded store needs none"
 		for _, f := range []string{"redis-cluster", "redis-master-name", "redis-username", "redis-password", "redis-tls"} {
 			onlyWith(f, "redis-addrs", why)
 		}
@@ -792,6 +792,18 @@ func checkConfig(v values) (*serverConfig, error) {
 	c.RedisKeyPrefix = str("redis-key-prefix")
 	if c.RedisKeyPrefix == "" || strings.ContainsAny(c.RedisKeyPrefix, "{}") {
 		bad("%s must be non-empty without '{' or '}'", n("redis-key-prefix"))
+	}
+	// The stores come as a set: MongoDB and Redis, or the embedded SQLite
+	// store, which holds documents, apps and kv in one database.
+	switch {
+	case !c.embeddedMongo() && c.embeddedRedis():
+		bad("%s needs a Redis for kv as well (%s or %s): MongoDB and Redis go together; without %s, documents, apps and kv live in the embedded SQLite store", n("mongo-uri"), n("redis-url"), n("redis-addrs"), n("mongo-uri"))
+	case c.embeddedMongo() && !c.embeddedRedis():
+		which := n("redis-url")
+		if c.RedisURL == "" {
+			which = n("redis-addrs")
+		}
+		bad("%s needs %s as well: MongoDB and Redis go together; without both, documents, apps and kv live in the embedded SQLite store", which, n("mongo-uri"))
 	}
 
 	// Limits.

@@ -278,6 +278,9 @@ func TestConfigProblems(t *testing.T) {
 		{"tls cert without key", []string{"-tls-cert-file", "/c.pem"}, nil, "CPOD_TLS_CERT_FILE (-tls-cert-file) and CPOD_TLS_KEY_FILE (-tls-key-file) must be set together"},
 		{"bad public url", nil, map[string]string{"CPOD_PUBLIC_URL": "api.example.com"}, "CPOD_PUBLIC_URL (-public-url) must be an absolute http(s) URL"},
 		{"bad bool", nil, map[string]string{"CPOD_S3_ENDPOINT": "http://h:1", "CPOD_S3_ACCESS_KEY": "k", "CPOD_S3_SECRET_KEY": "s", "CPOD_S3_CREATE_BUCKET": "yes please"}, "CPOD_S3_CREATE_BUCKET (-s3-create-bucket) must be true or false"},
+		{"mongo without redis", nil, map[string]string{"CPOD_MONGO_URI": "mongodb://db:27017/"}, "CPOD_MONGO_URI (-mongo-uri) needs a Redis for kv as well"},
+		{"redis without mongo", nil, map[string]string{"CPOD_REDIS_URL": "redis://127.0.0.1:6379"}, "CPOD_REDIS_URL (-redis-url) needs CPOD_MONGO_URI (-mongo-uri) as well"},
+		{"redis addrs without mongo", nil, map[string]string{"CPOD_REDIS_ADDRS": "r1:6379,r2:6379"}, "CPOD_REDIS_ADDRS (-redis-addrs) needs CPOD_MONGO_URI (-mongo-uri) as well"},
 		{"brace in redis prefix", nil, map[string]string{"CPOD_REDIS_KEY_PREFIX": "a{b}"}, "CPOD_REDIS_KEY_PREFIX (-redis-key-prefix) must be non-empty without '{' or '}'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,7 +304,7 @@ func TestConfigProblems(t *testing.T) {
 // TestConfigAllProblemsAtOnce: the operator sees every problem in one run.
 func TestConfigAllProblemsAtOnce(t *testing.T) {
 	t.Parallel()
-	_, err := parseConfig([]string{"-addr", "x", "-log-format", "xml"}, envFunc(map[string]string{"CPOD_MONGO_URI": "mysql://x"}), io.Discard)
+	_, err := parseConfig([]string{"-addr", "x", "-log-format", "xml"}, envFunc(map[string]string{"CPOD_MONGO_URI": "mysql://x", "CPOD_REDIS_URL": "redis://127.0.0.1:6379"}), io.Discard)
 	var ce *configError
 	if !errors.As(err, &ce) || len(ce.problems) != 3 {
 		t.Fatalf("err = %v, want 3 problems", err)

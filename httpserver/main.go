@@ -3,10 +3,9 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (files on disk), documents and apps
-// in the embedded SQLite store (cpod.db), kv values in an in-memory miniredis saved to a
-// snapshot on a graceful stop (package embedded runs all three). On first
-// start it generates a token-signing secret,
+// ./cpod-data: files in an embedded S3 (files on disk), documents, apps and
+// kv values in the embedded SQLite store (cpod.db; package embedded runs
+// both). On first start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
 //	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write,storage.user.read,storage.user.write
@@ -234,9 +233,6 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	for _, k := range kinds {
 		s.log.Info("backend", "store", k, "backend", s.backends.Kinds[k])
 	}
-	if s.cfg.embeddedRedis() {
-		s.log.Warn("kv values live in memory: the embedded Redis saves them on a graceful stop and every 30s, so a crash (SIGKILL) loses up to 30s of kv writes; set CPOD_REDIS_URL for a real Redis")
-	}
 	if len(generated) > 0 {
 		s.log.Info("generated secrets in the data directory (0600 files)", "data_dir", s.cfg.DataDir, "files", strings.Join(generated, ","))
 	}
@@ -363,7 +359,7 @@ func (s *server) serve(signals chan os.Signal) int {
 }
 
 // stopBackends stops the backends: by the shutdown deadline after a signal
-// (at once after a second one; the kv snapshot is written all the same), or
+// (at once after a second one), or
 // within 10 s after a failed start.
 func (s *server) stopBackends() {
 	if s.backends != nil {
