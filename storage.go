@@ -578,6 +578,9 @@ func (e *Engine) writeError(c *call, err error) {
 	case CodeBackendUnavailable:
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
+	case CodeInsufficientStorage:
+		// No Retry-After: nothing changes until someone frees space.
+		e.log.Error("storage: backend out of space", "request_id", c.reqID, "method", c.r.Method, "backend", ee.backend, "err", ee.Err)
 	}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		// Every 401 and 403, signed URLs' expired and invalid_signature too.
