@@ -1,0 +1,132 @@
+package storage_test
+
+import (
+	"database/sql"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite"
+
+	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/cpodtest"
+)
+
+// fullableSQLite opens a SQLite database like embedded.OpenSQLite does,
+// that holds at most maxPages pages (max_page_count on every connection):
+// past them every write fails with SQLITE_FULL, exactly as on a full disk.
+func fullableSQLite(t *testing.T, maxPages int) *sql.DB {
+	t.Helper()
+	u := url.URL{Scheme: "file", Path: filepath.Join(t.TempDir(), "cpod.db")}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("max_page_count(%d)", maxPages))
+	q.Add("_txlock", "immediate")
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestSQLiteFull: when the SQLite store cannot grow (SQLITE_FULL), document
+// writes and app registrations answer 507 insufficient_storage without
+// Retry-After, never 500 or 503; reads keep working and every acknowledged
+// document keeps its value; once space is freed (a delete), writes work
+// again.
+func TestSQLiteFull(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t, cpodtest.WithSQLite(), cpodtest.WithConfig(func(c *storage.Config) {
+		c.SQL = fullableSQLite(t, 40) // 160 KiB: the schema and a few documents
+	}))
+	srv.RegisterApp(t, "app-full", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-full", User: "u1", Scopes: allScopes})
+
+	value := strings.Repeat("x", 8<<10)
+	acked := map[string]bool{}
+	full := false
+	for i := 0; i < 100 && !full; i++ {
+		key := fmt.Sprintf("doc-%03d", i)
+		r := do(t, srv, "PUT", "/v1/storage/db/notes/"+key, tok, map[string]any{"text": value, "i": i})
+		switch r.status {
+		case 200:
+			acked[key] = true
+		case 507:
+			wantStatus(t, r, 507, "insufficient_storage")
+			if ra := r.header.Get("Retry-After"); ra != "" {
+				t.Fatalf("507 with Retry-After %q", ra)
+			}
+			full = true
+		default:
+			t.Fatalf("PUT %s on a full store: status %d, want 200 or 507: %s", key, r.status, r.body)
+		}
+	}
+	if !full || len(acked) == 0 {
+		t.Fatalf("the store never filled up (%d documents written)", len(acked))
+	}
+	// Every kind of write of the store says the same.
+	r := do(t, srv, "POST", "/v1/storage/db/notes/batch", tok, map[string]any{"ops": []any{map[string]any{"op": "set", "key": "b1", "value": value}}})
+	if r.status == 200 {
+		var b struct {
+			Results []struct {
+				OK    bool
+				Error string
+			}
+		}
+		decode(t, r, &b)
+		if b.Results[0].OK || b.Results[0].Error != "insufficient_storage" {
+			t.Fatalf("batch set on a full store: %s", r.body)
+		}
+	} else {
+		wantStatus(t, r, 507, "insufficient_storage")
+	}
+	// An app registration may still fit in the registry's last page; the
+	// next ones do not.
+	for i := 0; ; i++ {
+		app := fmt.Sprintf(`{"client_id":"app-more-%d","name":"%s","declared_scopes":["storage.private.read"],"app_type":"service"}`, i, strings.Repeat("n", 200))
+		r := doAdmin(t, srv, "POST", "/v1/oauth/apps", app)
+		if r.status == 201 && i < 200 {
+			continue
+		}
+		wantStatus(t, r, 507, "insufficient_storage")
+		break
+	}
+
+	// Reads keep working, and nothing acknowledged was lost.
+	for key := range acked {
+		r := do(t, srv, "GET", "/v1/storage/db/notes/"+key, tok, nil)
+		wantStatus(t, r, 200, "")
+		var d struct{ Value struct{ Text string } }
+		decode(t, r, &d)
+		equal(t, key+" text length", len(d.Value.Text), len(value))
+	}
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/db/notes/query", tok, map[string]any{"limit": 1000}), 200, "")
+	wantStatus(t, do(t, srv, "GET", "/readyz", "", nil), 200, "")
+
+	// Deleting frees pages; writes work again.
+	for key := range acked {
+		if r := do(t, srv, "DELETE", "/v1/storage/db/notes/"+key, tok, nil); r.status != 204 {
+			t.Fatalf("DELETE %s: %d %s", key, r.status, r.body)
+		}
+		delete(acked, key)
+		if len(acked) < 3 {
+			break
+		}
+	}
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/notes/after", tok, map[string]any{"text": value}), 200, "")
+	for key := range acked {
+		wantStatus(t, do(t, srv, "GET", "/v1/storage/db/notes/"+key, tok, nil), 200, "")
+	}
+}
+
+// doAdmin sends an admin request with srv's admin token.
+func doAdmin(t *testing.T, srv *cpodtest.Server, method, path string, body string) resp {
+	t.Helper()
+	return do(t, srv, method, path, srv.AdminToken, body)
+}
