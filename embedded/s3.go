@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -399,7 +400,16 @@ var (
 	errNotImplemented  = errS3(http.StatusNotImplemented, "NotImplemented", "This request is not supported by the embedded S3.")
 	errInvalidArgument = errS3(http.StatusBadRequest, "InvalidArgument", "Invalid argument.")
 	errBucketNotEmpty  = errS3(http.StatusConflict, "BucketNotEmpty", "The bucket you tried to delete is not empty.")
+	// errStorageFull is MinIO's answer past its free-space threshold: a
+	// write that met a full disk (ENOSPC, EDQUOT) stored nothing. 507 is
+	// not among the statuses minio-go retries.
+	errStorageFull = errS3(http.StatusInsufficientStorage, "XMinioStorageFull", "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.")
 )
+
+// outOfSpace reports whether err is the disk saying it is full.
+func outOfSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // ServeHTTP serves path-style requests: /bucket and /bucket/key.
 func (s *fileStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -437,6 +447,9 @@ func (s *fileStore) writeError(w http.ResponseWriter, r *http.Request, err error
 		e = errNoSuchKey
 	case errors.Is(err, errPrecondition):
 		e = errPreconditionS3
+	case outOfSpace(err):
+		s.log.Warn("embedded S3: "+r.Method+" refused: the disk is full", "err", err)
+		e = errStorageFull
 	default:
 		if r.Context().Err() == nil {
 			s.log.Error("embedded S3: "+r.Method+" failed", "err", err)
@@ -1174,6 +1187,9 @@ func (s *fileStore) uploadPart(w http.ResponseWriter, r *http.Request, bucket, k
 	}
 	dst := partFile(s.uploadDir(id), n)
 	if err := os.WriteFile(dst+".etag", []byte(etag), 0o600); err != nil {
+		if outOfSpace(err) {
+			return err
+		}
 		return errNoSuchUpload // aborted meanwhile
 	}
 	if err := os.Rename(p.f.Name(), dst); err != nil {
