@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -88,4 +89,65 @@ func TestS3DiskFull(t *testing.T) {
 	}
 	acked["after"] = data
 	check()
+}
+
+// TestDiskCheck: the readiness check of the data directory's free space
+// reports free, total and the floor, passes above the floor (never with a
+// floor of 0), fails below it with a message naming both sizes (and no
+// path), and defaults to 1% of the disk, at least 64 MiB.
+func TestDiskCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b, err := embedded.Start(context.Background(), embedded.Config{Dir: dir, NoDocuments: true, NoKV: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx := context.Background()
+	facts, err := b.DiskCheck(0)(ctx)
+	if err != nil || facts["totalBytes"] <= 0 || facts["freeBytes"] <= 0 || facts["freeBytes"] > facts["totalBytes"] || facts["minFreeBytes"] != 0 {
+		t.Fatalf("floor 0: %v, %v", facts, err)
+	}
+	facts, err = b.DiskCheck(-1)(ctx)
+	if want := embedded.DefaultMinFreeSpace(facts["totalBytes"]); facts["minFreeBytes"] != want || want < 64<<20 || want < facts["totalBytes"]/100 {
+		t.Fatalf("default floor %d, want %d (1%% of %d, at least 64 MiB)", facts["minFreeBytes"], want, facts["totalBytes"])
+	}
+	if (err == nil) != (facts["freeBytes"] >= facts["minFreeBytes"]) {
+		t.Fatalf("default floor: %v with %v", err, facts)
+	}
+	above := facts["freeBytes"] + 1<<40
+	facts, err = b.DiskCheck(above)(ctx)
+	if err == nil || facts["minFreeBytes"] != above {
+		t.Fatalf("floor above the free space: %v, %v", facts, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "MiB free, below the floor of") || strings.Contains(msg, dir) {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+// TestDiskCheckFills: on a 16 MiB disk that fills up, the check passes while
+// the free space is above a 4 MiB floor and fails once writes took it below.
+func TestDiskCheckFills(t *testing.T) {
+	dir := tmpfstest.Mount(t, 16<<20)
+	b, err := embedded.Start(context.Background(), embedded.Config{Dir: dir, NoDocuments: true, NoKV: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx := context.Background()
+	check := b.DiskCheck(4 << 20)
+	facts, err := check(ctx)
+	if err != nil || facts["totalBytes"] != 16<<20 {
+		t.Fatalf("empty disk: %v, %v", facts, err)
+	}
+	if _, err := b.DiskCheck(-1)(ctx); err == nil {
+		t.Fatal("the default floor (64 MiB) passed on a 16 MiB disk")
+	}
+	data := bytes.Repeat([]byte{'f'}, 13<<20)
+	if _, err := b.S3.PutObject(ctx, b.Bucket, "big", bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if facts, err := check(ctx); err == nil {
+		t.Fatalf("13 MiB written on 16 MiB: %v passes a 4 MiB floor", facts)
+	}
 }

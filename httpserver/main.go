@@ -171,6 +171,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		AppStaleIfError: cfg.AppStaleIfError,
 		Logger:          log.With("component", "storage"),
 		Metrics:         metricsRegisterer(registry),
+		ReadyChecks:     s.backends.ReadyChecks,
 	})
 	if err != nil {
 		return nil, err
