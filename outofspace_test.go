@@ -12,6 +12,7 @@ import (
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
+	"github.com/cpod/storage/internal/tmpfstest"
 )
 
 // fullableSQLite opens a SQLite database like embedded.OpenSQLite does,
@@ -129,4 +130,60 @@ func TestSQLiteFull(t *testing.T) {
 func doAdmin(t *testing.T, srv *cpodtest.Server, method, path string, body string) resp {
 	t.Helper()
 	return do(t, srv, method, path, srv.AdminToken, body)
+}
+
+// TestDiskFullEmbedded: cpodtest's backends (the embedded S3, FerretDB or
+// the SQLite store for documents) on a 16 MiB disk (a tmpfs; root only):
+// files fill it until uploads answer 507 insufficient_storage, then
+// document writes answer the same; reads go on; every answer conforms to
+// openapi.json (cpodtest's contract check).
+func TestDiskFullEmbedded(t *testing.T) {
+	for _, store := range []string{"ferretdb", "sqlite"} {
+		t.Run(store, func(t *testing.T) {
+			t.Setenv("TMPDIR", tmpfstest.Mount(t, 16<<20)) // the fakes' temporary directory
+			var opts []cpodtest.Option
+			if store == "sqlite" {
+				opts = append(opts, cpodtest.WithSQLite())
+			}
+			srv := cpodtest.NewServer(t, opts...)
+			if srv.Mongo == nil && store == "ferretdb" {
+				t.Skip("CPODTEST_STORE runs cpodtest on the SQLite store")
+			}
+			srv.RegisterApp(t, "app-full", allScopes...)
+			tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-full", User: "u1", Scopes: allScopes})
+			wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/notes/early", tok, map[string]any{"text": "early"}), 200, "")
+			files := map[string]int{}
+			for i, size := 0, 1<<20; ; i++ {
+				name := fmt.Sprintf("fill/%03d", i)
+				r := do(t, srv, "PUT", "/v1/storage/files/"+name, tok, strings.Repeat("f", size))
+				if r.status == 200 && i < 100 {
+					files[name] = size
+					continue
+				}
+				wantStatus(t, r, 507, "insufficient_storage")
+				equal(t, "Retry-After", r.header.Get("Retry-After"), "")
+				if size == 4<<10 {
+					break
+				}
+				size /= 16
+			}
+			for i := 0; ; i++ {
+				r := do(t, srv, "PUT", fmt.Sprintf("/v1/storage/db/notes/d%03d", i), tok, map[string]any{"text": strings.Repeat("d", 32<<10)})
+				if r.status == 200 && i < 100 {
+					continue
+				}
+				wantStatus(t, r, 507, "insufficient_storage")
+				equal(t, "Retry-After", r.header.Get("Retry-After"), "")
+				break
+			}
+			for name, size := range files {
+				r := do(t, srv, "GET", "/v1/storage/files/"+name, tok, nil)
+				wantStatus(t, r, 200, "")
+				equal(t, name+" size", len(r.body), size)
+			}
+			r := do(t, srv, "GET", "/v1/storage/db/notes/early", tok, nil)
+			wantStatus(t, r, 200, "")
+			equal(t, "document", strings.TrimSpace(string(r.body)), `{"key":"early","value":{"text":"early"}}`)
+		})
+	}
 }
