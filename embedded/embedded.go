@@ -62,6 +62,7 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -150,6 +151,12 @@ type Config struct {
 	// Miniredis.FastForward, for deterministic tests. Default false: TTLs
 	// run on the wall clock, as in Redis.
 	KVManualClock bool
+	// ScrubInterval is how often the embedded S3 reads every object to
+	// find damaged ones (each logged at ERROR) and gives checksums to the
+	// objects of earlier versions (see Backends.Scrub), with Dir set. The
+	// first scrub starts right after Start, in the background. Default 0:
+	// only that one; negative: never.
+	ScrubInterval time.Duration
 	// KVSnapshotInterval is how often the kv snapshot is written while kv
 	// changes (a command of Backends.Redis that may change data: reads
 	// never bring one; with Loopback, other clients' writes are not seen),
@@ -179,6 +186,7 @@ type Backends struct {
 
 	log     *slog.Logger
 	dir     string
+	files   *fileStore // nil with Config.NoFiles
 	closeMu sync.Mutex
 	closers []func(context.Context) error
 }
@@ -366,7 +374,10 @@ func (b *Backends) startS3(ctx context.Context, cfg Config, durable bool, sockDi
 	if err != nil {
 		return err
 	}
-	b.S3, b.Bucket = c, cfg.Bucket
+	b.S3, b.Bucket, b.files = c, cfg.Bucket, store
+	if durable && cfg.ScrubInterval >= 0 {
+		b.scrubLoop(cfg.ScrubInterval)
+	}
 	if durable {
 		b.Kinds["files"] = "embedded S3 on the filesystem in " + dir + " (persistent)"
 	} else {
@@ -666,4 +677,47 @@ func (c *wallClock) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		c.tick(wallClockStep)
 		return next(ctx, cmds)
 	}
+}
+
+// Scrub reads every object of the embedded S3 and verifies it against its
+// checksums, logging each damaged one at ERROR (by the hash of its key,
+// never the key) and a summary; objects written by earlier versions, which
+// have none, are given checksums (after checking their MD5 ETag where they
+// have one). It returns what it found, or ctx's error when ctx ended first.
+// Start runs one in the background with a data directory (see
+// Config.ScrubInterval); this one runs now, for tools and tests.
+func (b *Backends) Scrub(ctx context.Context) (ScrubReport, error) {
+	if b.files == nil {
+		return ScrubReport{}, errors.New("embedded S3: not started (Config.NoFiles)")
+	}
+	return b.files.scrub(ctx)
+}
+
+// scrubLoop scrubs the embedded S3 in the background now and, with every
+// positive, every so often, until Close.
+func (b *Backends) scrubLoop(every time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, _ = b.files.scrub(ctx)
+			if every <= 0 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	b.onClose(func(cctx context.Context) error {
+		cancel()
+		select {
+		case <-done:
+		case <-cctx.Done():
+		}
+		return nil
+	})
 }
