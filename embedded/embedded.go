@@ -36,6 +36,16 @@
 // request signatures or presigned URL expiry: only this process can reach
 // it (a Unix socket in a 0700 directory, or loopback with Config.Loopback).
 //
+// Each object file carries the CRC-32C of every 1 MiB block and of its
+// metadata; reads verify what they serve, so damaged bytes are never a
+// complete answer (410 XCpodObjectDamaged before any byte, or a connection
+// cut before the damaged block), each logged at ERROR by the hash of the
+// key; a scrub (Backends.Scrub, and in the background after Start, see
+// Config.ScrubInterval) finds damaged objects and gives checksums to those
+// of earlier versions. A write that meets a full disk is MinIO's 507
+// XMinioStorageFull, and stores nothing; Backends.DiskCheck is a readiness
+// check of the free space (storage.Config.ReadyChecks).
+//
 // # Documents
 //
 // FerretDB v1 on SQLite. Its SQLite pool holds at most 100 connections and
