@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -129,6 +130,23 @@ func TestDiskFull(t *testing.T) {
 		want(t, "early kv", putKV(k, v), 204)
 		kv[k] = v
 	}
+
+	// A file larger than the whole disk is refused while its body is
+	// still arriving; nothing of it stays.
+	huge := content(40 << 20)
+	wantFull(t, "PUT a file larger than the disk", "PUT", "/v1/storage/files/huge.bin", putFile("huge.bin", huge))
+	want(t, "GET the refused file", call(t, "GET", srv.URL+"/v1/storage/files/huge.bin", token, nil, nil), 404)
+	// The same without Content-Length: a multipart upload whose part is
+	// refused.
+	req, _ := http.NewRequest("PUT", srv.URL+"/v1/storage/files/huge-chunked.bin", io.MultiReader(bytes.NewReader(huge)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantFull(t, "PUT a chunked file larger than the disk", "PUT", "/v1/storage/files/huge-chunked.bin", response{res.StatusCode, res.Header, b})
 
 	// Fill the disk with files, smaller and smaller, until even a small
 	// one is refused.
