@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -59,7 +60,7 @@ type fileStore struct {
 	log  *slog.Logger
 	// noVerify serves without verifying checksums: for the benchmark that
 	// measures what verifying costs, nothing else.
-	noVerify bool
+	noVerify atomic.Bool
 
 	mu      sync.RWMutex
 	buckets map[string]*bucketIndex

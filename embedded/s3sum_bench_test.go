@@ -45,7 +45,7 @@ func BenchmarkS3GetVerify(b *testing.B) {
 					b.Fatal(err)
 				}
 				get := func(verify bool) time.Duration {
-					bk.files.noVerify = !verify
+					bk.files.noVerify.Store(!verify)
 					start := time.Now()
 					if via == "handler" {
 						bk.files.ServeHTTP(discardResponse{http.Header{}}, httptest.NewRequest("GET", "/"+bk.Bucket+"/k", nil))
