@@ -266,3 +266,21 @@ func TestDiskFull(t *testing.T) {
 	srv = startServer(t, dir, "-min-free-space", "2MiB")
 	check("after a restart")
 }
+
+// TestDiskFloorWarning: a server whose data directory's disk is already
+// below the free-space floor says so at start, naming the setting, and
+// /readyz answers 503 from the start (here the default floor, at least
+// 64 MiB, on a 24 MiB disk).
+func TestDiskFloorWarning(t *testing.T) {
+	dir := tmpfstest.Mount(t, 24<<20)
+	srv := startServer(t, dir)
+	if logs := srv.stderr.String(); !strings.Contains(logs, "/readyz answers 503 until the data directory's disk has more free space") || !strings.Contains(logs, "CPOD_MIN_FREE_SPACE (-min-free-space)") {
+		t.Fatalf("no warning about the free-space floor:\n%s", logs)
+	}
+	r := call(t, "GET", srv.URL+"/readyz", "", nil, nil)
+	want(t, "readyz below the default floor", r, 503)
+	conforms(t, "GET", "/readyz", r)
+	if !strings.Contains(string(r.body), "below the floor of 64.0 MiB") {
+		t.Fatalf("readyz: %s", r.body)
+	}
+}
