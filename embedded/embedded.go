@@ -72,7 +72,6 @@ package embedded
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -687,47 +686,4 @@ func (c *wallClock) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		c.tick(wallClockStep)
 		return next(ctx, cmds)
 	}
-}
-
-// Scrub reads every object of the embedded S3 and verifies it against its
-// checksums, logging each damaged one at ERROR (by the hash of its key,
-// never the key) and a summary; objects written by earlier versions, which
-// have none, are given checksums (after checking their MD5 ETag where they
-// have one). It returns what it found, or ctx's error when ctx ended first.
-// Start runs one in the background with a data directory (see
-// Config.ScrubInterval); this one runs now, for tools and tests.
-func (b *Backends) Scrub(ctx context.Context) (ScrubReport, error) {
-	if b.files == nil {
-		return ScrubReport{}, errors.New("embedded S3: not started (Config.NoFiles)")
-	}
-	return b.files.scrub(ctx)
-}
-
-// scrubLoop scrubs the embedded S3 in the background now and, with every
-// positive, every so often, until Close.
-func (b *Backends) scrubLoop(every time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			_, _ = b.files.scrub(ctx)
-			if every <= 0 {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(every):
-			}
-		}
-	}()
-	b.onClose(func(cctx context.Context) error {
-		cancel()
-		select {
-		case <-done:
-		case <-cctx.Done():
-		}
-		return nil
-	})
 }
