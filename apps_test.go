@@ -80,13 +80,18 @@ func TestAppScopeChangeApplies(t *testing.T) {
 	waitFor(t, deleted, func() bool { return do(t, srv, "GET", "/v1/storage/kv/k", tok, nil).status == http.StatusUnauthorized })
 }
 
-// waitFor polls cond until it holds, failing the test if that takes more
-// than one second after since.
+// waitFor polls cond until it holds, failing the test if a poll that began
+// more than one second after since still finds it false (timed from its
+// start, as waitWithin).
 func waitFor(t *testing.T, since time.Time, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		if time.Since(since) > time.Second {
-			t.Fatal("the change did not apply within one second")
+	for {
+		polled := time.Now()
+		if cond() {
+			return
+		}
+		if polled.Sub(since) > time.Second {
+			t.Fatalf("the change did not apply within one second (a request sent %v after it saw the old state)", polled.Sub(since))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,9 +121,12 @@ type verifier struct {
 	keys    []verifyKey
 	keyfunc jwt.Keyfunc
 	parser  *jwt.Parser
+	algs    []string // the accepted algorithms
 	claims  ClaimNames
 	now     func() time.Time
 	leeway  time.Duration
+	issuer  string // AuthConfig.Issuer
+	aud     string // AuthConfig.Audience
 
 	// cache holds verified tokens by the SHA-256 of their text, for
 	// cacheTTL (AuthConfig.CacheTTL); nil when disabled.
@@ -151,7 +155,7 @@ type verifyKey struct {
 }
 
 func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
-	v := &verifier{claims: c.Claims, now: now, leeway: c.Leeway}
+	v := &verifier{claims: c.Claims, now: now, leeway: c.Leeway, issuer: c.Issuer, aud: c.Audience}
 	switch {
 	case c.CacheTTL == 0:
 		v.cacheTTL = time.Second
@@ -207,6 +211,7 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 	default:
 		return nil, errors.New("Auth.Keys or Auth.Keyfunc is required")
 	}
+	v.algs = algs
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
@@ -227,9 +232,95 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 		if err := checkHeader(t.Header); err != nil {
 			return nil, err
 		}
-		return keyfunc(t)
+		k, err := keyfunc(t)
+		var ke *keyError
+		if err != nil && !errors.As(err, &ke) {
+			err = &keyError{reason: reasonUnknownKey, err: err} // a Keyfunc's: no key for the token
+		}
+		return k, err
 	}
 	return v, nil
+}
+
+// The reasons a bearer token is refused: a fixed list (design.md), so that
+// a 401 says which check failed without echoing anything of the token.
+// Each is the whole message of the 401 invalid_token, its
+// WWW-Authenticate error_description and the reason of the server's log
+// line.
+const (
+	reasonMalformed     = "malformed"
+	reasonAlgorithm     = "unsupported algorithm"
+	reasonUnknownKey    = "unknown key"
+	reasonBadSignature  = "bad signature"
+	reasonExpired       = "expired"
+	reasonNotYetValid   = "not yet valid"
+	reasonWrongIssuer   = "wrong issuer"
+	reasonWrongAudience = "wrong audience"
+)
+
+// reasonMissingClaim and reasonInvalidID complete the list, for a claim by
+// its configured name.
+func reasonMissingClaim(name string) string { return "missing claim " + name }
+func reasonInvalidID(name string) string    { return "invalid id in claim " + name }
+
+// tokenRefused is the 401 of a token refused for reason (one of the list
+// above); err, the cause, stays internal.
+func tokenRefused(reason string, err error) *Error {
+	return &Error{Code: CodeInvalidToken, Message: reason, Err: err}
+}
+
+// keyError is a failure of the key lookup (checkHeader, lookup or a
+// Keyfunc), carrying its reason through the jwt parser.
+type keyError struct {
+	reason string
+	err    error
+}
+
+func (e *keyError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// refusal names the reason of a failed ParseWithClaims: the first check
+// that failed, in the parser's order (header and algorithm, key, signature,
+// then the claims: exp, nbf, iss, aud). The signature is checked before any
+// claim, so an expired token with a bad signature is a bad signature.
+func (v *verifier) refusal(tok *jwt.Token, claims jwt.MapClaims, err error) string {
+	var ke *keyError
+	missing := func(name string) bool {
+		val, ok := claims[name]
+		return !ok || val == nil || val == ""
+	}
+	switch {
+	case errors.As(err, &ke):
+		return ke.reason
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return reasonMalformed
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// The keyfunc's failures are keyErrors: this is an alg that jwt
+		// does not know, or none at all.
+		return reasonAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		if tok != nil && tok.Method != nil && !slices.Contains(v.algs, tok.Method.Alg()) {
+			return reasonAlgorithm // "none", or an algorithm no key verifies
+		}
+		return reasonBadSignature
+	case errors.Is(err, jwt.ErrInvalidType):
+		return reasonMalformed // exp, nbf, iss or aud of the wrong type
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && missing("exp"):
+		return reasonMissingClaim("exp")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return reasonExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return reasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return reasonWrongIssuer
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && v.issuer != "" && missing("iss"):
+		return reasonMissingClaim("iss")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return reasonWrongAudience
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && v.aud != "":
+		return reasonMissingClaim("aud")
+	}
+	return reasonMalformed
 }
 
 // checkHeader refuses a token header that asks for more than the engine
@@ -239,9 +330,12 @@ func newVerifier(c AuthConfig, now func() time.Time) (*verifier, error) {
 // empty or null, which the RFC forbids) is refused. jku, x5u, jwk and x5c
 // would let the token choose its own verification key: refused too.
 func checkHeader(h map[string]any) error {
-	for _, name := range []string{"crit", "jku", "x5u", "jwk", "x5c"} {
+	if _, ok := h["crit"]; ok {
+		return &keyError{reason: reasonMalformed, err: errors.New(`header "crit" is not accepted`)}
+	}
+	for _, name := range []string{"jku", "x5u", "jwk", "x5c"} {
 		if _, ok := h[name]; ok {
-			return fmt.Errorf("header %q is not accepted", name)
+			return &keyError{reason: reasonUnknownKey, err: fmt.Errorf("header %q is not accepted", name)}
 		}
 	}
 	return nil
@@ -325,7 +419,7 @@ func (v *verifier) lookup(t *jwt.Token) (any, error) {
 	if raw, ok := t.Header["kid"]; ok {
 		s, ok := raw.(string)
 		if !ok {
-			return nil, errors.New("kid is not a string")
+			return nil, &keyError{reason: reasonMalformed, err: errors.New("kid is not a string")}
 		}
 		kid = s
 	}
@@ -343,13 +437,13 @@ func (v *verifier) lookup(t *jwt.Token) (any, error) {
 		}
 	}
 	if len(set.Keys) == 0 {
-		return nil, errors.New("no key for this token")
+		return nil, &keyError{reason: reasonUnknownKey, err: errors.New("no key for this token")}
 	}
 	return set, nil
 }
 
 // verify checks a bearer token and returns the identity it carries. Every
-// failure is invalid_token; the reason is for the log only. A token verified
+// failure is invalid_token with its reason (see tokenRefused). A token verified
 // in the last cacheTTL is answered from the cache while it is still valid
 // (see AuthConfig.CacheTTL); callers must not change the returned Scopes.
 func (v *verifier) verify(raw string) (Identity, error) {
@@ -404,55 +498,57 @@ func (v *verifier) fresh(t *verifiedToken, now time.Time) bool {
 // and reads its identity, without the cache.
 func (v *verifier) parse(raw string) (*verifiedToken, error) {
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
-		return nil, &Error{Code: CodeInvalidToken, Message: "the bearer token is not valid", Err: err}
+	tok, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc)
+	if err != nil {
+		return nil, tokenRefused(v.refusal(tok, claims, err), err)
 	}
-	str := func(name string) (string, bool) {
-		val, ok := claims[name]
-		if !ok {
-			return "", true
+	// id reads the id claim name: a string that validID accepts; has is
+	// false when the claim is absent.
+	id := func(name string) (s string, has bool, err error) {
+		val, has := claims[name]
+		if !has {
+			return "", false, nil
 		}
-		s, ok := val.(string)
-		return s, ok
+		if s, ok := val.(string); ok && validID(s) {
+			return s, true, nil
+		}
+		return "", true, tokenRefused(reasonInvalidID(name), nil)
 	}
-	bad := func(what string) (*verifiedToken, error) {
-		return nil, errorf(CodeInvalidToken, "the token's %s claim is missing or not a valid id", what)
-	}
-	var id Identity
-	var ok bool
-	if id.Tenant, ok = str(v.claims.Tenant); !ok || !validID(id.Tenant) {
-		return bad(v.claims.Tenant)
-	}
-	if id.App, ok = str(v.claims.App); !ok || !validID(id.App) {
-		return bad(v.claims.App)
+	var ident Identity
+	for _, c := range []struct {
+		name string
+		dst  *string
+	}{{v.claims.Tenant, &ident.Tenant}, {v.claims.App, &ident.App}} {
+		var has bool
+		if *c.dst, has, err = id(c.name); err != nil {
+			return nil, err
+		} else if !has {
+			return nil, tokenRefused(reasonMissingClaim(c.name), nil)
+		}
 	}
 	// The user claim, when present, must be a valid id, "" included; only
 	// a missing one, or one equal to the app, means no user.
-	_, hasUser := claims[v.claims.User]
-	if id.User, ok = str(v.claims.User); !ok {
-		return bad(v.claims.User)
-	}
-	if id.User == id.App {
-		id.User = "" // a client-credentials token carries no user
-	} else if hasUser && !validID(id.User) {
-		return bad(v.claims.User)
+	if user, ok := claims[v.claims.User].(string); ok && user == ident.App {
+		ident.User = "" // a client-credentials token carries no user
+	} else if ident.User, _, err = id(v.claims.User); err != nil {
+		return nil, err
 	}
 	switch s := claims[v.claims.Scope].(type) {
 	case nil:
 	case string:
-		id.Scopes = strings.Split(s, " ")
+		ident.Scopes = strings.Split(s, " ")
 	case []any:
 		for _, e := range s {
 			es, ok := e.(string)
 			if !ok {
-				return nil, errorf(CodeInvalidToken, "the token's %s claim must hold strings", v.claims.Scope)
+				return nil, tokenRefused(reasonMalformed, fmt.Errorf("the %s claim holds a %T", v.claims.Scope, e))
 			}
-			id.Scopes = append(id.Scopes, es)
+			ident.Scopes = append(ident.Scopes, es)
 		}
 	default:
-		return nil, errorf(CodeInvalidToken, "the token's %s claim must be a string or an array of strings", v.claims.Scope)
+		return nil, tokenRefused(reasonMalformed, fmt.Errorf("the %s claim is a %T, not a string or an array of strings", v.claims.Scope, s))
 	}
-	t := &verifiedToken{id: id}
+	t := &verifiedToken{id: ident}
 	// The parser required exp and read both claims without error.
 	if exp, _ := claims.GetExpirationTime(); exp != nil {
 		t.exp = exp.Time
@@ -467,7 +563,9 @@ func (v *verifier) parse(raw string) (*verifiedToken, error) {
 func bearer(r *http.Request) (string, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) == 0 {
-		return "", errorf(CodeInvalidToken, "missing Authorization: Bearer token")
+		e := errorf(CodeInvalidToken, "missing Authorization: Bearer token")
+		e.logReason = "no Authorization header"
+		return "", e
 	}
 	if len(h) > 1 {
 		return "", errorf(CodeInvalidToken, "more than one Authorization header")
@@ -477,7 +575,9 @@ func bearer(r *http.Request) (string, error) {
 	}
 	scheme, tok, ok := strings.Cut(h[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", errorf(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
+		e := errorf(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
+		e.logReason = "the Authorization header is not of the bearer scheme with one token"
+		return "", e
 	}
 	return tok, nil
 }
@@ -490,6 +590,9 @@ func (e *Engine) authorizeCall(c *call, a Access) (Identity, Tier, error) {
 		return Identity{}, "", err
 	}
 	id, err := e.authorize(c.r, tier, a)
+	if err == nil {
+		c.setTenant(id.Tenant)
+	}
 	return id, tier, err
 }
 

@@ -28,7 +28,7 @@ func TestAuthCachedTokenExpiresOnEngineClock(t *testing.T) {
 	srv.AdvanceClock(4 * time.Second)
 	r := do(t, srv, "GET", "/v1/storage/kv/missing", tok, nil)
 	wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
-	equal(t, "WWW-Authenticate", r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token"`)
+	equal(t, "WWW-Authenticate", r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token", error_description="expired"`)
 }
 
 // TestAuthCachedTokenAppChange: a cached token does not cache its app: an

@@ -71,54 +71,58 @@ func TestAuthRejectsBadTokens(t *testing.T) {
 	rsaPub, _ := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
 	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaPub})
 
+	// Each is refused for its reason, from design.md's fixed list, in the
+	// message and in WWW-Authenticate's error_description alike.
 	cases := []struct {
-		name  string
-		token string
+		name   string
+		token  string
+		reason string
 	}{
-		{"alg none", unsigned(t, "none", goodClaims(srv))},
-		{"alg None", unsigned(t, "None", goodClaims(srv))},
-		{"alg NONE", unsigned(t, "NONE", goodClaims(srv))},
-		{"alg nOnE", unsigned(t, "nOnE", goodClaims(srv))},
-		{"HS256 with the signature removed", stripSig(sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), nil))},
-		{"HS256 signed with an RSA public key", sign(t, jwt.SigningMethodHS256, rsaPEM, goodClaims(srv), nil)},
-		{"RS256 with a key we do not know", sign(t, jwt.SigningMethodRS256, rsaKey, goodClaims(srv), nil)},
-		{"other HMAC secret", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("k", 32)), goodClaims(srv), nil)},
-		{"unknown kid", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"kid": "k2"})},
-		{"path-like kid", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"kid": "../../dev/null"})},
-		{"jku header", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"jku": "http://127.0.0.1:1/jwks"})},
-		{"missing exp", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { delete(c, "exp") }), nil)},
-		{"expired", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["exp"] = srv.Now().Add(-time.Second).Unix() }), nil)},
-		{"expired with bad signature", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("z", 32)), with(func(c jwt.MapClaims) { c["exp"] = srv.Now().Add(-time.Hour).Unix() }), nil)},
-		{"nbf in the future", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["nbf"] = srv.Now().Add(time.Minute).Unix() }), nil)},
-		{"unregistered client_id", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["client_id"] = "app-zz" }), nil)},
-		{"tenant with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t1/apps/x" }), nil)},
-		{"tenant ..", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = ".." }), nil)},
-		{"tenant .", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "." }), nil)},
-		{"tenant empty", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "" }), nil)},
-		{"tenant missing", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { delete(c, "tenantId") }), nil)},
-		{"tenant 129 bytes", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = strings.Repeat("t", 129) }), nil)},
-		{"tenant control char", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t\x01" }), nil)},
-		{"tenant with space", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t 1" }), nil)},
-		{"tenant with backslash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = `t\1` }), nil)},
-		{"tenant not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = 7 }), nil)},
-		{"user with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "u1/../u2" }), nil)},
-		{"user ..", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = ".." }), nil)},
+		{"alg none", unsigned(t, "none", goodClaims(srv)), "unsupported algorithm"},
+		{"alg None", unsigned(t, "None", goodClaims(srv)), "unsupported algorithm"},
+		{"alg NONE", unsigned(t, "NONE", goodClaims(srv)), "unsupported algorithm"},
+		{"alg nOnE", unsigned(t, "nOnE", goodClaims(srv)), "unsupported algorithm"},
+		{"HS256 with the signature removed", stripSig(sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), nil)), "bad signature"},
+		{"HS256 signed with an RSA public key", sign(t, jwt.SigningMethodHS256, rsaPEM, goodClaims(srv), nil), "bad signature"},
+		{"RS256 with a key we do not know", sign(t, jwt.SigningMethodRS256, rsaKey, goodClaims(srv), nil), "unsupported algorithm"},
+		{"other HMAC secret", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("k", 32)), goodClaims(srv), nil), "bad signature"},
+		{"unknown kid", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"kid": "k2"}), "unknown key"},
+		{"path-like kid", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"kid": "../../dev/null"}), "unknown key"},
+		{"jku header", sign(t, jwt.SigningMethodHS256, key, goodClaims(srv), map[string]any{"jku": "http://127.0.0.1:1/jwks"}), "unknown key"},
+		{"missing exp", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { delete(c, "exp") }), nil), "missing claim exp"},
+		{"expired", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["exp"] = srv.Now().Add(-time.Second).Unix() }), nil), "expired"},
+		{"expired with bad signature", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("z", 32)), with(func(c jwt.MapClaims) { c["exp"] = srv.Now().Add(-time.Hour).Unix() }), nil), "bad signature"},
+		{"nbf in the future", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["nbf"] = srv.Now().Add(time.Minute).Unix() }), nil), "not yet valid"},
+		{"unregistered client_id", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["client_id"] = "app-zz" }), nil), "the token's client_id is not a registered app"},
+		{"tenant with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t1/apps/x" }), nil), "invalid id in claim tenantId"},
+		{"tenant ..", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = ".." }), nil), "invalid id in claim tenantId"},
+		{"tenant .", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "." }), nil), "invalid id in claim tenantId"},
+		{"tenant empty", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "" }), nil), "invalid id in claim tenantId"},
+		{"tenant missing", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { delete(c, "tenantId") }), nil), "missing claim tenantId"},
+		{"tenant 129 bytes", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = strings.Repeat("t", 129) }), nil), "invalid id in claim tenantId"},
+		{"tenant control char", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t\x01" }), nil), "invalid id in claim tenantId"},
+		{"tenant with space", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = "t 1" }), nil), "invalid id in claim tenantId"},
+		{"tenant with backslash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = `t\1` }), nil), "invalid id in claim tenantId"},
+		{"tenant not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["tenantId"] = 7 }), nil), "invalid id in claim tenantId"},
+		{"user with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "u1/../u2" }), nil), "invalid id in claim sub"},
+		{"user ..", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = ".." }), nil), "invalid id in claim sub"},
 		// Only a missing sub (or one equal to client_id) means no user; an
 		// empty one is an invalid id like any other.
-		{"user empty", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "" }), nil)},
-		{"user not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = 7 }), nil)},
-		{"app with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["client_id"] = "app-a/x" }), nil)},
-		{"scope of numbers", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["scope"] = []any{1, 2} }), nil)},
-		{"not a JWT", "hello"},
-		{"1 MB of dots", strings.Repeat(".", 1<<20)},
+		{"user empty", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = "" }), nil), "invalid id in claim sub"},
+		{"user not a string", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["sub"] = 7 }), nil), "invalid id in claim sub"},
+		{"app with slash", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["client_id"] = "app-a/x" }), nil), "invalid id in claim client_id"},
+		{"scope of numbers", sign(t, jwt.SigningMethodHS256, key, with(func(c jwt.MapClaims) { c["scope"] = []any{1, 2} }), nil), "malformed"},
+		{"not a JWT", "hello", "malformed"},
+		{"1 MB of dots", strings.Repeat(".", 1<<20), "the Authorization header is too long"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := do(t, srv, "GET", "/v1/storage/kv/k", tc.token, nil)
 			wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
-			if got := r.header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
-				t.Fatalf("WWW-Authenticate = %q", got)
-			}
+			var e struct{ Message string }
+			decode(t, r, &e)
+			equal(t, "message", e.Message, tc.reason)
+			equal(t, "WWW-Authenticate", r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token", error_description="`+strings.ReplaceAll(tc.reason, `"`, `'`)+`"`)
 		})
 	}
 	// The good token, for contrast: the cases above fail for their reason.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,9 +16,10 @@ import (
 //
 //   - Only the storage API answers CORS: paths under /v1/storage/, which
 //     include signed URLs (/v1/storage/signed/...). The admin API
-//     (/v1/oauth/apps, /v1/admin/...), /healthz, /readyz and
-//     /v1/openapi.json never carry a CORS header, nor does a path that no
-//     route matches.
+//     (/v1/oauth/apps, /v1/admin/...), /healthz and /readyz never carry a
+//     CORS header, nor does a path that no route matches. The public
+//     /v1/openapi.json answers any origin with "*" whatever this policy
+//     (openapi.go).
 //   - A preflight (OPTIONS with Origin and Access-Control-Request-Method) is
 //     answered before routing, so it never reaches authentication (browsers
 //     send no Authorization header on a preflight). From an allowed origin,
@@ -26,9 +28,11 @@ import (
 //     the methods of the routes that match the path, Access-Control-Allow-
 //     Headers: corsRequestHeaders, Access-Control-Max-Age: corsMaxAge. From
 //     any other origin, or for another method or header, it is 204 without
-//     Access-Control-Allow-Origin, so the browser refuses the call. Header
-//     names compare without case or order (normalHeaderList). A signed
-//     URL's preflight names only the methods it serves (signedMethods).
+//     Access-Control-Allow-Origin, so the browser refuses the call, and the
+//     engine logs the refusal at debug level with the origin and why (the
+//     browser's console says only that CORS failed). Header names compare
+//     without case or order (normalHeaderList). A signed URL's preflight
+//     names only the methods it serves (signedMethods).
 //   - An actual request from an allowed origin gets Access-Control-Allow-
 //     Origin: <origin> and Access-Control-Expose-Headers: corsExposedHeaders
 //     on every answer, errors included, so a browser app can read the error
@@ -64,7 +68,7 @@ var corsRequestHeaders = []string{
 // corsExposedHeaders are the response headers a browser app may read.
 var corsExposedHeaders = []string{
 	"ETag", "Content-Range", "Content-Disposition", "Content-Length", "Last-Modified",
-	"Accept-Ranges", "Cpod-Ttl", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
+	"Accept-Ranges", "Cpod-Ttl", "Cpod-Error", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
 }
 
 // corsPrefix is the part of the API that answers CORS.
@@ -75,6 +79,7 @@ type corsPolicy struct {
 	opts   cors.Options     // the shared options; AllowedMethods set per handler
 	routes []*compiledRoute // the storage routes, to find a path's methods
 	actual *cors.Cors       // actual requests: every storage method
+	log    *slog.Logger     // refused preflights, at debug level
 
 	mu         sync.Mutex
 	preflights map[string]http.Handler // by the joined method list
@@ -142,11 +147,11 @@ func hostLabels(s string) bool {
 
 // newCORSPolicy returns the policy of the origins, or nil when there are
 // none (no CORS header at all).
-func newCORSPolicy(origins []string, routes []*compiledRoute) *corsPolicy {
+func newCORSPolicy(origins []string, routes []*compiledRoute, log *slog.Logger) *corsPolicy {
 	if len(origins) == 0 {
 		return nil
 	}
-	p := &corsPolicy{preflights: map[string]http.Handler{}}
+	p := &corsPolicy{preflights: map[string]http.Handler{}, log: log}
 	p.opts = cors.Options{
 		AllowedOrigins: origins,
 		AllowedHeaders: corsRequestHeaders,
@@ -205,6 +210,7 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	if len(methods) == 0 {
+		p.refused(w, r, "no endpoint has this path")
 		return false // no such endpoint: the router answers 404, without CORS
 	}
 	slices.Sort(methods)
@@ -215,7 +221,38 @@ func (p *corsPolicy) handle(w http.ResponseWriter, r *http.Request) bool {
 		r = &r2
 	}
 	p.preflight(methods).ServeHTTP(w, r)
+	if w.Header().Get("Access-Control-Allow-Origin") == "" {
+		switch {
+		case !p.actual.OriginAllowed(r):
+			p.refused(w, r, "origin not allowed (Config.CORSOrigins)")
+		case !slices.Contains(methods, r.Header.Get("Access-Control-Request-Method")):
+			p.refused(w, r, "method not allowed here (allowed: "+strings.Join(methods, ", ")+")")
+		default:
+			p.refused(w, r, "request headers not allowed (allowed: "+strings.Join(corsRequestHeaders, ", ")+")")
+		}
+	}
 	return true
+}
+
+// maxLoggedOrigin caps the Origin and Access-Control-Request-* values a
+// refusal's log line quotes: they are the caller's text.
+const maxLoggedOrigin = 256
+
+// refused logs a refused preflight at debug level, with the origin, what
+// it asked for and why: the browser tells the page only that CORS failed.
+func (p *corsPolicy) refused(w http.ResponseWriter, r *http.Request, why string) {
+	if !p.log.Enabled(r.Context(), slog.LevelDebug) {
+		return
+	}
+	capped := func(s string) string {
+		if len(s) > maxLoggedOrigin {
+			return s[:maxLoggedOrigin] + "..."
+		}
+		return s
+	}
+	p.log.Debug("storage: CORS preflight refused", "request_id", w.Header().Get("X-Request-Id"),
+		"origin", capped(r.Header.Get("Origin")), "method", capped(r.Header.Get("Access-Control-Request-Method")),
+		"headers", capped(strings.Join(r.Header.Values("Access-Control-Request-Headers"), ",")), "reason", why)
 }
 
 // signedMethods are the methods a signed URL serves: GET and HEAD for a

@@ -1,6 +1,8 @@
 package storage_test
 
 import (
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -94,9 +96,9 @@ func TestCORSPreflight(t *testing.T) {
 		{"/v1/storage/signed-urls", "POST", []string{"POST"}},
 		{"/v1/storage/signed/t1/apps/app-a/r.txt?tier=private&app=app-a&expires=1&sig=x", "GET", []string{"GET", "HEAD", "PUT"}}, // the methods a signed URL serves
 		{"/v1/storage/kv/session:abc", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}},
-		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "PATCH", "PUT"}},
-		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "PATCH", "PUT"}}, // a merge patch with If-Match
-		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "PATCH", "POST", "PUT"}}, // a document named "batch" too
+		{"/v1/storage/db/prefs/theme", "DELETE", []string{"DELETE", "GET", "HEAD", "PATCH", "PUT"}},
+		{"/v1/storage/db/prefs/theme?tier=user", "PATCH", []string{"DELETE", "GET", "HEAD", "PATCH", "PUT"}}, // a merge patch with If-Match
+		{"/v1/storage/db/sessions/batch", "POST", []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"}}, // a document named "batch" too
 	}
 	for _, tc := range cases {
 		r := preflight(t, srv, tc.path, appOrigin, tc.method, "authorization,content-type,if-match,range")
@@ -215,14 +217,15 @@ func TestCORSActual(t *testing.T) {
 }
 
 // TestCORSNotOutsideStorage: the admin API, operations and unknown paths
-// never answer CORS, preflight or not, even for an allowed origin.
+// never answer CORS, preflight or not, even for an allowed origin (the
+// public OpenAPI document answers every origin: TestOpenAPICORS).
 func TestCORSNotOutsideStorage(t *testing.T) {
 	t.Parallel()
 	srv, _ := corsServer(t, "*")
 	admin := "Bearer " + srv.AdminToken
 	for _, path := range []string{
 		"/v1/oauth/apps", "/v1/oauth/apps/app-a", "/v1/admin/tenants/t1", "/v1/admin/tenants/t1/users/u1/data",
-		"/healthz", "/readyz", "/v1/openapi.json", "/v1/storage/nope", "/v1/storage", "/v1/other",
+		"/healthz", "/readyz", "/v1/storage/nope", "/v1/storage", "/v1/other",
 	} {
 		for _, m := range []string{"GET", "POST", "DELETE"} {
 			noCORS(t, "preflight "+m+" "+path, preflight(t, srv, path, appOrigin, m, "authorization"))
@@ -310,6 +313,61 @@ func TestCORSOriginsChecked(t *testing.T) {
 		_, err := storage.New(storage.Config{CORSOrigins: []string{o}})
 		if err != nil && strings.Contains(err.Error(), "CORSOrigins") {
 			t.Errorf("CORSOrigins %q refused: %v", o, err)
+		}
+	}
+}
+
+// TestCORSRefusalLogged: a refused preflight is logged at debug level with
+// the origin, what it asked for and why (the browser only says CORS
+// failed); an allowed one is not, and nothing is logged at info level.
+func TestCORSRefusalLogged(t *testing.T) {
+	t.Parallel()
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var logs syncBuffer
+		srv := cpodtest.NewServer(t,
+			cpodtest.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))),
+			cpodtest.WithConfig(func(c *storage.Config) { c.CORSOrigins = []string{appOrigin} }))
+		refusal := func(r resp) map[string]any {
+			t.Helper()
+			for _, l := range strings.Split(logs.String(), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "storage: CORS preflight refused" && rec["request_id"] == r.header.Get("X-Request-Id") {
+					return rec
+				}
+			}
+			return nil
+		}
+		cases := []struct {
+			origin, method, headers, reason string
+		}{
+			{foreignOrigin, "PUT", "authorization", "origin not allowed"},
+			{appOrigin, "CONNECT", "authorization", "method not allowed here"},
+			{appOrigin, "PUT", "authorization,x-secret-header", "request headers not allowed"},
+		}
+		for _, tc := range cases {
+			r := preflight(t, srv, "/v1/storage/kv/k", tc.origin, tc.method, tc.headers)
+			noCORS(t, tc.reason, r)
+			rec := refusal(r)
+			if level != slog.LevelDebug {
+				if rec != nil {
+					t.Errorf("logged at %v: %v", level, rec)
+				}
+				continue
+			}
+			if rec == nil {
+				t.Fatalf("%s: no log line; logs:\n%s", tc.reason, logs.String())
+			}
+			equal(t, tc.reason+": level", rec["level"], any("DEBUG"))
+			equal(t, tc.reason+": origin", rec["origin"], any(tc.origin))
+			equal(t, tc.reason+": method", rec["method"], any(tc.method))
+			if reason, _ := rec["reason"].(string); !strings.HasPrefix(reason, tc.reason) {
+				t.Errorf("reason %q, want %q", reason, tc.reason)
+			}
+		}
+		ok := preflight(t, srv, "/v1/storage/kv/k", appOrigin, "PUT", "authorization,content-type")
+		equal(t, "allowed preflight", ok.header.Get("Access-Control-Allow-Origin"), appOrigin)
+		if rec := refusal(ok); rec != nil {
+			t.Errorf("an allowed preflight was logged as refused: %v", rec)
 		}
 	}
 }

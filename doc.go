@@ -93,7 +93,12 @@
 // (names configurable) give the [Identity]. A needed scope that the app did
 // not declare is 403 invalid_scope; one declared but not in the token is 403
 // insufficient_scope; the user tier without a user in the token is 403
-// user_required; an unregistered client_id is 401 invalid_token. Apps are
+// user_required; an unregistered client_id is 401 invalid_token. A refused
+// token's 401 names the check that failed, from a fixed list (malformed,
+// unsupported algorithm, unknown key, bad signature, expired, not yet valid,
+// wrong issuer, wrong audience, missing claim <name>, invalid id in claim
+// <name>), as its message, in WWW-Authenticate's error_description and in
+// the log line "storage: token refused" (never the token). Apps are
 // registered over /v1/oauth/apps with an admin token, or from Go with
 // [Engine.RegisterApp].
 //
@@ -190,6 +195,30 @@
 // none within Config.BackendTimeout is 503. On FerretDB a read keeps its
 // slot until FerretDB answers or the deadline passes, even when the client
 // has left, since FerretDB goes on working for it.
+//
+// # The embedded store
+//
+// With Config.SQL (a SQLite database, such as embedded.OpenSQLite opens;
+// what `go run ./httpserver` and package embedded use by default) documents
+// and the app registry live in SQLite instead of MongoDB, through the same
+// handlers: documents_store.go is the driver interface (its doc says which
+// error each method returns), documents_mongo.go and documents_sqlite.go
+// its two drivers, apps_store.go the registry's. The tables (sqlite.go):
+// cpod_documents, one row per document keyed (loc, coll, key) in a WITHOUT
+// ROWID table, with the exact JSON text and a JSONB query form;
+// cpod_apps; cpod_doc_indexes. Every conditional write (If-Match,
+// If-None-Match, PATCH) is one statement whose WHERE carries the
+// condition, under the engine's write lock, so it serialises with every
+// other write of the document; a query or count stops (SQLite is
+// interrupted) when its request ends or reaches Config.BackendTimeout.
+// Queries scan the caller's collection until a slow shape gets a partial
+// index on that collection alone (documents_sqlite_index.go). Read slots:
+// as many as the process has cores (at least 2), a tenant at most half.
+// One process owns the database (httpserver locks the data directory);
+// engines on other processes would share it only through SQLite's locks.
+// The SQL function cpod_sortkey, registered by this package, is part of
+// the indexes: a program that writes to cpod_documents without this
+// package cannot.
 //
 // Versions. GET and PUT answer the ETag; If-Match and If-None-Match make a
 // set or delete conditional and PATCH merges a JSON Merge Patch. On MongoDB

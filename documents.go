@@ -23,20 +23,19 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"golang.org/x/sync/semaphore"
 )
 
 // documentsRoutes binds the documents endpoints (sdk.storage.db). A document
 // key named "query" or "batch" still works: set, get and delete use other
 // methods than the two POST endpoints.
 func (e *Engine) documentsRoutes() []route {
-	d := &documents{e: e, slots: make(chan struct{}, ferretWriteSlots)}
-	d.parsing = semaphore.NewWeighted(d.parseBudget())
+	d := &documents{e: e, slots: newTenantBudget("a write slot", ferretWriteSlots, ferretWriteSlots/2)}
+	d.parsing = newTenantBudget("the document parse budget", d.parseBudget(), d.parseBudget()/4)
 	if e.sql != nil {
 		d.store = sqliteDocs{s: e.sql, d: d}
 		n := e.cfg.Limits.MaxDocumentReads
 		if n <= 0 {
-			n = sqliteReadSlots
+			n = sqliteReadSlots()
 		}
 		d.reads.Store(newReadSlots(n))
 	} else {
@@ -47,6 +46,7 @@ func (e *Engine) documentsRoutes() []route {
 	return []route{
 		{"PUT", "/v1/storage/db/{collection}/{key}?tier", d.handleSet},
 		{"GET", "/v1/storage/db/{collection}/{key}?tier", d.handleGet},
+		{"HEAD", "/v1/storage/db/{collection}/{key}?tier", d.handleGet}, // net/http drops the body
 		{"DELETE", "/v1/storage/db/{collection}/{key}?tier", d.handleDelete},
 		{"PATCH", "/v1/storage/db/{collection}/{key}?tier", d.handlePatch},
 		{"POST", "/v1/storage/db/{collection}/query?tier", d.handleQuery},
@@ -151,10 +151,10 @@ type documents struct {
 	e     *Engine
 	store docStore // the driver: mongoDocs or sqliteDocs
 	coll  *mongo.Collection
-	slots chan struct{}             // FerretDB write slots, see ferretWriteSlots
+	slots *tenantBudget             // FerretDB write slots, see ferretWriteSlots
 	reads atomic.Pointer[readSlots] // set by ready, before backend
 	// parsing is the parse budget, in body bytes (see parseSlot).
-	parsing *semaphore.Weighted
+	parsing *tenantBudget
 
 	mu      sync.Mutex // serialises the first ready
 	backend atomic.Pointer[docsBackend]
@@ -262,12 +262,7 @@ func (d *documents) slot(ctx context.Context, b docsBackend) (release func(), er
 	if !b.ferret {
 		return func() {}, nil
 	}
-	select {
-	case d.slots <- struct{}{}:
-		return func() { <-d.slots }, nil
-	case <-ctx.Done():
-		return nil, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents: waiting for a write slot: %w", ctx.Err())}
-	}
+	return d.slots.acquire(ctx, tenantFrom(ctx), 1)
 }
 
 // docsBackendError translates a driver error the caller did not handle:
@@ -656,6 +651,10 @@ func (d *documents) readValue(c *call) (v docValue, release func(), err error) {
 		if errors.Is(err, errSlowBody) {
 			return docValue{}, nil, errorf(CodeInvalidRequest, "%v", err)
 		}
+		var ee *Error
+		if errors.As(err, &ee) {
+			return docValue{}, nil, err // the body budget's 503
+		}
 		return docValue{}, nil, errorf(CodeInvalidRequest, "the request body could not be read")
 	}
 	release, err = d.parseSlot(c, int64(len(b)))
@@ -677,18 +676,17 @@ func (d *documents) readValue(c *call) (v docValue, release func(), err error) {
 // slot holding it).
 func (d *documents) parseBudget() int64 { return 4 * int64(d.e.cfg.Limits.MaxDocumentSize) }
 
-// parseSlot takes n bytes of the parse budget (at most all of it), once the
-// body is read, so a slow client holds none while it sends. The request
-// holds them until its value is written; waiting past Config.BackendTimeout
-// is 503 backend_unavailable.
+// parseSlot takes n bytes of the parse budget (at most a tenant's share,
+// a quarter of it: one value of MaxDocumentSize, so one tenant's parses
+// and writes of large values keep at most about one core busy), once the body is read, so a slow client holds none while it
+// sends. The request holds them until its value is written; waiting past
+// Config.BackendTimeout is 503 backend_unavailable. With a share per
+// tenant, one tenant's large values cannot hold the whole budget while
+// another tenant's small write waits (see tenantBudget).
 func (d *documents) parseSlot(c *call, n int64) (release func(), err error) {
-	n = min(max(n, 1), d.parseBudget())
 	ctx, cancel := context.WithTimeout(c.ctx, d.e.cfg.BackendTimeout)
 	defer cancel()
-	if err := d.parsing.Acquire(ctx, n); err != nil {
-		return nil, &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents: waiting for the parse budget: %w", err)}
-	}
-	return func() { d.parsing.Release(n) }, nil
+	return d.parsing.acquire(ctx, c.tenant, n)
 }
 
 // setWrite is how a set is written: insert doc, and if a document of that

@@ -23,7 +23,7 @@ func TestReadSlotsShareAndOrder(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(bg, time.Second)
 		defer cancel()
-		rel, err := s.acquire(ctx, tenant)
+		rel, err := s.acquire(ctx, tenant, 1)
 		if err != nil {
 			t.Fatalf("%s: no slot: %v", tenant, err)
 		}
@@ -38,7 +38,7 @@ func TestReadSlotsShareAndOrder(t *testing.T) {
 	wait := func(ctx context.Context, tenant string) chan got {
 		ch := make(chan got, 1)
 		go func() {
-			rel, err := s.acquire(ctx, tenant)
+			rel, err := s.acquire(ctx, tenant, 1)
 			ch <- got{rel, err}
 		}()
 		return ch

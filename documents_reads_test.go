@@ -170,7 +170,8 @@ func TestDocumentsCountStreams(t *testing.T) {
 // With the budget spent (held here, as four 1 MiB PUTs in flight would),
 // a PUT, a PATCH and a batch wait and then get 503 backend_unavailable
 // within BackendTimeout; one waiting when bytes are released goes on.
-// A GET needs no budget.
+// A GET needs no budget. Each tenant holds at most a quarter of it:
+// another tenant's writes go on while one tenant's share is taken.
 func TestDocumentsParseBudget(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Second
@@ -179,10 +180,31 @@ func TestDocumentsParseBudget(t *testing.T) {
 	e := db.srv.Engine
 	budget := storage.DocumentParseBudget(e)
 	equal(t, "budget", budget, int64(4<<20))
-	release, err := storage.HoldDocumentParse(context.Background(), e, budget)
+	// Tenant t1's share (a quarter of the budget) taken: t1's writes wait, then 503.
+	release, err := storage.HoldDocumentParse(context.Background(), e, "t1", budget)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another tenant's share is its own: its write goes through at once.
+	db.srv.RegisterApp(t, "app-b", allScopes...)
+	other := db
+	other.tok = db.srv.Token(cpodtest.Claims{Tenant: "t2", App: "app-b", User: "u1", Scopes: allScopes})
+	start := time.Now()
+	wantStatus(t, other.set("c", "k", `{"other":1}`), http.StatusOK, "")
+	if took := time.Since(start); took > timeout/2 {
+		t.Fatalf("another tenant's write waited %v for the budget t1 holds", took)
+	}
+	// Four shares taken: the whole budget; a fifth tenant waits too.
+	for _, tenant := range []string{"t3", "t5", "t6"} {
+		release, err := storage.HoldDocumentParse(context.Background(), e, tenant, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+	}
+	blocked := db
+	blocked.tok = db.srv.Token(cpodtest.Claims{Tenant: "t4", App: "app-b", User: "u1", Scopes: allScopes})
+	wantStatus(t, blocked.set("c", "k", `{"n":9}`), http.StatusServiceUnavailable, "backend_unavailable")
 	for what, f := range map[string]func() resp{
 		"put":   func() resp { return db.set("c", "k", `{"n":2}`) },
 		"patch": func() resp { return do(t, db.srv, "PATCH", db.url("c", "/k"), db.tok, `{"n":3}`) },

@@ -11,11 +11,9 @@
 // when it ends, the driver interrupts SQLite and its CPU stops.
 //
 // Filters and sorts read the value's query form (column v, see sqlite.go)
-// with json_type and json_extract and follow the contract's order of types
-// (query.go): null and missing < numbers < strings < objects < booleans,
-// numbers by value, strings by UTF-8 bytes, false < true, ties by key.
-// Objects (and arrays, stored as objects) compare as their JSON text here,
-// field by field on MongoDB (FIDELITY.md).
+// through one sort key per path (sortKeySQL) whose SQLite order is the
+// contract's order of values (query.go), objects field by field as on
+// MongoDB (cpod_sortkey).
 
 package storage
 
@@ -27,8 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -42,12 +42,12 @@ type sqliteDocs struct {
 
 var _ docStore = sqliteDocs{}
 
-// sqliteReadSlots is the default Limits.MaxDocumentReads on SQLite: reads
-// run on their own connections beside the writer, and each query or count
-// holds a core while it scans, so a few more than the cores of a small
-// machine keep them busy without queueing everyone behind one tenant (a
-// tenant holds at most half).
-const sqliteReadSlots = 8
+// sqliteReadSlots is the default Limits.MaxDocumentReads on SQLite: as
+// many as the process has cores (at least 2). SQLite runs in process, so
+// a query or count holds a core while it scans; a tenant holds at most
+// half of the slots, so one tenant's scans leave the other cores to
+// everyone else's requests.
+func sqliteReadSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 func (q sqliteDocs) get(ctx context.Context, t target, key string) ([]byte, docTag, error) {
 	if err := q.s.ready(ctx); err != nil {
@@ -249,33 +249,36 @@ func (q sqliteDocs) query(ctx context.Context, t target, plan queryPlan, limit i
 	}
 	var cols, order strings.Builder
 	for _, s := range plan.sort {
-		p := sqlPath(s.path)
-		fmt.Fprintf(&cols, ", %s, %s", bracketSQL(p), sortValueSQL(p))
-		dir := ""
+		k := sortKeySQL(sqlPath(s.path))
+		cols.WriteString(", " + k)
+		order.WriteString(k)
 		if s.desc {
-			dir = " DESC"
+			order.WriteString(" DESC")
 		}
-		fmt.Fprintf(&order, "%s%s, %s%s, ", bracketSQL(p), dir, sortValueSQL(p), dir)
+		order.WriteString(", ")
 	}
-	stmt := "SELECT key, json" + cols.String() + " FROM cpod_documents WHERE " + w.sql.String() +
-		" ORDER BY " + order.String() + "key LIMIT " + strconv.Itoa(limit+1)
-	rows, err := q.s.db.QueryContext(ctx, stmt, w.args...)
+	stmt := func(index string) string {
+		return "SELECT key, json" + cols.String() + " FROM cpod_documents" + index + " WHERE " + w.sql.String() +
+			" ORDER BY " + order.String() + "key LIMIT " + strconv.Itoa(limit+1)
+	}
+	start := time.Now()
+	rows, err := q.s.db.QueryContext(ctx, stmt(q.s.indexes.use(t, plan.filter, plan.sort)), w.args...)
+	if noPlan(err) {
+		rows, err = q.s.db.QueryContext(ctx, stmt(""), w.args...)
+	}
 	if err != nil {
 		return docPage{}, sqlError("documents query", err)
 	}
 	defer rows.Close()
 	var page docPage
 	size := 0
-	dest := make([]any, 2+2*len(plan.sort))
 	var key string
 	var js []byte
-	sortVals := make([]sql.RawBytes, 0)
-	_ = sortVals
-	brackets := make([]int64, len(plan.sort))
 	values := make([]any, len(plan.sort))
+	dest := make([]any, 2+len(plan.sort))
 	dest[0], dest[1] = &key, &js
 	for i := range plan.sort {
-		dest[2+2*i], dest[3+2*i] = &brackets[i], &values[i]
+		dest[2+i] = &values[i]
 	}
 	for rows.Next() {
 		if len(page.items) == limit || size > maxPageBytes {
@@ -291,7 +294,7 @@ func (q sqliteDocs) query(ctx context.Context, t target, plan queryPlan, limit i
 		page.key = key
 		page.pos = page.pos[:0]
 		for i := range plan.sort {
-			page.pos = append(page.pos, sqlCursorPos(int(brackets[i]), values[i]))
+			page.pos = append(page.pos, sqlCursorPos(values[i]))
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -300,80 +303,79 @@ func (q sqliteDocs) query(ctx context.Context, t target, plan queryPlan, limit i
 	if !page.more {
 		page.pos, page.key = nil, ""
 	}
+	q.s.indexes.consider(t, plan.filter, plan.sort, time.Since(start))
 	return page, nil
 }
 
-// sqlPos is one sort value at a cursor's position: its type bracket and
-// its SQL value (nil for null, int64 or float64, string, the JSON text of
-// an object, 0 or 1 for a boolean).
-type sqlPos struct {
-	bracket int
-	value   any
-}
-
-// resolvePos turns the cursor's positions into SQL values; those carried
-// as hashes (long strings, objects) are read back from the document at the
-// cursor's key, which must still hold the same value.
-func (q sqliteDocs) resolvePos(ctx context.Context, t target, plan queryPlan) ([]sqlPos, error) {
-	pos := make([]sqlPos, len(plan.sort))
+// resolvePos turns the cursor's positions into sort keys (sortKeySQL);
+// those carried as hashes (long strings, objects) are read back from the
+// document at the cursor's key, which must still hold the same value.
+func (q sqliteDocs) resolvePos(ctx context.Context, t target, plan queryPlan) ([]any, error) {
+	pos := make([]any, len(plan.sort))
 	for i, p := range plan.pos {
-		if p.Hash != nil {
-			path := sqlPath(plan.sort[i].path)
-			var b int64
-			var v any
-			err := q.s.db.QueryRowContext(ctx, "SELECT "+bracketSQL(path)+", "+sortValueSQL(path)+" FROM cpod_documents WHERE loc = ? AND coll = ? AND key = ?",
-				t.loc, t.coll, plan.key).Scan(&b, &v)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, errorf(CodeInvalidCursor, "the document at this cursor's position was deleted; run the query again without a cursor")
-			}
-			if err != nil {
-				return nil, sqlError("documents query", err)
-			}
-			if !bytes.Equal(sqlHash(int(b), v), p.Hash) {
-				return nil, errorf(CodeInvalidCursor, "the document at this cursor's position changed; run the query again without a cursor")
-			}
-			pos[i] = sqlPos{int(b), v}
+		if p.Hash == nil {
+			pos[i] = sqlKeyOf(p.Value)
 			continue
 		}
-		b, err := bracketOf(p.Value)
-		if err != nil {
-			return nil, errorf(CodeInvalidCursor, "the cursor is not valid for this query")
+		var v any
+		err := q.s.db.QueryRowContext(ctx, "SELECT "+sortKeySQL(sqlPath(plan.sort[i].path))+" FROM cpod_documents WHERE loc = ? AND coll = ? AND key = ?",
+			t.loc, t.coll, plan.key).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errorf(CodeInvalidCursor, "the document at this cursor's position was deleted; run the query again without a cursor")
 		}
-		pos[i] = sqlPos{b, sqlValueOf(p.Value)}
+		if err != nil {
+			return nil, sqlError("documents query", err)
+		}
+		if !bytes.Equal(sqlHash(v), p.Hash) {
+			return nil, errorf(CodeInvalidCursor, "the document at this cursor's position changed; run the query again without a cursor")
+		}
+		pos[i] = v
 	}
 	return pos, nil
 }
 
-// sqlCursorPos is the cursor form of a sort value read from a row: inline
-// when short (numbers, booleans, null, short strings), else its hash.
-func sqlCursorPos(b int, v any) cursorPos {
-	switch b {
-	case 0:
-		return cursorPos{Value: rawOf(nil)}
-	case 1:
-		return cursorPos{Value: rawOf(v)}
-	case 2:
-		if s, ok := v.(string); ok && len(s) <= maxInlineSortValue {
-			return cursorPos{Value: rawOf(s)}
+// noPlan reports SQLite refusing an INDEXED BY whose index cannot serve
+// the query (never expected: the index is chosen for the query's shape);
+// the query then runs without it.
+func noPlan(err error) bool { return err != nil && strings.Contains(err.Error(), "no query solution") }
+
+// sqlCursorPos is the cursor form of a sort key read from a row: the
+// value for null, numbers, booleans and short strings, else (objects,
+// long strings) its hash.
+func sqlCursorPos(v any) cursorPos {
+	switch x := v.(type) {
+	case nil, int64, float64:
+		return cursorPos{Value: rawOf(x)}
+	case string:
+		if len(x) <= maxInlineSortValue {
+			return cursorPos{Value: rawOf(x)}
 		}
-	case 4:
-		n, _ := v.(int64)
-		return cursorPos{Value: rawOf(n != 0)}
+	case []byte:
+		if len(x) == 2 && x[0] == keyBool {
+			return cursorPos{Value: rawOf(x[1] != 0)}
+		}
 	}
-	return cursorPos{Value: rawOf(nil), Hash: sqlHash(b, v)}
+	return cursorPos{Value: rawOf(nil), Hash: sqlHash(v)}
 }
 
-// sqlHash is the hash a cursor carries for a long sort value.
-func sqlHash(b int, v any) []byte {
+// sqlHash is the hash a cursor carries for a long sort key.
+func sqlHash(v any) []byte {
 	h := sha256.New()
-	h.Write([]byte{byte(b)})
-	fmt.Fprintf(h, "%T:%v", v, v)
+	switch x := v.(type) {
+	case string:
+		h.Write([]byte{'s'})
+		h.Write([]byte(x))
+	case []byte:
+		h.Write([]byte{'b'})
+		h.Write(x)
+	default:
+		fmt.Fprintf(h, "%T:%v", v, v)
+	}
 	return h.Sum(nil)
 }
 
-// sqlValueOf is the SQL value of a filter or cursor scalar, as
-// json_extract returns the stored one.
-func sqlValueOf(v bson.RawValue) any {
+// sqlKeyOf is the sort key (sortKeySQL) of a filter or cursor scalar.
+func sqlKeyOf(v bson.RawValue) any {
 	switch v.Type {
 	case bson.TypeInt32:
 		return int64(v.Int32())
@@ -385,9 +387,9 @@ func sqlValueOf(v bson.RawValue) any {
 		return v.StringValue()
 	case bson.TypeBoolean:
 		if v.Boolean() {
-			return int64(1)
+			return []byte{keyBool, 1}
 		}
-		return int64(0)
+		return []byte{keyBool, 0}
 	}
 	return nil
 }
@@ -402,10 +404,15 @@ func (q sqliteDocs) count(ctx context.Context, t target, terms []filterTerm) (in
 		return 0, err
 	}
 	var n int64
-	err := q.s.db.QueryRowContext(ctx, "SELECT count(*) FROM cpod_documents WHERE "+w.sql.String(), w.args...).Scan(&n)
+	start := time.Now()
+	err := q.s.db.QueryRowContext(ctx, "SELECT count(*) FROM cpod_documents"+q.s.indexes.use(t, terms, nil)+" WHERE "+w.sql.String(), w.args...).Scan(&n)
+	if noPlan(err) {
+		err = q.s.db.QueryRowContext(ctx, "SELECT count(*) FROM cpod_documents WHERE "+w.sql.String(), w.args...).Scan(&n)
+	}
 	if err != nil {
 		return 0, sqlError("documents count", err)
 	}
+	q.s.indexes.consider(t, terms, nil, time.Since(start))
 	return n, nil
 }
 
@@ -420,6 +427,10 @@ func (q sqliteDocs) erase(ctx context.Context, prefix string, o eraseOptions, n 
 				return sqlError("documents erase", err)
 			}
 			deleted, _ = res.RowsAffected()
+			if deleted == 0 {
+				// Emptied: its collections' indexes go too.
+				return sqlError("documents erase", q.s.indexes.dropUnder(ctx, prefix))
+			}
 			return nil
 		})
 		if err != nil {
@@ -466,101 +477,128 @@ func (q sqliteDocs) ping(ctx context.Context) error {
 // ---------------------------------------------------------------------------
 // WHERE clauses
 
-// sqlWhere builds a WHERE clause with its arguments. Paths are SQL string
-// literals (sqlPath: checked text, quotes doubled), so that the same
-// expression can be matched by an index; every value is an argument.
+// The sort key of the value at a path: one SQL value whose SQLite order is
+// the contract's order (query.go): NULL (null and missing) < numbers
+// (INTEGER and REAL compare exactly) < strings (TEXT, by UTF-8 bytes) <
+// objects < booleans, the last two as BLOBs (every BLOB sorts after every
+// TEXT): an object as keyObject and cpod_sortkey's encoding, false as
+// keyBool 0, true as keyBool 1. Filters, sorts, cursors and the indexes
+// all use this one expression, so an index on it serves each of them.
+func sortKeySQL(p string) string {
+	return "CASE json_type(v, " + p + ") WHEN 'object' THEN cpod_sortkey(json_extract(v, " + p +
+		")) WHEN 'true' THEN X'0201' WHEN 'false' THEN X'0200' ELSE json_extract(v, " + p + ") END"
+}
+
+// The first byte of the BLOB sort keys.
+const (
+	keyObject = 1
+	keyBool   = 2
+)
+
+// sqlWhere builds a WHERE clause with its arguments. The location and
+// collection are SQL string literals, and so are the paths (sqlPath), so
+// that the per-collection indexes (documents_sqlite_index.go), whose WHERE
+// and expressions name them literally, match; every value is an argument.
 type sqlWhere struct {
 	sql  strings.Builder
 	args []any
 }
 
+// sqlQuote is s as a SQL string literal. Locations and collection names
+// are checked printable ASCII; a quote is doubled.
+func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 func (w *sqlWhere) base(t target) {
-	w.sql.WriteString("loc = ? AND coll = ?")
-	w.args = append(w.args, t.loc, t.coll)
+	w.sql.WriteString("loc = " + sqlQuote(t.loc) + " AND coll = " + sqlQuote(t.coll))
 }
 
-// The type bracket of the value at a path (see the top of this file), and
-// the json_type names of each bracket.
-func bracketSQL(p string) string {
-	return "CASE json_type(v, " + p + ") WHEN 'integer' THEN 1 WHEN 'real' THEN 1 WHEN 'text' THEN 2 WHEN 'object' THEN 3 WHEN 'array' THEN 3 WHEN 'true' THEN 4 WHEN 'false' THEN 4 ELSE 0 END"
+func (w *sqlWhere) arg(v any) {
+	w.sql.WriteByte('?')
+	w.args = append(w.args, v)
 }
 
-// sortValueSQL is the value at a path as the sort compares it within its
-// bracket: json_extract's SQL value (numbers, text, 0 and 1 for booleans),
-// and for an object the key cpod_sortkey makes of its JSON text, whose
-// bytes order as the contract orders objects.
-func sortValueSQL(p string) string {
-	return "CASE json_type(v, " + p + ") WHEN 'object' THEN cpod_sortkey(json_extract(v, " + p + ")) ELSE json_extract(v, " + p + ") END"
-}
-
-var bracketTypes = [...]string{"'null'", "'integer', 'real'", "'text'", "'object', 'array'", "'true', 'false'"}
-
-func typeSQL(p string) string { return "coalesce(json_type(v, " + p + "), 'null')" }
-
-// eq appends "the value at p sorts equal to (b, x)": null matches null
-// and missing, a number any equal number.
-func (w *sqlWhere) eq(p string, b int, x any) {
-	switch b {
-	case 0:
-		w.sql.WriteString(typeSQL(p) + " = 'null'")
-	case 4:
-		if n, _ := x.(int64); n != 0 {
-			w.sql.WriteString(typeSQL(p) + " = 'true'")
-		} else {
-			w.sql.WriteString(typeSQL(p) + " = 'false'")
+// rangeSQL is "the sort key k op x", within the type bracket of the bound
+// x: a range matches only values of its bound's bracket.
+func rangeSQL(k string, op string, x any) string {
+	switch x.(type) {
+	case int64, float64: // numbers: below every TEXT
+		if op == ">" || op == ">=" {
+			return "(" + k + " " + op + " ? AND " + k + " < '')"
 		}
-	default:
-		w.sql.WriteString("(" + typeSQL(p) + " IN (" + bracketTypes[b] + ") AND json_extract(v, " + p + ") = ?)")
-		w.args = append(w.args, x)
+		return k + " " + op + " ?" // NULL matches no comparison
+	case string: // strings: at or above '', below every BLOB
+		if op == ">" || op == ">=" {
+			return "(" + k + " " + op + " ? AND " + k + " < X'')"
+		}
+		return "(" + k + " " + op + " ? AND " + k + " >= '')"
+	default: // booleans
+		if op == ">" || op == ">=" {
+			return "(" + k + " " + op + " ? AND " + k + " <= X'0201')"
+		}
+		return "(" + k + " " + op + " ? AND " + k + " >= X'0200')"
 	}
-}
-
-// cmp appends "the value at p is of bracket b and op x" (b > 0).
-func (w *sqlWhere) cmp(p string, b int, op string, x any) {
-	w.sql.WriteString("(" + typeSQL(p) + " IN (" + bracketTypes[b] + ") AND json_extract(v, " + p + ") " + op + " ?)")
-	w.args = append(w.args, x)
 }
 
 var sqlOps = map[string]string{opGt: ">", opGte: ">=", opLt: "<", opLte: "<="}
 
-// filter appends the filter's terms (query.go's operators).
+// filter appends the filter's terms (query.go's operators): equality by
+// sort key (null also matches missing fields; 2 and 2.0 are equal), ne its
+// complement, in a list, ranges within the bound's bracket.
 func (w *sqlWhere) filter(terms []filterTerm) error {
 	for _, f := range terms {
-		p := sqlPath(f.path)
+		k := sortKeySQL(sqlPath(f.path))
 		w.sql.WriteString(" AND ")
 		switch f.op {
-		case opEq, opNe:
-			b, err := bracketOf(f.val)
-			if err != nil {
-				return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+		case opEq:
+			if x := sqlKeyOf(f.val); x == nil {
+				w.sql.WriteString(k + " IS NULL")
+			} else {
+				w.sql.WriteString(k + " = ")
+				w.arg(x)
 			}
-			if f.op == opNe {
-				w.sql.WriteString("NOT ")
+		case opNe:
+			if x := sqlKeyOf(f.val); x == nil {
+				w.sql.WriteString(k + " IS NOT NULL")
+			} else {
+				w.sql.WriteString(k + " IS NOT ")
+				w.arg(x)
 			}
-			w.eq(p, b, sqlValueOf(f.val))
 		case opIn:
+			var vals []any
+			null := false
+			for _, v := range f.vals {
+				if x := sqlKeyOf(v); x == nil {
+					null = true
+				} else {
+					vals = append(vals, x)
+				}
+			}
 			w.sql.WriteString("(")
-			for i, v := range f.vals {
-				if i > 0 {
+			if len(vals) > 0 {
+				w.sql.WriteString(k + " IN (")
+				for i, x := range vals {
+					if i > 0 {
+						w.sql.WriteString(", ")
+					}
+					w.arg(x)
+				}
+				w.sql.WriteString(")")
+			}
+			if null {
+				if len(vals) > 0 {
 					w.sql.WriteString(" OR ")
 				}
-				b, err := bracketOf(v)
-				if err != nil {
-					return &Error{Code: CodeInternal, Message: "internal error", Err: err}
-				}
-				w.eq(p, b, sqlValueOf(v))
+				w.sql.WriteString(k + " IS NULL")
 			}
 			w.sql.WriteString(")")
 		case opGt, opGte, opLt, opLte:
-			b, err := bracketOf(f.val)
-			if err != nil {
-				return &Error{Code: CodeInternal, Message: "internal error", Err: err}
-			}
-			if b == 0 { // gte or lte null (matchesNothing took gt and lt): as equality
-				w.eq(p, 0, nil)
+			x := sqlKeyOf(f.val)
+			if x == nil { // gte or lte null (matchesNothing took gt and lt): as equality
+				w.sql.WriteString(k + " IS NULL")
 				continue
 			}
-			w.cmp(p, b, sqlOps[f.op], sqlValueOf(f.val))
+			w.sql.WriteString(rangeSQL(k, sqlOps[f.op], x))
+			w.args = append(w.args, x)
 		default:
 			return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("unknown filter operator %q", f.op)}
 		}
@@ -570,8 +608,10 @@ func (w *sqlWhere) filter(terms []filterTerm) error {
 
 // after appends the keyset condition "after the cursor's position" in the
 // plan's order: for some sort field i, equal on the fields before it and
-// after the position on field i; or equal on all of them with a larger key.
-func (w *sqlWhere) after(plan queryPlan, pos []sqlPos) {
+// after the position on field i; or equal on all of them with a larger
+// key. NULL sorts first ascending and last descending, as the contract
+// orders null below everything.
+func (w *sqlWhere) after(plan queryPlan, pos []any) {
 	w.sql.WriteString(" AND (")
 	for i := 0; i <= len(plan.sort); i++ {
 		if i > 0 {
@@ -579,35 +619,30 @@ func (w *sqlWhere) after(plan queryPlan, pos []sqlPos) {
 		}
 		w.sql.WriteString("(1")
 		for j := 0; j < i; j++ {
-			w.sql.WriteString(" AND ")
-			p := sqlPath(plan.sort[j].path)
-			w.sql.WriteString(bracketSQL(p) + " = " + strconv.Itoa(pos[j].bracket))
-			if pos[j].bracket != 0 {
-				w.sql.WriteString(" AND " + sortValueSQL(p) + " = ?")
-				w.args = append(w.args, pos[j].value)
+			k := sortKeySQL(sqlPath(plan.sort[j].path))
+			if pos[j] == nil {
+				w.sql.WriteString(" AND " + k + " IS NULL")
+			} else {
+				w.sql.WriteString(" AND " + k + " = ")
+				w.arg(pos[j])
 			}
 		}
-		if i < len(plan.sort) {
-			p, b := sqlPath(plan.sort[i].path), pos[i].bracket
-			w.sql.WriteString(" AND ")
-			op, bop := ">", ">"
-			if plan.sort[i].desc {
-				op, bop = "<", "<"
-			}
-			if b == 0 {
-				if plan.sort[i].desc {
-					w.sql.WriteString("0") // nothing sorts before null
-				} else {
-					w.sql.WriteString(bracketSQL(p) + " > 0")
-				}
-			} else {
-				w.sql.WriteString("(" + bracketSQL(p) + " " + bop + " " + strconv.Itoa(b) +
-					" OR (" + bracketSQL(p) + " = " + strconv.Itoa(b) + " AND " + sortValueSQL(p) + " " + op + " ?))")
-				w.args = append(w.args, pos[i].value)
-			}
-		} else {
-			w.sql.WriteString(" AND key > ?")
-			w.args = append(w.args, plan.key)
+		switch {
+		case i == len(plan.sort):
+			w.sql.WriteString(" AND key > ")
+			w.arg(plan.key)
+		case !plan.sort[i].desc && pos[i] == nil:
+			w.sql.WriteString(" AND " + sortKeySQL(sqlPath(plan.sort[i].path)) + " IS NOT NULL")
+		case !plan.sort[i].desc:
+			w.sql.WriteString(" AND " + sortKeySQL(sqlPath(plan.sort[i].path)) + " > ")
+			w.arg(pos[i])
+		case pos[i] == nil:
+			w.sql.WriteString(" AND 0") // nothing sorts below null
+		default:
+			k := sortKeySQL(sqlPath(plan.sort[i].path))
+			w.sql.WriteString(" AND (" + k + " < ")
+			w.arg(pos[i])
+			w.sql.WriteString(" OR " + k + " IS NULL)")
 		}
 		w.sql.WriteString(")")
 	}

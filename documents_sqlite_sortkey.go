@@ -32,7 +32,8 @@ func init() {
 }
 
 // objectSortKey encodes the JSON text of an object of the query form (see
-// queryForm: no arrays, canonical numbers) so that comparing two keys byte
+// queryForm: no arrays, canonical numbers), after the byte keyObject (see
+// sortKeySQL), so that comparing two keys byte
 // by byte orders the objects field by field, as query.go's order does: for
 // each field its type bracket, then its name, then its value; an object
 // that ends first sorts first. Every field is [bracket byte][name][value]
@@ -52,7 +53,7 @@ func objectSortKey(text []byte) ([]byte, error) {
 	if err != nil || tok != json.Delim('{') {
 		return nil, errors.New("cpod_sortkey: not a JSON object")
 	}
-	return appendObjectKey(make([]byte, 0, len(text)+16), dec)
+	return appendObjectKey(append(make([]byte, 0, len(text)+16), keyObject), dec)
 }
 
 func appendObjectKey(b []byte, dec *json.Decoder) ([]byte, error) {

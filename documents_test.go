@@ -384,8 +384,8 @@ func TestDocumentsNames(t *testing.T) {
 	want := append([]string(nil), goodKeys...)
 	sort.Strings(want)
 	equalKeys(t, "all keys in key order", keysOf(p.Items), want)
-	// "query" and "batch" are still documents for PUT, GET, PATCH and
-	// DELETE; the other methods on a document are 405.
+	// "query" and "batch" are still documents for PUT, GET, HEAD, PATCH
+	// and DELETE; the other methods on a document are 405.
 	wantStatus(t, db.del("c", "query"), http.StatusNoContent, "")
 	wantStatus(t, db.get("c", "query"), http.StatusNotFound, "not_found")
 	v, _ := db.getValue("c", "batch")
@@ -397,7 +397,9 @@ func TestDocumentsNames(t *testing.T) {
 	r = do(t, db.srv, "PATCH", "/v1/storage/db/c/batch", db.tok, `{"x":1}`)
 	wantStatus(t, r, http.StatusOK, "")
 	r = do(t, db.srv, "HEAD", "/v1/storage/db/c/somekey", db.tok, nil)
-	equal(t, "HEAD on a document", r.status, http.StatusMethodNotAllowed)
+	equal(t, "HEAD on a missing document", r.status, http.StatusNotFound)
+	r = do(t, db.srv, "HEAD", "/v1/storage/db/c/batch", db.tok, nil)
+	equal(t, "HEAD on the document named batch", r.status, http.StatusOK)
 
 	// Delete is idempotent.
 	wantStatus(t, db.del("c", "a/b"), http.StatusNoContent, "")

@@ -65,7 +65,13 @@ func TestAuthRefusesCrit(t *testing.T) {
 					t.Fatalf("%s: status %d, want 401; body %s", name, r.status, r.body)
 				}
 				wantStatus(t, r, http.StatusUnauthorized, "invalid_token")
-				if got := r.header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+				// crit is a header the engine cannot honour; the others
+				// name a key of the token's choosing, which it never uses.
+				reason := "unknown key"
+				if strings.HasPrefix(name, "crit") {
+					reason = "malformed"
+				}
+				if got := r.header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token", error_description="`+reason+`"` {
 					t.Fatalf("%s: WWW-Authenticate = %q", name, got)
 				}
 			}
@@ -373,11 +379,17 @@ func TestSignedURLExact(t *testing.T) {
 	wantStatus(t, rawGet(t, srv.URL, p1+"?"+q1), http.StatusOK, "")
 }
 
+// earlyAnswerBound is how soon a body refused from its Content-Length is
+// answered: at once, plus slack for a request with a token (an app lookup)
+// under -race on busy cores.
+const earlyAnswerBound = 5 * time.Second
+
 // TestEarlyAnswersLibrary: the engine mounted directly on an http.Server
 // answers a body it refuses from its Content-Length at once, without
 // waiting for the body: a client that declares 6 GiB and sends three bytes
 // gets 413 (a file over the limit, a JSON body over its cap) or 401 (no
-// token) within a second.
+// token) within earlyAnswerBound. An answer that waited for the body would
+// never come (the test server has no timeouts).
 func TestEarlyAnswersLibrary(t *testing.T) {
 	t.Parallel()
 	srv := cpodtest.NewServer(t)
@@ -407,12 +419,12 @@ func TestEarlyAnswersLibrary(t *testing.T) {
 		}
 		start := time.Now()
 		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 6442450944\r\n\r\nabc", tc.method, tc.target, addr, auth)
-		_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+		_ = conn.SetReadDeadline(start.Add(10 * time.Second))
 		line, err := bufio.NewReader(conn).ReadString('\n')
 		took := time.Since(start)
 		conn.Close()
-		if err != nil || strings.TrimSpace(line) != tc.want || took > time.Second {
-			t.Errorf("%s %s: answer %q (%v) after %v, want %q within 1s", tc.method, tc.target, strings.TrimSpace(line), err, took, tc.want)
+		if err != nil || strings.TrimSpace(line) != tc.want || took > earlyAnswerBound {
+			t.Errorf("%s %s: answer %q (%v) after %v, want %q within %v", tc.method, tc.target, strings.TrimSpace(line), err, took, tc.want, earlyAnswerBound)
 		}
 	}
 }

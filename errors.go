@@ -23,6 +23,7 @@ const (
 	CodeInsufficientScope  Code = "insufficient_scope"
 	CodeUserRequired       Code = "user_required"
 	CodeNotFound           Code = "not_found"
+	CodeUnknownEndpoint    Code = "unknown_endpoint"
 	CodeConflict           Code = "conflict"
 	CodeTooLarge           Code = "too_large"
 	CodeInvalidCursor      Code = "invalid_cursor"
@@ -46,7 +47,7 @@ func (c Code) Status() int {
 		return http.StatusUnauthorized
 	case CodeInvalidScope, CodeInsufficientScope, CodeUserRequired, CodeExpired, CodeInvalidSignature:
 		return http.StatusForbidden
-	case CodeNotFound:
+	case CodeNotFound, CodeUnknownEndpoint:
 		return http.StatusNotFound
 	case CodeConflict, CodeNotInteger:
 		return http.StatusConflict
@@ -77,6 +78,10 @@ type Error struct {
 	// backend is the backend of a translated backend failure ("s3",
 	// "mongodb", "redis"), for cpod_storage_backend_errors_total.
 	backend string
+	// logReason is what the log line of a refused request says when it
+	// must differ from Message (which may quote "Bearer <token>", a
+	// word the logs never hold). Empty means Message.
+	logReason string
 }
 
 func (e *Error) Error() string {
@@ -114,6 +119,7 @@ var (
 	ErrInsufficientScope  = &Error{Code: CodeInsufficientScope}
 	ErrUserRequired       = &Error{Code: CodeUserRequired}
 	ErrNotFound           = &Error{Code: CodeNotFound}
+	ErrUnknownEndpoint    = &Error{Code: CodeUnknownEndpoint}
 	ErrConflict           = &Error{Code: CodeConflict}
 	ErrTooLarge           = &Error{Code: CodeTooLarge}
 	ErrInvalidCursor      = &Error{Code: CodeInvalidCursor}

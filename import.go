@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ type ImportCounts struct {
 // each batch in one transaction.
 func ImportMongo(ctx context.Context, src *mongo.Database, dst *sql.DB) (ImportCounts, error) {
 	var n ImportCounts
-	s := newSQLStore(dst)
+	s := newSQLStore(dst, slog.New(slog.DiscardHandler))
 	if err := s.ready(ctx); err != nil {
 		return n, err
 	}

@@ -464,6 +464,19 @@ func (e *Engine) handleKVIncr(c *call) error {
 	}{n})
 }
 
+// kvIntegerLua defines, in a script, integer(s): whether s is a signed
+// 64-bit integer written the one way Redis reads one (string2ll): an
+// optional '-', then "0" alone or digits without a leading zero, at most 20
+// bytes; never '+', a leading zero, "-0", a space or an empty string. It
+// does not check the range: INCRBY refuses an overflow itself. notInteger
+// is Redis' own error text, which kvBackendError maps to 409 not_integer.
+const kvIntegerLua = `
+local notInteger = 'ERR value is not an integer or out of range'
+local function integer(s)
+  return s == '0' or (#s <= 20 and string.find(s, '^%-?[1-9]%d*$') ~= nil)
+end
+`
+
 // incr runs incrScript on the Redis key k with the request's nonce: 64
 // random bits, unique among the at most 2*incrNoncesPerGeneration nonces a
 // counter remembers.
@@ -485,7 +498,9 @@ func (e *Engine) incr(ctx context.Context, k string, by int64, nonce string) (in
 // handleKVDel deletes a key; 204 also when it was missing. A body
 // {"ifValue": "<string>"} deletes only when the key holds exactly that value,
 // in one atomic script (delIfScript); a missing key or another value is 412
-// conflict. An empty body, or {}, is a plain delete.
+// conflict. Only an absent or empty body is a plain delete: any other body
+// (null, {}, an array...) is 400, so that a client whose condition got lost
+// on the way never deletes unconditionally.
 func (e *Engine) handleKVDel(c *call) error {
 	k, err := e.kvKey(c, Write)
 	if err != nil {
@@ -494,8 +509,21 @@ func (e *Engine) handleKVDel(c *call) error {
 	var body struct {
 		IfValue json.RawMessage `json:"ifValue"`
 	}
-	if err := decodeOptionalJSON(c, 6*int64(e.cfg.Limits.MaxKVValueSize)+4096, &body); err != nil {
-		return err
+	limit := 6*int64(e.cfg.Limits.MaxKVValueSize) + 4096
+	if c.r.ContentLength > limit {
+		return bodyTooLarge(limit)
+	}
+	b, err := c.readBody(limit)
+	if err != nil {
+		return jsonError(err)
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := unmarshalStrict(b, &body); err != nil {
+			return err
+		}
+		if body.IfValue == nil {
+			return errorf(CodeInvalidRequest, `a DELETE body must be absent or {"ifValue": "<the current value>"}`)
+		}
 	}
 	ifValue, hasIfValue, err := kvIfValue(body.IfValue)
 	if err != nil {

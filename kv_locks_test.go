@@ -165,6 +165,14 @@ func TestKVConditionalBadInput(t *testing.T) {
 		{"delete ifValue null", "DELETE", `{"ifValue":null}`},
 		{"delete ifValue number", "DELETE", `{"ifValue":1}`},
 		{"delete two values", "DELETE", `{"ifValue":"v"} {}`},
+		// Only an absent or empty body is a plain delete: a body that lost
+		// its condition (null, {}) must not delete unconditionally.
+		{"delete null", "DELETE", `null`},
+		{"delete null spaced", "DELETE", " null\n"},
+		{"delete empty object", "DELETE", `{}`},
+		{"delete array", "DELETE", `[]`},
+		{"delete boolean", "DELETE", `true`},
+		{"delete number", "DELETE", `0`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,7 +185,8 @@ func TestKVConditionalBadInput(t *testing.T) {
 }
 
 // TestKVDeleteIfValue: compare-and-delete removes only exactly the given
-// value; a missing key is 412 too. An empty body or {} is a plain delete.
+// value; a missing key is 412 too. No body, or an empty one, is a plain
+// delete.
 func TestKVDeleteIfValue(t *testing.T) {
 	t.Parallel()
 	srv, tok := kvServer(t)
@@ -196,8 +205,8 @@ func TestKVDeleteIfValue(t *testing.T) {
 	wantStatus(t, do(t, srv, "DELETE", "/v1/storage/kv/n", tok, `{"ifValue":"[1, 2]"}`), 412, "conflict")
 	wantStatus(t, do(t, srv, "DELETE", "/v1/storage/kv/n", tok, `{"ifValue":"[1,2]"}`), 204, "")
 
-	// Plain deletes: no body, or {}; also when missing.
-	for _, body := range []string{"", "{}"} {
+	// Plain deletes: no body, or an empty one; also when missing.
+	for _, body := range []any{nil, ""} {
 		wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/p", tok, `{"value":"v"}`), 204, "")
 		wantStatus(t, do(t, srv, "DELETE", "/v1/storage/kv/p", tok, body), 204, "")
 		equal(t, "after a plain delete", kvGet(t, srv, tok, "p"), kvState{})

@@ -244,9 +244,16 @@ func TestKVIncrSemantics(t *testing.T) {
 	equal(t, "by 0", value(incr("fresh", `{"by":0}`)), -2)
 	equal(t, "empty object", value(incr("fresh", `{}`)), -1)
 
-	for _, v := range []string{`"abc"`, `"1.5"`, `{"a":1}`, `" 1"`} {
+	// Only Redis' canonical form of an integer counts: miniredis alone would
+	// take "+5", "007" and "-0", so the engine refuses them on every backend.
+	for _, v := range []string{`"abc"`, `"1.5"`, `{"a":1}`, `" 1"`, `"1 "`, `"+5"`, `"007"`, `"00"`, `"-0"`, `"-007"`, `"-"`, `""`, `"0x10"`, `"1e3"`, `"٣"`} {
 		wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/nonint", tok, `{"value":`+v+`}`), 204, "")
 		wantStatus(t, incr("nonint", ""), http.StatusConflict, "not_integer")
+	}
+	// The canonical forms count, at both ends of the range.
+	for v, want := range map[string]int64{`"0"`: 1, `"-1"`: 0, `"10"`: 11, `"-9223372036854775808"`: -9223372036854775807, `-12`: -11} {
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/int", tok, `{"value":`+v+`}`), 204, "")
+		equal(t, "incr of "+v, value(incr("int", "")), want)
 	}
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/max", tok, `{"value":"9223372036854775807"}`), 204, "")
 	wantStatus(t, incr("max", ""), http.StatusConflict, "not_integer")

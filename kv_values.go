@@ -159,9 +159,13 @@ return 1
 // (KEEPTTL). A missing key starts a new counter with no TTL at ARGV[1]
 // (0 + ARGV[1], the engine's canonical decimal).
 //
+// Before INCRBY, the text must be an integer in canonical form
+// (kvIntegerLua): miniredis reads "+5", "007" and "-0" as integers where
+// Redis refuses them, and every backend must answer the same 409.
+//
 // The value travels as a string: Lua numbers are doubles and would round
 // integers above 2^53.
-var incrScript = redis.NewScript(kvTextLua + `
+var incrScript = redis.NewScript(kvTextLua + kvIntegerLua + `
 local done = redis.call('HGET', KEYS[2], ARGV[2])
 if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
 if done then return done end
@@ -172,6 +176,7 @@ if not cur then
   redis.call('SET', KEYS[1], '\255' .. '0:' .. v)
 else
   local t, i = text(cur)
+  if not integer(t) then return redis.error_reply(notInteger) end
   if i then
     redis.call('SET', KEYS[4], t)
     local r = redis.pcall('INCRBY', KEYS[4], ARGV[1])

@@ -144,6 +144,12 @@ func TestKVLegacyValues(t *testing.T) {
 	v, ttl = kvValueTTL(t, srv, tok, "c")
 	equal(t, "legacy counter", v, "42")
 	equal(t, "legacy counter ttl", ttl, 100)
+
+	// A legacy value in a form only miniredis would count is refused too.
+	legacy("c", "+41", 0)
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/c", tok, nil), 409, "not_integer")
+	raw, _ = rawKV(t, srv)
+	equal(t, "refused legacy counter stored", raw, "+41")
 }
 
 // TestKVIncrKeepsExpiry: an INCR of a value with an expiry counts in

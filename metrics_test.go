@@ -106,7 +106,7 @@ func TestMetricsRequests(t *testing.T) {
 	kv("GET", "/v1/storage/kv/missing", tok, nil, 404)
 	kv("GET", "/v1/storage/kv/a", "", nil, 401)
 	kv("GET", "/v1/storage/kv/a?TIER=user", tok, nil, 400)
-	wantStatus(t, do(t, srv, "GET", "/no/such/endpoint", tok, nil), 404, "not_found")
+	wantStatus(t, do(t, srv, "GET", "/no/such/endpoint", tok, nil), 404, "unknown_endpoint")
 	wantStatus(t, do(t, srv, "BREW", "/v1/storage/kv/a", tok, nil), 405, "invalid_request")
 	req, _ := http.NewRequest("OPTIONS", srv.URL+"/v1/storage/kv/a", nil)
 	req.Header.Set("Origin", "https://app.example.com")

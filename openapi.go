@@ -19,14 +19,32 @@ var openAPIDocument []byte
 func OpenAPIDocument() []byte { return append([]byte(nil), openAPIDocument...) }
 
 // handleOpenAPI serves the OpenAPI document, without authentication: it
-// describes the API, it holds no data.
+// describes the API, it holds no data. Any origin may read it
+// (Access-Control-Allow-Origin: *, never with credentials), so that Swagger
+// UI or another tool served from elsewhere can load it; Config.CORSOrigins
+// is about the storage API, not this public document.
 func (e *Engine) handleOpenAPI(c *call) error {
 	h := c.w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
 	c.w.WriteHeader(http.StatusOK)
 	_, _ = c.w.Write(openAPIDocument)
+	return nil
+}
+
+// handleOpenAPIPreflight answers a CORS preflight (or a plain OPTIONS) for
+// the OpenAPI document: any origin may GET it, with any request headers
+// (the "*" of Fetch, which holds without credentials).
+func (e *Engine) handleOpenAPIPreflight(c *call) error {
+	h := c.w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET")
+	h.Set("Access-Control-Allow-Headers", "*")
+	h.Set("Access-Control-Max-Age", strconv.Itoa(corsMaxAge))
+	h.Set("Allow", "GET, OPTIONS")
+	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
 )
 
@@ -56,4 +57,28 @@ func TestOpenAPIEncodedSlash(t *testing.T) {
 	equal(t, "file", string(r.body), "the report")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/session%2Fabc", tok, map[string]any{"value": "v"}), http.StatusNoContent, "")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/session/abc", tok, nil), http.StatusOK, "")
+}
+
+// TestOpenAPICORS: any origin may load /v1/openapi.json (Swagger UI served
+// elsewhere), with or without Config.CORSOrigins: Access-Control-Allow-
+// Origin "*", never credentials; a preflight is 204 allowing GET. The
+// storage API's CORS stays as configured.
+func TestOpenAPICORS(t *testing.T) {
+	t.Parallel()
+	for name, srv := range map[string]*cpodtest.Server{
+		"no CORSOrigins":  cpodtest.NewServer(t),
+		"one CORSOrigins": cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.CORSOrigins = []string{appOrigin} })),
+	} {
+		r := send(t, srv, "GET", "/v1/openapi.json", map[string]string{"Origin": "https://editor.swagger.io"}, "")
+		wantStatus(t, r, http.StatusOK, "")
+		equal(t, name+": Access-Control-Allow-Origin", r.header.Get("Access-Control-Allow-Origin"), "*")
+		equal(t, name+": Access-Control-Allow-Credentials", r.header.Get("Access-Control-Allow-Credentials"), "")
+		p := preflight(t, srv, "/v1/openapi.json", "https://editor.swagger.io", "GET", "accept,x-custom")
+		equal(t, name+": preflight status", p.status, http.StatusNoContent)
+		equal(t, name+": preflight origin", p.header.Get("Access-Control-Allow-Origin"), "*")
+		equal(t, name+": preflight methods", p.header.Get("Access-Control-Allow-Methods"), "GET")
+		equal(t, name+": preflight headers", p.header.Get("Access-Control-Allow-Headers"), "*")
+		// The storage API is not opened by it.
+		noCORS(t, name+": storage preflight from another origin", preflight(t, srv, "/v1/storage/kv/k", "https://editor.swagger.io", "GET", "authorization"))
+	}
 }

@@ -152,13 +152,19 @@ func TestReplicasSignedURLRevokedOnOther(t *testing.T) {
 	wantStatus(t, getURL(t, "GET", onB, nil), 403, "invalid_signature")
 }
 
-// waitWithin polls cond until it holds, failing the test if that takes
-// longer than limit after since.
+// waitWithin polls cond until it holds, failing the test if a poll that
+// began more than limit after since still finds it false. A poll is timed
+// from its start: a request sent within the limit and answered late on a
+// busy machine may still have seen the old state.
 func waitWithin(t *testing.T, since time.Time, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		if time.Since(since) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
+	for {
+		polled := time.Now()
+		if cond() {
+			return
+		}
+		if polled.Sub(since) > limit {
+			t.Fatalf("%s: not within %v (a request sent %v after the change saw the old state)", what, limit, polled.Sub(since))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

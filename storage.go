@@ -238,6 +238,16 @@ type Limits struct {
 	// Content-Length streams without a buffer. At least one part; default
 	// 256 MiB.
 	MaxUploadMemory int64
+	// MaxBodyMemory caps the memory of the JSON request bodies read whole
+	// at once (kv, documents, queries, batches, signed-URL and admin
+	// requests), in bytes, counted as twice each body's buffer (the body
+	// and what decoding it makes). A request reserves it as its body
+	// arrives, so a slow sender holds only what it sent, and gives it
+	// back when it ends. A tenant holds at most a quarter of it; over its
+	// share, or with the budget spent, a request waits within
+	// Config.BackendTimeout, then 503 backend_unavailable. Default
+	// 128 MiB.
+	MaxBodyMemory int64
 }
 
 func (l *Limits) setDefaults() {
@@ -248,6 +258,9 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxFileSize <= 0 {
 		l.MaxFileSize = 5 << 30
+	}
+	if l.MaxBodyMemory <= 0 {
+		l.MaxBodyMemory = 128 << 20
 	}
 	if l.MaxUploadMemory <= 0 {
 		l.MaxUploadMemory = 256 << 20
@@ -288,6 +301,7 @@ type Engine struct {
 	router      []*compiledRoute // routes, compiled (see router.go)
 	metrics     *metrics         // nil without Config.Metrics
 	docs        *documents       // the documents area, for admin.go
+	bodies      *tenantBudget    // Limits.MaxBodyMemory, see readBody
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
 }
 
@@ -412,11 +426,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
 	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
+	e.bodies = newTenantBudget("request body memory", cfg.Limits.MaxBodyMemory, cfg.Limits.MaxBodyMemory/4)
 	for _, t := range cfg.AdminTokens {
 		e.adminTokens = append(e.adminTokens, sha256.Sum256([]byte(t)))
 	}
 	if cfg.SQL != nil {
-		e.sql = newSQLStore(cfg.SQL)
+		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
 	}
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
@@ -424,6 +439,7 @@ func New(cfg Config) (*Engine, error) {
 		route{"GET", "/healthz", e.handleHealthz},
 		route{"GET", "/readyz", e.handleReadyz},
 		route{method: "GET", pattern: "/v1/openapi.json", handle: e.handleOpenAPI},
+		route{method: "OPTIONS", pattern: "/v1/openapi.json", handle: e.handleOpenAPIPreflight},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
 	e.routes = append(e.routes, e.kvRoutes()...)
@@ -438,7 +454,7 @@ func New(cfg Config) (*Engine, error) {
 		e.metrics.bindRoutes(e.router)
 		e.apps.metrics = e.metrics
 	}
-	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router)
+	e.cors = newCORSPolicy(cfg.CORSOrigins, e.router, e.log)
 	return e, nil
 }
 
@@ -480,6 +496,16 @@ type call struct {
 
 	limits *Limits // the engine's, for readBody
 
+	// tenant is the caller's tenant once authorized ("" before, and for
+	// the admin API): whose share of the budgets a request takes.
+	tenant string
+	// bodies is the engine's body memory budget; held what this request
+	// holds of it, given back when the request ends (see readBody).
+	bodies         *tenantBudget
+	backendTimeout time.Duration // bounds a wait for the budget
+	held           int64
+	free           []func()
+
 	// hdr backs the header values the engine sets on every response
 	// (X-Request-Id, and those of json), so that they cost no allocation
 	// each: Header.Set allocates a one-string slice per value.
@@ -497,7 +523,8 @@ func (c *call) setHeader(h http.Header, key string, i int, value string) {
 
 // ServeHTTP routes a request to its endpoint.
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r), limits: &e.cfg.Limits}
+	c := &call{w: w, r: r, ctx: r.Context(), reqID: requestID(r), limits: &e.cfg.Limits, bodies: e.bodies, backendTimeout: e.cfg.BackendTimeout}
+	defer c.releaseBody()
 	if e.metrics != nil {
 		e.metrics.begin(c)
 		w = c.w
@@ -541,7 +568,21 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.writeError(c, withStatus(errorf(CodeInvalidRequest, "method %s is not allowed here", r.Method), http.StatusMethodNotAllowed))
 		return
 	}
-	e.writeError(c, errorf(CodeNotFound, "no such endpoint"))
+	e.writeError(c, unknownEndpoint(r.Method, path))
+}
+
+// maxQuotedPath caps the path an unknown_endpoint message quotes.
+const maxQuotedPath = 256
+
+// unknownEndpoint answers a request whose path no route matches: 404
+// unknown_endpoint, never not_found, which clients read as "this file,
+// document or key does not exist" (a base URL with /v1 twice, or a wrong
+// prefix, would otherwise read as an empty store).
+func unknownEndpoint(method, path string) error {
+	if len(path) > maxQuotedPath {
+		path = path[:maxQuotedPath] + "..."
+	}
+	return errorf(CodeUnknownEndpoint, "no endpoint matches %s %s: check the client's base URL, which ends before /v1 (the server's paths start with /v1/storage/, /v1/oauth/ or /v1/admin/)", method, path)
 }
 
 // requestID takes a well-formed X-Request-Id from the caller (a proxy or the
@@ -615,19 +656,53 @@ func (e *Engine) writeError(c *call, err error) {
 		// No Retry-After: nothing changes until someone frees space.
 		e.log.Error("storage: backend out of space", "request_id", c.reqID, "method", c.r.Method, "backend", ee.backend, "err", ee.Err)
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		// Every 401 and 403, signed URLs' expired and invalid_signature too.
-		c.w.Header().Set("WWW-Authenticate", `Bearer error="`+string(ee.Code)+`"`)
-	}
 	if msg == "" {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
 	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		// Every 401 and 403, signed URLs' expired and invalid_signature too.
+		// A 401 says why (a token's reason, see tokenRefused) in
+		// error_description as well, and in the log: never the token.
+		challenge := `Bearer error="` + string(ee.Code) + `"`
+		if status == http.StatusUnauthorized {
+			challenge += `, error_description="` + quotableText(msg) + `"`
+			reason := msg
+			if ee.logReason != "" {
+				reason = ee.logReason
+			}
+			e.log.Info("storage: token refused", "request_id", c.reqID, "method", c.r.Method, "reason", reason)
+		}
+		c.w.Header().Set("WWW-Authenticate", challenge)
+	}
 	if c.r.Method == http.MethodHead {
+		// No body to carry the code: Cpod-Error does, so that a client
+		// tells a missing key (not_found) from a wrong URL
+		// (unknown_endpoint) or a proxy's 404 (no Cpod-Error at all).
+		c.w.Header().Set("Cpod-Error", string(ee.Code))
 		c.w.Header().Set("X-Content-Type-Options", "nosniff")
 		c.w.WriteHeader(status)
 		return
 	}
 	_ = c.json(status, map[string]string{"error": string(ee.Code), "message": msg})
+}
+
+// quotableText is s as the quoted value of an RFC 6750 error_description,
+// which allows only %x20-21 / %x23-5B / %x5D-7E: a double quote becomes a
+// single one, a backslash a slash, and any other byte outside the range a
+// question mark.
+func quotableText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c == '"':
+			b[i] = '\''
+		case c == '\\':
+			b[i] = '/'
+		case c < 0x20 || c > 0x7e:
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // decodeJSON reads a JSON request body of at most limit bytes into dst:
@@ -729,6 +804,10 @@ func bodyTooLarge(limit int64) error {
 }
 
 func jsonError(err error) error {
+	var ee *Error
+	if errors.As(err, &ee) {
+		return err // the body budget's 503, as it is
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return bodyTooLarge(mbe.Limit)

@@ -1,14 +1,21 @@
 package storage_test
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	_ "modernc.org/sqlite"
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
@@ -23,14 +30,66 @@ func TestRoutes(t *testing.T) {
 	r := do(t, srv, "GET", "/readyz", "", nil)
 	wantStatus(t, r, 200, "")
 	equal(t, "readyz body", strings.TrimSpace(string(r.body)), `{"backends":`+backendsJSON(srv, nil)+`,"status":"ok"}`)
-	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "not_found")
-	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "not_found")
+	wantStatus(t, do(t, srv, "GET", "/v1/nope", tok, nil), 404, "unknown_endpoint")
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv", tok, nil), 404, "unknown_endpoint")
 	r = do(t, srv, "TRACE", "/v1/storage/kv/k", tok, nil)
 	wantStatus(t, r, 405, "invalid_request")
 	equal(t, "Allow", r.header.Get("Allow"), "PUT, GET, HEAD, POST, DELETE, PATCH")
 	equal(t, "content type", r.header.Get("Content-Type"), "application/json")
 	if r.header.Get("X-Request-Id") == "" {
 		t.Fatal("no X-Request-Id")
+	}
+}
+
+// TestUnknownEndpoint: a path that matches no route is 404 unknown_endpoint
+// naming the method and path, never not_found (which clients read as a
+// missing file, document or key), under /v1/storage/ too: a client with /v1
+// twice in its base URL or a wrong prefix must not read an empty store. A
+// HEAD, which has no body, carries the code in Cpod-Error. A missing key
+// stays not_found, in the body and in Cpod-Error.
+func TestUnknownEndpoint(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/v1/v1/storage/kv/k"},
+		{"HEAD", "/v1/v1/storage/kv/k"},
+		{"GET", "/api/v1/storage/db/notes/n1"},
+		{"GET", "/v1/v1/storage/files/a.txt"},
+		{"POST", "/v1/storage/v1/storage/db/notes/query"},
+		{"GET", "/v1/storage/nope"},
+		{"GET", "/v1/storage/db/notes"},
+		{"GET", "/v1/storage/db/notes/n1/extra"},
+		{"DELETE", "/v1/storage"},
+		{"GET", "/"},
+		{"GET", "/v2/storage/kv/k"},
+		{"GET", "/v1/oauth/apps/a/b"},
+		{"GET", "/v1/admin/tenants"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			r := do(t, srv, tc.method, tc.path, tok, nil)
+			equal(t, "status", r.status, http.StatusNotFound)
+			if tc.method == "HEAD" {
+				equal(t, "Cpod-Error", r.header.Get("Cpod-Error"), "unknown_endpoint")
+				return
+			}
+			wantStatus(t, r, http.StatusNotFound, "unknown_endpoint")
+			var e struct{ Message string }
+			decode(t, r, &e)
+			if !strings.Contains(e.Message, tc.method+" "+tc.path) || !strings.Contains(e.Message, "base URL") {
+				t.Fatalf("message %q names neither the call nor the base URL", e.Message)
+			}
+		})
+	}
+	// What is missing at a real endpoint stays not_found.
+	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/missing", tok, nil), 404, "not_found")
+	equal(t, "HEAD of a missing key", do(t, srv, "HEAD", "/v1/storage/kv/missing", tok, nil).header.Get("Cpod-Error"), "not_found")
+	// A long path is quoted in part.
+	r := do(t, srv, "GET", "/x/"+strings.Repeat("a", 5000), tok, nil)
+	wantStatus(t, r, http.StatusNotFound, "unknown_endpoint")
+	if len(r.body) > 1000 {
+		t.Fatalf("the answer to a long path is %d bytes", len(r.body))
 	}
 }
 
@@ -140,5 +199,46 @@ func TestBackendDown(t *testing.T) {
 			}
 			wantStatus(t, do(t, srv, "GET", "/readyz", "", nil), 503, "")
 		})
+	}
+}
+
+// TestConfigDocumentsStore: New takes exactly one documents store, MongoDB
+// or SQLite.
+func TestConfigDocumentsStore(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t)
+	base := storage.Config{
+		S3: srv.S3, Bucket: srv.Bucket, Redis: srv.Redis,
+		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: srv.TokenKey()}}},
+		SigningKey: []byte(strings.Repeat("k", 32)),
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// New calls no backend: a client that never connects will do.
+	mc, err := mongo.Connect(options.Client().ApplyURI("mongodb://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Disconnect(context.Background())
+	mdb := mc.Database("unused")
+	for _, tc := range []struct {
+		name  string
+		set   func(c *storage.Config)
+		valid bool
+	}{
+		{"neither", func(c *storage.Config) {}, false},
+		{"both", func(c *storage.Config) { c.Mongo, c.SQL = mdb, db }, false},
+		{"mongodb", func(c *storage.Config) { c.Mongo = mdb }, true},
+		{"sqlite", func(c *storage.Config) { c.SQL = db }, true},
+	} {
+		c := base
+		tc.set(&c)
+		_, err := storage.New(c)
+		if (err == nil) != tc.valid || (err != nil && !strings.Contains(err.Error(), "exactly one of Config.Mongo and Config.SQL")) {
+			t.Errorf("%s: New: %v, want valid %v", tc.name, err, tc.valid)
+		}
 	}
 }

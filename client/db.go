@@ -115,8 +115,8 @@ func (col *Collection) docCall(ctx context.Context, method, key string, body []b
 	}
 	h := http.Header{}
 	switch {
-	case (o.ifMatch != "" || o.ifAbsent) && method == http.MethodGet:
-		return localError("IfMatch and IfAbsent apply to writes, not to Get")
+	case (o.ifMatch != "" || o.ifAbsent) && (method == http.MethodGet || method == http.MethodHead):
+		return localError("IfMatch and IfAbsent apply to writes, not to Get or Exists")
 	case o.ifAbsent && method != http.MethodPut:
 		return localError("IfAbsent applies to Set only")
 	case o.ifAbsent && o.ifMatch != "":
@@ -181,6 +181,18 @@ func (col *Collection) Get(ctx context.Context, key string, dst any, opts ...Doc
 		}
 	}
 	return true, nil
+}
+
+// Exists reports whether a document is stored at key, with a HEAD request:
+// the value is not sent. [ETag] receives its version. A missing document
+// is false with a nil error; any other failure, a wrong base URL included
+// ([ErrUnknownEndpoint]), is an error.
+func (col *Collection) Exists(ctx context.Context, key string, opts ...DocOption) (bool, error) {
+	err := col.docCall(ctx, http.MethodHead, key, nil, "", opts, nil)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Delete removes the document at key. Deleting a missing document is not an

@@ -3,8 +3,8 @@
 // the engine's HTTP API, with the same names:
 //
 //	c.Storage.Files  blobs            Write, Read, URL, List, Delete
-//	c.Storage.DB     documents        Collection(name, opts): Set, Get, Delete, Query, Batch,
-//	                 Patch, and options ETag, IfMatch, IfAbsent (optimistic concurrency)
+//	c.Storage.DB     documents        Collection(name, opts): Set, Get, Exists, Delete, Query,
+//	                 Batch, Patch, and options ETag, IfMatch, IfAbsent (optimistic concurrency)
 //	c.Storage.KV     ephemeral values Set, Get, Exists, Incr, TTL, Del, and for
 //	                 locks SetIfAbsent, SetIfValue, DeleteIf, Expire
 //
@@ -87,7 +87,10 @@
 //	}
 //
 // Absence is not an error where the seed returns null: [Collection.Get] and
-// [KV.Get] return found == false and [KV.Exists] false. Deleting something
+// [KV.Get] return found == false, [Collection.Exists] and [KV.Exists] false.
+// Only the code not_found means missing: any other 404, such as
+// [ErrUnknownEndpoint] from a base URL with /v1 twice or a wrong prefix, is
+// an error whose message names the URL called. Deleting something
 // missing succeeds. Reading a missing file, asking the TTL of a missing key
 // or signing a URL for a missing file is [ErrNotFound]. A call the client can
 // tell is malformed before sending it (an empty key, a path with an empty

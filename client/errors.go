@@ -80,8 +80,13 @@ var (
 	// ErrUserRequired (403): a user-tier call with a token that has no user.
 	ErrUserRequired = &Error{Status: http.StatusForbidden, Code: "user_required", Message: "user tier needs a user token"}
 	// ErrNotFound (404): the file or key does not exist. Collection.Get and
-	// KV.Get report a missing value with found == false instead.
+	// KV.Get report a missing value with found == false instead. Only this
+	// code means missing: any other 404 is an error.
 	ErrNotFound = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
+	// ErrUnknownEndpoint (404): no endpoint of the server has this path,
+	// almost always a wrong base URL (one with /v1 twice, or a wrong
+	// prefix). Its message names the URL called.
+	ErrUnknownEndpoint = &Error{Status: http.StatusNotFound, Code: "unknown_endpoint", Message: "unknown endpoint"}
 	// ErrConflict (409): the request conflicts with the current state, such
 	// as registering an app whose client_id exists.
 	ErrConflict = &Error{Status: http.StatusConflict, Code: "conflict", Message: "conflict"}
@@ -137,19 +142,40 @@ func CheckResponse(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
 		e.Code, e.Message = body.Error, body.Message
-		return e
+	} else {
+		// No contract body: a HEAD response, or something in between (a
+		// proxy, a router). Take the code from Cpod-Error (the engine's
+		// HEAD errors) or WWW-Authenticate (RFC 6750) when there is one,
+		// else from the status for a HEAD, whose errors have no body.
+		head := resp.Request != nil && resp.Request.Method == http.MethodHead
+		if code := resp.Header.Get("Cpod-Error"); code != "" && head {
+			e.Code = code
+		} else if code := bearerError(resp.Header.Get("WWW-Authenticate")); code != "" {
+			e.Code = code
+		} else if head {
+			e.Code = statusCode(resp.StatusCode)
+		}
+		e.Message = strings.TrimSpace(string(raw))
+		if len(e.Message) > 512 {
+			e.Message = e.Message[:512]
+		}
 	}
-	// No contract body: a HEAD response, or something in between (a proxy,
-	// a router). Take the code from WWW-Authenticate (RFC 6750) when there
-	// is one, or from the status for a HEAD, whose errors have no body.
-	if code := bearerError(resp.Header.Get("WWW-Authenticate")); code != "" {
-		e.Code = code
-	} else if resp.Request != nil && resp.Request.Method == http.MethodHead {
-		e.Code = statusCode(resp.StatusCode)
-	}
-	e.Message = strings.TrimSpace(string(raw))
-	if len(e.Message) > 512 {
-		e.Message = e.Message[:512]
+	if e.Status == http.StatusNotFound && e.Code != ErrNotFound.Code && resp.Request != nil {
+		// Not a missing value but no such endpoint (or someone else's
+		// 404): say which URL was called, since the base URL is the usual
+		// mistake. Without its query, which may carry a signature.
+		u := *resp.Request.URL
+		u.RawQuery, u.Fragment, u.User = "", "", nil
+		called := resp.Request.Method + " " + u.String() + ": "
+		if e.Code == ErrUnknownEndpoint.Code && e.Message != "" {
+			called += e.Message // the engine's, which names the base URL
+		} else {
+			called += "no such endpoint: is the client's base URL right? (it ends before /v1)"
+			if e.Message != "" {
+				called += ": " + e.Message
+			}
+		}
+		e.Message = called
 	}
 	return e
 }
@@ -170,15 +196,15 @@ func bearerError(h string) string {
 	return rest[:j]
 }
 
-// statusCode guesses the contract code of a bodyless error response.
+// statusCode guesses the contract code of a bodyless error response. A 404
+// is not guessed: without Cpod-Error it may be any server's (a proxy, a
+// wrong base URL), and only not_found reads as missing.
 func statusCode(status int) string {
 	switch status {
 	case http.StatusBadRequest:
 		return ErrInvalidRequest.Code
 	case http.StatusUnauthorized:
 		return ErrInvalidToken.Code
-	case http.StatusNotFound:
-		return ErrNotFound.Code
 	case http.StatusRequestEntityTooLarge:
 		return ErrTooLarge.Code
 	case http.StatusServiceUnavailable:

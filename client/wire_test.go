@@ -691,8 +691,12 @@ func TestHeadErrors(t *testing.T) {
 func TestKVHeadResults(t *testing.T) {
 	ttl := "-1"
 	status := 200
+	code := ""
 	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cpod-Ttl", ttl)
+		if code != "" {
+			w.Header().Set("Cpod-Error", code)
+		}
 		w.WriteHeader(status)
 	})
 	c := newClient(t, rec.URL)
@@ -714,12 +718,19 @@ func TestKVHeadResults(t *testing.T) {
 	if _, err := c.Storage.KV.TTL(ctx, "k"); err == nil {
 		t.Error("TTL accepted a malformed Cpod-Ttl header")
 	}
-	status = 404
+	status, code = 404, "not_found"
 	if ok, err := c.Storage.KV.Exists(ctx, "k"); err != nil || ok {
-		t.Errorf("Exists on 404 = %v, %v; want false, nil", ok, err)
+		t.Errorf("Exists on 404 not_found = %v, %v; want false, nil", ok, err)
 	}
 	if _, err := c.Storage.KV.TTL(ctx, "k"); !errors.Is(err, client.ErrNotFound) {
-		t.Errorf("TTL on 404: err = %v, want ErrNotFound", err)
+		t.Errorf("TTL on 404 not_found: err = %v, want ErrNotFound", err)
+	}
+	// A HEAD 404 without the engine's code is not "missing": a wrong URL,
+	// or a proxy.
+	for _, code = range []string{"", "unknown_endpoint"} {
+		if ok, err := c.Storage.KV.Exists(ctx, "k"); err == nil || ok || errors.Is(err, client.ErrNotFound) {
+			t.Errorf("Exists on 404 with Cpod-Error %q = %v, %v; want an error that is not ErrNotFound", code, ok, err)
+		}
 	}
 }
 

@@ -1,12 +1,14 @@
 // Package embedded runs the zero-install backends of cpod storage in
-// process: an S3 on the local filesystem, FerretDB on SQLite (MongoDB wire
-// protocol) and miniredis, and hands back the official clients the engine
-// takes (storage.Config.S3, Mongo, Redis).
+// process: an S3 on the local filesystem, the SQLite store of documents and
+// apps (storage.Config.SQL; FerretDB on SQLite, a MongoDB wire-protocol
+// server, with Config.FerretDB, for tests of the MongoDB driver) and
+// miniredis, and hands back the clients the engine takes
+// (storage.Config.S3, SQL or Mongo, Redis).
 //
 //	b, err := embedded.Start(ctx, embedded.Config{Dir: "./cpod-data"})
 //	if err != nil { ... }
 //	defer b.Close(context.Background())
-//	engine, err := storage.New(storage.Config{S3: b.S3, Bucket: b.Bucket, Mongo: b.Mongo, Redis: b.Redis, ...})
+//	engine, err := storage.New(storage.Config{S3: b.S3, Bucket: b.Bucket, SQL: b.SQL, Redis: b.Redis, ...})
 //
 // It is the one home of these backends: `go run ./httpserver` uses it for
 // its defaults and cpodtest for its fakes.
@@ -16,7 +18,11 @@
 // With Config.Dir set, everything persists there:
 //
 //	files/        the embedded S3 (objects as files, see below)
-//	documents/    FerretDB's SQLite databases
+//	cpod.db       the SQLite store: documents and apps (WAL: also
+//	              cpod.db-wal, cpod.db-shm)
+//	documents/    FerretDB's SQLite databases, with Config.FerretDB; left
+//	              by an earlier version, it is imported into cpod.db on
+//	              start and renamed documents.imported
 //	kv.snapshot   miniredis' keys, values and TTLs (0600)
 //	sockets/      the Unix sockets of the S3 and FerretDB (0700)
 //

@@ -72,7 +72,8 @@ func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) 
 // importFerret imports the documents and apps of DocumentsDir (FerretDB
 // on SQLite, the store of earlier versions) into db, once: FerretDB runs
 // on it for the import, then the directory is renamed
-// DocumentsDir+".imported". An import that fails stops the start and
+// DocumentsDir+".imported" (".imported.2", ".3" ... when that exists,
+// after a downgrade and a second upgrade). An import that fails stops the start and
 // leaves the directory as it was, to be imported again on the next start
 // (the import overwrites what it copied before).
 func (b *Backends) importFerret(ctx context.Context, cfg Config, sockDir string, db *sql.DB) error {
@@ -96,9 +97,19 @@ func (b *Backends) importFerret(ctx context.Context, cfg Config, sockDir string,
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	_ = old.Close(cctx)
 	cancel()
-	if err := os.Rename(dir, dir+".imported"); err != nil {
+	// A data directory upgraded before, then run by an earlier version
+	// again, holds a documents.imported already: this one gets the next
+	// free name.
+	to := dir + ".imported"
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s.imported.%d", dir, i)
+	}
+	if err := os.Rename(dir, to); err != nil {
 		return err
 	}
-	b.log.Info("embedded store: imported the documents of an earlier version", "documents", n.Documents, "apps", n.Apps, "from", dir, "renamed to", dir+".imported")
+	b.log.Info("embedded store: imported the documents of an earlier version", "documents", n.Documents, "apps", n.Apps, "from", dir, "renamed to", to)
 	return nil
 }

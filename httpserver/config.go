@@ -86,9 +86,9 @@ var settings = []setting{
 	{"s3-presigned-urls", "CPOD_S3_PRESIGNED_URLS", "false", "bool", false, "Files (S3)", "signed URLs are S3 presigned URLs of -s3-endpoint (which end users must reach) instead of the server's own"},
 
 	// MongoDB
-	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: embedded FerretDB on SQLite in <data-dir>/documents)"},
+	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: the embedded SQLite store <data-dir>/cpod.db)"},
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
-	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, such as the embedded one, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
+	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
 
 	// Redis
 	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
@@ -112,9 +112,10 @@ var settings = []setting{
 	{"max-batch-nodes", "CPOD_MAX_BATCH_NODES", "20000", "int", false, "Limits", "most JSON values in the set values of one document batch together"},
 	{"max-query-limit", "CPOD_MAX_QUERY_LIMIT", "1000", "int", false, "Limits", "most items in one document query page"},
 	{"max-list-limit", "CPOD_MAX_LIST_LIMIT", "1000", "int", false, "Limits", "most items in one file listing page"},
-	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: 4 on FerretDB, such as the embedded one, 32 on MongoDB)"},
+	{"max-document-reads", "CPOD_MAX_DOCUMENT_READS", "0", "int", false, "Limits", "document queries and counts in flight at once, a tenant at most half; more wait, then 503 (0: the cores, at least 2, on the embedded SQLite store; 4 on FerretDB; 32 on MongoDB)"},
 	{"body-grace", "CPOD_BODY_GRACE", "20s", "duration", false, "Limits", "time a JSON request body (kv, documents, queries, admin) may take before -min-body-rate applies"},
 	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
+	{"max-body-memory", "CPOD_MAX_BODY_MEMORY", "128MiB", "size", false, "Limits", "memory of the JSON request bodies read at once, counted twice (the body and its decoding; one tenant at most a quarter); a request past it waits, then 503 after the backend timeout"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
 }
 
@@ -294,6 +295,131 @@ func newFlagSet(name string, out io.Writer, only []string) (*flag.FlagSet, map[s
 	return fs, fvs
 }
 
+// environ is the process environment as the configuration reads it: the
+// value of each variable, by name.
+type environ map[string]string
+
+// environFrom reads os.Environ's "NAME=value" list.
+func environFrom(kv []string) environ {
+	env := environ{}
+	for _, e := range kv {
+		if name, value, ok := strings.Cut(e, "="); ok {
+			env[name] = value
+		}
+	}
+	return env
+}
+
+func (e environ) get(name string) string { return e[name] }
+
+// envReadOnPurpose are the CPOD_ variables that are not settings of this
+// server but that the repository reads on purpose, so a server started in
+// the same shell must not refuse them: the clients' (client.FromEnv,
+// CpodClient.fromEnv), and those of tests, benchmarks and CI scripts. (The
+// CPODTEST_ variables of cpodtest do not start with CPOD_.) A test checks
+// that every CPOD_ name the code reads is a setting or listed here.
+var envReadOnPurpose = []string{
+	"CPOD_API_URL", "CPOD_TOKEN", // the Go client and the JavaScript SDK
+	"CPOD_BENCH_LARGE", "CPOD_PAGINATION_DOCS", // Go tests and benchmarks
+	"CPOD_QUERY_PROPERTY_DOCS", "CPOD_QUERY_PROPERTY_QUERIES", "CPOD_QUERY_PROPERTY_SEED",
+	"CPOD_CI_STATE", "CPOD_CI_CACHE", "CPOD_CI_READY_TIMEOUT", // .ci/services.sh
+	"CPOD_SDK_TEST_SERVER", "CPOD_SEED_FILE", "CPOD_CHROMIUM", // sdk/js tests
+}
+
+// settingByEnv returns the setting of an environment variable.
+func settingByEnv(name string) (setting, bool) {
+	for _, s := range settings {
+		if s.env == name {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// unknownSettings names every CPOD_ variable of env that is no setting (a
+// typo, such as ..._ORIGIN for CPOD_CORS_ORIGINS, would otherwise be
+// ignored in silence), each with the closest setting.
+func (e environ) unknownSettings() []string {
+	var problems []string
+	for name := range e {
+		if !strings.HasPrefix(name, "CPOD_") || slices.Contains(envReadOnPurpose, name) {
+			continue
+		}
+		if _, ok := settingByEnv(name); ok {
+			continue
+		}
+		envs := make([]string, len(settings))
+		for i, s := range settings {
+			envs[i] = s.env
+		}
+		near, _ := settingByEnv(closest(name, envs))
+		problems = append(problems, fmt.Sprintf("%s is set but names no setting; did you mean %s?", name, near.name()))
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// closest returns the candidate with the fewest single-character edits
+// (Levenshtein distance) from s, the first of equals; a candidate that s
+// begins (..._HMAC for CPOD_JWT_HMAC_SECRET), or that begins s, wins over
+// any other.
+func closest(s string, candidates []string) string {
+	best, bestD, bestPrefix := "", -1, false
+	for _, c := range candidates {
+		d, prefix := editDistance(s, c), strings.HasPrefix(c, s) || strings.HasPrefix(s, c)
+		if bestD < 0 || prefix && !bestPrefix || prefix == bestPrefix && d < bestD {
+			best, bestD, bestPrefix = c, d, prefix
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// parseFlags parses args with fs. -h or -help prints the whole usage and
+// returns flag.ErrHelp; any other mistake is an error of one line, for an
+// unknown flag naming the closest one, instead of the flag package's
+// message followed by the whole usage.
+func parseFlags(fs *flag.FlagSet, args []string, out io.Writer) error {
+	usage := fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		return err
+	}
+	if err == nil {
+		return nil
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		return fmt.Errorf("unknown flag -%s; did you mean -%s? (-h lists every flag)", name, closest(name, names))
+	}
+	return err
+}
+
 // resolve applies flag > environment > default to the settings of fvs.
 func resolve(fvs map[string]*flagValue, getenv func(string) string) values {
 	v := values{v: map[string]string{}, set: map[string]bool{}}
@@ -315,8 +441,8 @@ func resolve(fvs map[string]*flagValue, getenv func(string) string) values {
 }
 
 // parseConfig reads the server's flags and environment and checks them. A
-// configError lists every problem found.
-func parseConfig(args []string, getenv func(string) string, out io.Writer) (*serverConfig, error) {
+// configError lists every problem found, an unknown CPOD_ variable included.
+func parseConfig(args []string, env environ, out io.Writer) (*serverConfig, error) {
 	fs, fvs := newFlagSet("httpserver", out, nil)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: httpserver [flags]\n       httpserver token --tenant T --app A [--user U] --scope S,...\n\n"+
@@ -324,13 +450,21 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*ser
 			"backends under ./cpod-data. Every flag can also be set by the environment variable shown.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (subcommands: token)", fs.Arg(0))
 	}
-	return checkConfig(resolve(fvs, getenv))
+	c, err := checkConfig(resolve(fvs, env.get))
+	if unknown := env.unknownSettings(); len(unknown) > 0 {
+		var ce *configError
+		if errors.As(err, &ce) {
+			unknown = append(unknown, ce.problems...)
+		}
+		return nil, &configError{unknown}
+	}
+	return c, err
 }
 
 var (
@@ -379,11 +513,16 @@ func checkConfig(v values) (*serverConfig, error) {
 	}
 	size := func(f string, min int64) int64 {
 		i, err := parseSize(str(f))
-		if err != nil || i < min {
+		var ue unitError
+		switch {
+		case errors.As(err, &ue):
+			bad("%s: %q: the unit %q is not one of KiB, MiB or GiB (powers of 1024; a size is bytes, or a whole number with one of those units, such as 5GiB)", n(f), str(f), string(ue))
+		case err != nil || i < min:
 			bad("%s must be a size of at least %d bytes, such as 1048576, 64KiB, 16MiB or 5GiB", n(f), min)
-			return 0
+		default:
+			return i
 		}
-		return i
+		return 0
 	}
 	boolean := func(f string) bool {
 		b, err := strconv.ParseBool(str(f))
@@ -675,6 +814,7 @@ func checkConfig(v values) (*serverConfig, error) {
 		MaxQueryLimit:    int(integer("max-query-limit", 1)),
 		MaxListLimit:     int(integer("max-list-limit", 1)),
 		MaxUploadMemory:  size("max-upload-memory", 8<<20), // one upload part (storage.New checks it too)
+		MaxBodyMemory:    size("max-body-memory", 1<<20),
 	}
 	// The structure caps of a document value; the engine reads 0 as its
 	// default, so 0 is refused rather than silently becoming the default.
@@ -717,18 +857,31 @@ func splitList(s string) []string {
 	return out
 }
 
+// unitError is a size whose number is followed by a unit other than KiB,
+// MiB or GiB (5GB, 5G, 5gib, 5 GiB): the unit is the mistake.
+type unitError string
+
+func (u unitError) Error() string { return fmt.Sprintf("unit %q is not KiB, MiB or GiB", string(u)) }
+
 // parseSize parses a byte count with an optional KiB, MiB or GiB suffix.
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
+	digits := len(s) - len(strings.TrimLeft(s, "0123456789"))
+	switch unit := s[digits:]; unit {
+	case "":
+	case "KiB":
+		mult = 1 << 10
+	case "MiB":
+		mult = 1 << 20
+	case "GiB":
+		mult = 1 << 30
+	default:
+		if digits == 0 || strings.ContainsAny(unit[:1], ".,") {
+			return 0, errors.New("not a size") // no number, or not a whole one
 		}
+		return 0, unitError(unit)
 	}
+	s = s[:digits]
 	i, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || i < 0 || i > (1<<62)/mult {
 		return 0, errors.New("not a size")

@@ -13,9 +13,7 @@ import (
 	storage "github.com/cpod/storage"
 )
 
-func envFunc(env map[string]string) func(string) string {
-	return func(k string) string { return env[k] }
-}
+func envFunc(env map[string]string) environ { return env }
 
 // TestConfigDefaults: no configuration is the embedded newcomer setup.
 func TestConfigDefaults(t *testing.T) {
@@ -312,7 +310,8 @@ func TestConfigProblems(t *testing.T) {
 		{"sentinel and cluster", nil, map[string]string{"CPOD_REDIS_ADDRS": "a:1", "CPOD_REDIS_MASTER_NAME": "m", "CPOD_REDIS_CLUSTER": "true"}, "are contradictory"},
 		{"bad addr", []string{"-addr", "8080"}, nil, "CPOD_ADDR (-addr) must be host:port"},
 		{"bad duration", nil, map[string]string{"CPOD_SHUTDOWN_TIMEOUT": "soon"}, `CPOD_SHUTDOWN_TIMEOUT (-shutdown-timeout): "soon" is not a duration`},
-		{"bad size", nil, map[string]string{"CPOD_MAX_FILE_SIZE": "5GB"}, "CPOD_MAX_FILE_SIZE (-max-file-size) must be a size"},
+		{"bad size", nil, map[string]string{"CPOD_MAX_FILE_SIZE": "five"}, "CPOD_MAX_FILE_SIZE (-max-file-size) must be a size"},
+		{"size unit", nil, map[string]string{"CPOD_MAX_FILE_SIZE": "5GB"}, `CPOD_MAX_FILE_SIZE (-max-file-size): "5GB": the unit "GB" is not one of KiB, MiB or GiB`},
 		{"bad log format", []string{"-log-format", "xml"}, nil, "CPOD_LOG_FORMAT (-log-format) must be text or json"},
 		{"tls cert without key", []string{"-tls-cert-file", "/c.pem"}, nil, "CPOD_TLS_CERT_FILE (-tls-cert-file) and CPOD_TLS_KEY_FILE (-tls-key-file) must be set together"},
 		{"bad public url", nil, map[string]string{"CPOD_PUBLIC_URL": "api.example.com"}, "CPOD_PUBLIC_URL (-public-url) must be an absolute http(s) URL"},
@@ -361,7 +360,8 @@ func TestMisconfigurationExits(t *testing.T) {
 		{"bad mongo scheme", []string{"CPOD_MONGO_URI=postgres://db/x"}, nil, "CPOD_MONGO_URI (-mongo-uri) must start with mongodb://"},
 		{"s3 endpoint without secret", []string{"CPOD_S3_ENDPOINT=http://127.0.0.1:9000", "CPOD_S3_ACCESS_KEY=minio"}, nil, "CPOD_S3_SECRET_KEY (-s3-secret-key) is required"},
 		{"jwks with hmac", []string{"CPOD_JWT_JWKS_URL=https://issuer.example.com/jwks", "CPOD_JWT_HMAC_SECRET=" + strings.Repeat("s", 40)}, nil, "are contradictory"},
-		{"unknown flag", nil, []string{"-no-such-flag"}, "flag provided but not defined"},
+		{"unknown flag", nil, []string{"-cors-origin", "x"}, "unknown flag -cors-origin; did you mean -cors-origins?"},
+		{"size unit", []string{"CPOD_MAX_FILE_SIZE=5GB"}, nil, `the unit "GB" is not one of KiB, MiB or GiB`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -3,8 +3,8 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (files on disk), documents in an
-// embedded FerretDB on SQLite, kv values in an in-memory miniredis saved to a
+// ./cpod-data: files in an embedded S3 (files on disk), documents and apps
+// in the embedded SQLite store (cpod.db), kv values in an in-memory miniredis saved to a
 // snapshot on a graceful stop (package embedded runs all three). On first
 // start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
@@ -42,15 +42,15 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], environFrom(os.Environ()), os.Stdout, os.Stderr))
 }
 
 // run is the whole program; it returns the exit code.
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(args []string, env environ, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
-		return tokenCommand(args[1:], getenv, stdout, stderr)
+		return tokenCommand(args[1:], env, stdout, stderr)
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, env, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -272,8 +272,8 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ncpod storage is running at %s\n\n", base)
 	if len(s.cfg.AdminTokens) == 0 {
-		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export CPOD_ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
-		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $CPOD_ADMIN_TOKEN\" \\\n", base)
+		fmt.Fprintf(&b, "  Admin token (registers apps):\n    export ADMIN_TOKEN=\"$(cat %s)\"\n", shellQuote(s.dir.path+"/"+adminTokenFile))
+		fmt.Fprintf(&b, "    curl -X POST %s/v1/oauth/apps -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n", base)
 		fmt.Fprintf(&b, "      -d '%s'\n\n", demoApp)
 	}
 	if s.cfg.localJWT() {

@@ -32,7 +32,7 @@ func (s *scopeList) Set(v string) error {
 // tokenCommand mints a bearer token signed with the data directory's token
 // secret, for local use against a server that has no JWT setting. It prints
 // the token alone on stdout.
-func tokenCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func tokenCommand(args []string, env environ, stdout, stderr io.Writer) int {
 	flags, fvs := newFlagSet("httpserver token", stderr, []string{"data-dir", "jwt-issuer", "jwt-audience", "jwt-claim-tenant", "jwt-claim-app", "jwt-claim-user", "jwt-claim-scope"})
 	tenant := flags.String("tenant", "", "tenant id (required)")
 	app := flags.String("app", "", "app id, the client_id of a registered app (required)")
@@ -46,25 +46,28 @@ func tokenCommand(args []string, getenv func(string) string, stdout, stderr io.W
 			"without -jwt-* settings on the same data directory.\n\n", tokenSecretFile)
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "cpod storage token: "+format+"\n", a...)
 		return 2
+	}
+	if err := parseFlags(flags, args, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return fail("%v", err)
 	}
 	if flags.NArg() > 0 {
 		return fail("unexpected argument %q", flags.Arg(0))
 	}
 	for _, f := range []string{"jwt-hmac-secret", "jwt-public-key-file", "jwt-jwks-url"} {
-		if getenv(lookupSetting(f).env) != "" {
+		if env.get(lookupSetting(f).env) != "" {
 			return fail("%s is set: the server verifies tokens with it and would refuse tokens signed with the local secret; mint tokens with your issuer", lookupSetting(f).env)
 		}
 	}
-	v := resolve(fvs, getenv)
+	if unknown := env.unknownSettings(); len(unknown) > 0 {
+		return fail("%s", strings.Join(unknown, "; "))
+	}
+	v := resolve(fvs, env.get)
 	for name, id := range map[string]string{"--tenant": *tenant, "--app": *app} {
 		if id == "" {
 			return fail("%s is required", name)

@@ -108,6 +108,29 @@ func TestWalkthrough(t *testing.T) {
 		if p := loggedPath(httptest.NewRequest("GET", signedURL, nil)); !strings.HasSuffix(p, "[redacted]") {
 			t.Errorf("the signed download path %q would be logged; update signedPathPrefixes", p)
 		}
+		// README's upload URL, with the file README's commands create.
+		dir := t.TempDir()
+		runSh(t, dir, readmeLine(t, "> avatar.png"))
+		avatar, err := os.ReadFile(filepath.Join(dir, "avatar.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, upBody, _ := strings.Cut(readmeLine(t, `"method":"PUT"`), "-d '")
+		upBody, _, _ = strings.Cut(upBody, "'")
+		r = call(t, "POST", base+"/v1/storage/signed-urls", token, nil, []byte(upBody))
+		want(t, "upload URL", r, 200)
+		var up struct{ URL string }
+		decodeBody(t, "upload URL", r, &up)
+		secrets = append(secrets, signatureParts(t, up.URL)...)
+		for i := range 2 { // usable again until it expires
+			r = call(t, "PUT", up.URL, "", map[string]string{"Content-Type": "image/png"}, avatar)
+			want(t, fmt.Sprintf("upload %d through the URL", i+1), r, 200)
+			var w struct{ Size int }
+			decodeBody(t, "upload", r, &w)
+			if w.Size != len(avatar) || len(avatar) == 0 {
+				t.Errorf("upload %d: size %d, want %d", i+1, w.Size, len(avatar))
+			}
+		}
 		r = call(t, "PUT", base+"/v1/storage/files/avatar.png?tier=user", token, map[string]string{"Content-Type": "image/png"}, []byte("PNG"))
 		want(t, "write user file", r, 200)
 		if !strings.Contains(string(r.body), `"tier":"user"`) {

@@ -80,6 +80,7 @@ func New(spec []byte) (*Checker, error) {
 	if err := doc.Validate(loader.Context); err != nil {
 		return nil, fmt.Errorf("openapicheck: the document is not valid OpenAPI 3: %w", err)
 	}
+	unrecurseJSONValue(doc)
 	c := &Checker{doc: doc}
 	for path, item := range doc.Paths.Map() {
 		rest, _ := item.Extensions[restOfPath].(string)
@@ -112,6 +113,28 @@ func New(spec []byte) (*Checker, error) {
 		return c.routes[i].path < c.routes[j].path
 	})
 	return c, nil
+}
+
+// unrecurseJSONValue keeps the validation of JSON values linear.
+// kin-openapi validates the matched branch of an anyOf twice (and, for a
+// request or response, copies the value for every branch it tries), so a
+// schema that recurses through an anyOf costs 2^depth: a document of 32
+// nested arrays took minutes. The array branch of JSONValue takes its items
+// as JSONValue again, which accepts any JSON value, null included; in the
+// loaded document (never in openapi.json, which the linters read) those
+// items get the schema that kin reads as exactly that without recursing:
+// nullable, with no type, which OpenAPI 3.0 itself disallows.
+func unrecurseJSONValue(doc *openapi3.T) {
+	const self = "#/components/schemas/JSONValue"
+	jv := doc.Components.Schemas["JSONValue"]
+	if jv == nil || jv.Value == nil {
+		return
+	}
+	for _, b := range jv.Value.AnyOf {
+		if b.Value != nil && b.Value.Items != nil && b.Value.Items.Ref == self {
+			b.Value.Items = &openapi3.SchemaRef{Value: &openapi3.Schema{Nullable: true, Description: "any JSON value"}}
+		}
+	}
 }
 
 // Doc returns the loaded document.

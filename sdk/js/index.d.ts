@@ -59,7 +59,8 @@ export declare class CpodClient {
    * A client for the API in the environment variable `CPOD_API_URL` that
    * sends the token in `CPOD_TOKEN` (Node; browsers have no environment:
    * use the constructor). `options` replace what the environment gives, such
-   * as a token refresh function. Throws a TypeError when CPOD_API_URL is unset.
+   * as a token refresh function. Throws a TypeError when CPOD_API_URL is
+   * unset, or CPOD_TOKEN is unset and `options` give no token.
    */
   static fromEnv(options?: Partial<CpodClientOptions>): CpodClient;
   /** The base URL calls go to, without a trailing slash. */
@@ -411,6 +412,8 @@ export interface Collection<T = any> {
   set(key: string, value: T, options: DocSetIfOptions): Promise<boolean>;
   /** The value at `key`, or null when there is none (a stored JSON null reads as null too). */
   get(key: string, options?: CallOptions): Promise<T | null>;
+  /** Whether a document is stored at `key` (a HEAD: the value is not transferred). */
+  exists(key: string, options?: CallOptions): Promise<boolean>;
   /**
    * The value at `key` with its etag, or null when there is none. The etag
    * changes on every write of the document: pass it as `ifMatch` to write
@@ -569,6 +572,7 @@ export type CpodErrorCode =
   | 'insufficient_scope'
   | 'user_required'
   | 'not_found'
+  | 'unknown_endpoint'
   | 'conflict'
   | 'too_large'
   | 'invalid_cursor'

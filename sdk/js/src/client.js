@@ -71,7 +71,7 @@ export class Transport {
     if (tok) headers['Authorization'] = 'Bearer ' + tok;
     const res = await this.fetch(url, req);
     if (res.status < 200 || res.status > 299) {
-      throw await errorFromResponse(res, method);
+      throw await errorFromResponse(res, method, url);
     }
     return res;
   }
@@ -167,6 +167,8 @@ export class CpodClient {
    * fromEnv returns a client for the API in CPOD_API_URL that sends the
    * token in CPOD_TOKEN, as the Go client's FromEnv does. options may give
    * a token (a refresh function, say) that replaces CPOD_TOKEN, or a fetch.
+   * It throws a TypeError when CPOD_API_URL is unset or empty, and when
+   * CPOD_TOKEN is too and options give no token.
    * @param {Partial<CpodClientOptions>} [options]
    * @returns {CpodClient}
    */
@@ -179,7 +181,12 @@ export class CpodClient {
     if (!baseUrl) {
       throw new TypeError('CpodClient.fromEnv: CPOD_API_URL is not set');
     }
-    return new CpodClient({ baseUrl, token: env.CPOD_TOKEN || undefined, ...options });
+    // Without a token every call would fail with 401: say so here, once.
+    const token = options.token ?? (env.CPOD_TOKEN || undefined);
+    if (!token) {
+      throw new TypeError('CpodClient.fromEnv: CPOD_TOKEN is not set (or pass options.token)');
+    }
+    return new CpodClient({ baseUrl, ...options, token });
   }
 }
 

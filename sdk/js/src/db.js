@@ -112,6 +112,25 @@ export class Collection {
   }
 
   /**
+   * exists reports whether a document is stored at key, with a HEAD request
+   * that transfers no value: true, or false when there is none. Any other
+   * failure, a wrong baseUrl included (404 unknown_endpoint), rejects.
+   * @param {string} key
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<boolean>}
+   */
+  async exists(key, options = {}) {
+    const p = this.#doc(key);
+    try {
+      await this.#t.empty('HEAD', p, { query: { tier: this.#tier }, signal: options.signal });
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  /**
    * getWithEtag reads the document at key with its version: { value, etag },
    * or null when there is none. The etag (the ETag header, quoted, opaque)
    * changes on every write of the document; pass it as ifMatch to write

@@ -52,11 +52,14 @@ export function localError(message) {
   return new CpodError({ status: 0, code: 'invalid_request', message });
 }
 
-/** Codes of bodyless error answers (HEAD), by status. */
+/**
+ * Codes of bodyless error answers (HEAD) without Cpod-Error, by status. A
+ * 404 is not guessed: it may be any server's (a proxy, a wrong baseUrl), and
+ * only not_found reads as missing.
+ */
 const statusCodes = /** @type {Record<number, string>} */ ({
   400: 'invalid_request',
   401: 'invalid_token',
-  404: 'not_found',
   409: 'conflict',
   413: 'too_large',
   500: 'internal',
@@ -66,13 +69,16 @@ const statusCodes = /** @type {Record<number, string>} */ ({
 /**
  * errorFromResponse builds the CpodError of a non-2xx response and consumes
  * its body: the contract body {"error","message"} when there is one, else
- * the RFC 6750 WWW-Authenticate error, else (HEAD answers have no body) a
- * code guessed from the status.
+ * (HEAD answers have no body) the engine's Cpod-Error header, else the RFC
+ * 6750 WWW-Authenticate error, else a code guessed from the status. A 404
+ * that is not not_found (unknown_endpoint: a wrong baseUrl; or another
+ * server's 404) names the URL called in its message.
  * @param {Response} res
  * @param {string} method
+ * @param {string} [url] the URL called (default: the response's)
  * @returns {Promise<CpodError>}
  */
-export async function errorFromResponse(res, method) {
+export async function errorFromResponse(res, method, url = res.url) {
   let text = '';
   if (method !== 'HEAD') {
     try {
@@ -95,10 +101,41 @@ export async function errorFromResponse(res, method) {
     // Not JSON: a proxy's page, or no body at all.
   }
   if (code === '') {
-    code = bearerError(res.headers.get('WWW-Authenticate')) || (method === 'HEAD' ? statusCodes[res.status] || '' : '');
+    const head = method === 'HEAD';
+    code = (head && res.headers.get('Cpod-Error')) || bearerError(res.headers.get('WWW-Authenticate')) ||
+      (head ? statusCodes[res.status] || '' : '');
     message = text.trim().slice(0, 512);
   }
+  if (res.status === 404 && code !== 'not_found') {
+    // No such endpoint, not a missing value: the baseUrl is the usual mistake.
+    let called = `${method} ${withoutQuery(url)}: `;
+    if (code === 'unknown_endpoint' && message) {
+      called += message; // the engine's, which names the base URL
+    } else {
+      called += "no such endpoint: is the client's baseUrl right? (it ends before /v1)";
+      if (message) called += ': ' + message;
+    }
+    message = called;
+  }
   return new CpodError({ status: res.status, code, message, requestId, retryAfter });
+}
+
+/**
+ * withoutQuery is url without its query and fragment, which may carry a
+ * signature, nor user info.
+ * @param {string} url
+ */
+function withoutQuery(url) {
+  try {
+    const u = new URL(url);
+    u.search = '';
+    u.hash = '';
+    u.username = '';
+    u.password = '';
+    return u.href;
+  } catch {
+    return String(url).split(/[?#]/)[0];
+  }
 }
 
 /**

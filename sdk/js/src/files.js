@@ -188,7 +188,7 @@ export async function uploadToSignedUrl(url, data, options = {}) {
   };
   if (isStream(body)) req.duplex = 'half';
   const res = await f(target.href, req);
-  if (res.status < 200 || res.status > 299) throw await errorFromResponse(res, 'PUT');
+  if (res.status < 200 || res.status > 299) throw await errorFromResponse(res, 'PUT', target.href);
   return res.json();
 }
 

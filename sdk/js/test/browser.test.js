@@ -101,6 +101,7 @@ test('a page on another origin uploads through an upload URL, writes, lists and 
     { key: 'n1', value: { title: 'first', tag: 'web' } },
   ]);
   assert.equal(out.missing, null);
+  assert.deepEqual(out.docExists, [true, false]);
   assert.deepEqual(out.incr, [1, 6]);
   assert.equal(out.exists, true);
   assert.equal(out.ttl, -1);

@@ -144,6 +144,65 @@ describe('errors', () => {
     const wrongBase = async () => new Response('404 page not found', { status: 404 });
     const w = await new CpodClient({ baseUrl: 'http://cpod.invalid', fetch: wrongBase }).storage.kv.get('k').catch((err) => err);
     assert.ok(w instanceof CpodError && w.status === 404 && w.code === '');
+    // Nor, on HEAD, a bodyless 404 without the engine's Cpod-Error: not_found.
+    for (const c of [new CpodClient({ baseUrl: 'http://cpod.invalid/api', fetch: wrongBase })]) {
+      for (const [what, call] of /** @type {const} */ ([
+        ['kv.exists', () => c.storage.kv.exists('k')],
+        ['kv.ttl', () => c.storage.kv.ttl('k')],
+        ['db exists', () => c.storage.db.collection('c').exists('k')],
+      ])) {
+        const e = await call().then((v) => assert.fail(`${what} resolved ${v}`), (err) => err);
+        assert.ok(e instanceof CpodError && e.status === 404 && e.code === '', `${what}: ${e}`);
+        assert.match(e.message, /HEAD http:\/\/cpod\.invalid\/api\/v1\/storage\/\S+: no such endpoint: is the client's baseUrl right/, what);
+      }
+    }
+  });
+
+  test('a wrong baseUrl rejects with 404 unknown_endpoint naming the URL; only not_found is missing', async () => {
+    await sdk.storage.kv.set('here', 'v');
+    await sdk.storage.db.collection('prefs').set('here', 1);
+    for (const suffix of ['/v1', '/api', '/v1/storage']) {
+      const c = new CpodClient({ baseUrl: srv.url + suffix, token: fullToken });
+      const base = srv.url + suffix;
+      for (const [what, path, call] of /** @type {const} */ ([
+        ['kv.get', '/v1/storage/kv/here', () => c.storage.kv.get('here')],
+        ['kv.exists', '/v1/storage/kv/here', () => c.storage.kv.exists('here')],
+        ['kv.ttl', '/v1/storage/kv/here', () => c.storage.kv.ttl('here')],
+        ['db get', '/v1/storage/db/prefs/here', () => c.storage.db.collection('prefs').get('here')],
+        ['db exists', '/v1/storage/db/prefs/here', () => c.storage.db.collection('prefs').exists('here')],
+        ['db getWithEtag', '/v1/storage/db/prefs/here', () => c.storage.db.collection('prefs').getWithEtag('here')],
+        ['files.read', '/v1/storage/files/a.txt', () => c.storage.files.read('a.txt')],
+      ])) {
+        const e = await rejectsWith(call(), 404, 'unknown_endpoint');
+        assert.ok(e.message.includes(base + path), `${suffix} ${what}: ${e.message} does not name ${base + path}`);
+        assert.ok(!e.message.includes('?tier'), `${what}: the message carries the query`);
+      }
+    }
+  });
+});
+
+describe('db exists', () => {
+  test('exists is a HEAD: true for a stored document, false for a missing one, per tier', async () => {
+    const prefs = sdk.storage.db.collection('exists-prefs');
+    await prefs.set('theme', { mode: 'dark' });
+    assert.equal(await prefs.exists('theme'), true);
+    assert.equal(await prefs.exists('nothing'), false);
+    assert.equal(await sdk.storage.db.collection('exists-prefs', { tier: 'shared' }).exists('theme'), false);
+    await prefs.delete('theme');
+    assert.equal(await prefs.exists('theme'), false);
+    // It needs the read scope, and a HEAD error keeps its code.
+    const c = client(srv.token({ app: 'app-all', user: 'u1', scopes: ['storage.private.write'] }));
+    await rejectsWith(c.storage.db.collection('exists-prefs').exists('theme'), 403, 'insufficient_scope');
+    // The method on the wire.
+    /** @type {string[]} */
+    const methods = [];
+    /** @type {typeof fetch} */
+    const f = async (input, init) => {
+      methods.push(String(init?.method));
+      return new Response(null, { status: 200, headers: { ETag: '"1"' } });
+    };
+    assert.equal(await new CpodClient({ baseUrl: 'http://cpod.test', token: 't', fetch: f }).storage.db.collection('c').exists('k'), true);
+    assert.deepEqual(methods, ['HEAD']);
   });
 });
 
@@ -407,6 +466,13 @@ describe('client', () => {
       delete process.env.CPOD_API_URL;
       assert.throws(() => CpodClient.fromEnv(), /CPOD_API_URL is not set/);
       process.env.CPOD_API_URL = 'https://api.example.com/storage-api/';
+      // Without a token every call would be a 401: fromEnv says so at once.
+      delete process.env.CPOD_TOKEN;
+      assert.throws(() => CpodClient.fromEnv(), { name: 'TypeError', message: /CPOD_TOKEN is not set/ });
+      process.env.CPOD_TOKEN = '';
+      assert.throws(() => CpodClient.fromEnv(), { name: 'TypeError', message: /CPOD_TOKEN is not set/ });
+      // A token given as an option stands for CPOD_TOKEN.
+      assert.equal(CpodClient.fromEnv({ token: async () => 'fresh' }).baseUrl, 'https://api.example.com/storage-api');
       process.env.CPOD_TOKEN = 'tok';
       assert.equal(CpodClient.fromEnv().baseUrl, 'https://api.example.com/storage-api');
     } finally {

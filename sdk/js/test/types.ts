@@ -65,6 +65,7 @@ async function documents(): Promise<void> {
   if (p !== null) p.fontSize.toFixed();
   // @ts-expect-error get may answer null
   (await prefs.get('theme')).mode;
+  const there: boolean = await prefs.exists('theme', { signal: AbortSignal.timeout(1000) });
   const q: QueryResult<Prefs> = await prefs.query({ filter: { mode: 'dark', 'a.b': null }, sort: [['fontSize', -1], ['mode', 1]], limit: 5 });
   await prefs.query({ cursor: q.nextCursor });
   const b: BatchResult = await prefs.batch([{ op: 'set', key: 'k', value: { mode: 'x', fontSize: 1 } }, { op: 'delete', key: 'j' }]);

@@ -44,6 +44,9 @@ try {
   await notes.set('n3', { title: 'third', tag: 'other' });
   out.query = (await notes.query({ filter: { tag: 'web' }, sort: { title: -1 } })).items;
   out.missing = await notes.get('nope');
+  // HEAD across origins: a missing document is false only because the
+  // engine's Cpod-Error: not_found header is exposed to the page.
+  out.docExists = [await notes.exists('n1'), await notes.exists('nope')];
 
   out.incr = [await kv.incr('visits'), await kv.incr('visits', 5)];
   out.exists = await kv.exists('visits');
