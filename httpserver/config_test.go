@@ -65,7 +65,7 @@ func TestConfigMinFreeSpace(t *testing.T) {
 			t.Errorf("%v %v: %d, want %d", tc.args, tc.env, c.MinFreeSpace, tc.want)
 		}
 	}
-	if _, err := parseConfig([]string{"-min-free-space", "64MB"}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "CPOD_MIN_FREE_SPACE (-min-free-space) must be a size") {
+	if _, err := parseConfig([]string{"-min-free-space", "64MB"}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "CPOD_MIN_FREE_SPACE (-min-free-space): \"64MB\"") {
 		t.Errorf("64MB: %v", err)
 	}
 	realOnly := map[string]string{
