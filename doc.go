@@ -111,8 +111,11 @@
 // for the Go API ([Engine.RegisterApp] returns ErrConflict for a duplicate).
 // Backend errors are translated once, in the adapter that called the
 // backend: connection failures and timeouts become 503 backend_unavailable
-// with Retry-After, anything unexpected 500 internal; the cause is logged with
-// the request id (X-Request-Id) and never sent.
+// with Retry-After; a backend out of space (ENOSPC, SQLITE_FULL, MongoDB's
+// OutOfDiskSpace, S3's XMinioStorageFull, Redis' OOM or MISCONF) 507
+// insufficient_storage without Retry-After; anything unexpected 500
+// internal; the cause is logged with the request id (X-Request-Id) and
+// never sent.
 //
 // # Documents layout
 //

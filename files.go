@@ -382,6 +382,17 @@ func s3Error(op string, err error) (out error) {
 		return errorf(CodeInvalidRequest, "the file path is too long for the object store")
 	case "SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError":
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}
+	case "XCpodObjectDamaged":
+		// The embedded S3 found the object's stored bytes damaged (they
+		// do not match their checksums): 500, not a retryable 503.
+		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	case "XMinioStorageFull", "InsufficientStorage", "StorageFull", "QuotaExceeded":
+		// Out of space: MinIO (and the embedded S3) past its free-space
+		// threshold, a full bucket or account quota (Ceph RGW, versitygw).
+		return errOutOfSpace("s3 "+op, err)
+	}
+	if r.StatusCode == http.StatusInsufficientStorage {
+		return errOutOfSpace("s3 "+op, err)
 	}
 	if r.StatusCode >= 500 {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}

@@ -136,6 +136,12 @@ func kvBackendError(op string, err error) (out error) {
 			return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("redis %s: %w", op, err)}
 		}
 	}
+	if strings.HasPrefix(msg, "OOM") || strings.HasPrefix(msg, "MISCONF") {
+		// Redis out of space: over maxmemory (OOM), or refusing writes
+		// because its snapshot could not be saved, such as on a full
+		// disk (MISCONF, stop-writes-on-bgsave-error).
+		return errOutOfSpace("redis "+op, err)
+	}
 	if strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
 		return errKVNotInteger
 	}

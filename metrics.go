@@ -349,14 +349,15 @@ func (m *metrics) fileBytes(in, out int64) {
 }
 
 // markBackend records on *err, when it is a backend failure (503
-// backend_unavailable or 500 internal), the backend it came from, for
-// cpod_storage_backend_errors_total. Adapters defer it on their result.
+// backend_unavailable, 507 insufficient_storage or 500 internal), the
+// backend it came from, for cpod_storage_backend_errors_total. Adapters
+// defer it on their result.
 func markBackend(backend string, err *error) {
 	e, ok := (*err).(*Error)
 	if !ok || e.backend != "" {
 		return
 	}
-	if e.Code == CodeBackendUnavailable || e.Code == CodeInternal {
+	if e.Code == CodeBackendUnavailable || e.Code == CodeInternal || e.Code == CodeInsufficientStorage {
 		c := *e
 		c.backend = backend
 		*err = &c

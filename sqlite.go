@@ -148,7 +148,8 @@ func (s *sqlStore) write(ctx context.Context, f func() error) error {
 // sqlError translates an error of database/sql on SQLite, once: a context
 // that ended (the request's deadline or its client gone; SQLite was
 // interrupted and stopped working), a busy database or a closed handle are
-// 503; anything else 500. An *Error passes as it is.
+// 503; a full disk (SQLITE_FULL) is 507; anything else 500. An *Error
+// passes as it is.
 func sqlError(op string, err error) (out error) {
 	defer markBackend(backendSQLite, &out)
 	var ee *Error
@@ -162,6 +163,10 @@ func sqlError(op string, err error) (out error) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT:
 			unavailable = true
+		case sqlite3.SQLITE_FULL:
+			// The disk (or max_page_count) is full: the transaction was
+			// rolled back, reads go on.
+			return errOutOfSpace(op, err)
 		}
 	}
 	if unavailable {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -140,6 +141,14 @@ type Config struct {
 	// Default time.Now.
 	Now func() time.Time
 
+	// ReadyChecks are extra checks of GET /readyz, by name (1 to 32
+	// lowercase letters, digits, '-' or '_'; not a backend's name), run
+	// beside the backends' checks: /readyz reports each under "checks"
+	// and answers 503 while one fails. httpserver adds "disk", the free
+	// space of its data directory (-min-free-space). See ReadyCheck.
+	// Default none.
+	ReadyChecks map[string]ReadyCheck
+
 	// Metrics, when set, receives the engine's Prometheus collectors:
 	// cpod_storage_requests_total{route,method,code},
 	// cpod_storage_request_duration_seconds{route,method},
@@ -150,6 +159,20 @@ type Config struct {
 	// Registerer share the collectors. Default nil: no metrics, no cost.
 	Metrics prometheus.Registerer
 }
+
+// ReadyCheck is an extra check of GET /readyz (Config.ReadyChecks). It
+// returns facts to report under its name, numbers such as
+// {"freeBytes": ..., "minFreeBytes": ...} (camelCase names other than
+// "status" and "message"), and a non-nil error when the engine should not
+// take traffic: /readyz then answers 503, quoting the error's text in its
+// message and under the check's "message". /readyz needs no token, so
+// neither may name a path, a host or anything secret. Checks run
+// concurrently with each other and the backends' checks; one that has not
+// returned within Config.BackendTimeout counts as failed.
+type ReadyCheck func(ctx context.Context) (facts map[string]int64, err error)
+
+// readyCheckName is the form of a Config.ReadyChecks name.
+var readyCheckName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 // Limits caps request sizes. Zero fields take the defaults given.
 type Limits struct {
@@ -379,6 +402,16 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	for name, f := range cfg.ReadyChecks {
+		switch {
+		case !readyCheckName.MatchString(name):
+			bad("Config.ReadyChecks: %q is not a check name (1 to 32 of a-z, 0-9, '-', '_')", name)
+		case name == backendS3 || name == backendMongo || name == backendSQLite || name == backendRedis:
+			bad("Config.ReadyChecks: %q is a backend's name", name)
+		case f == nil:
+			bad("Config.ReadyChecks: %q is nil", name)
+		}
 	}
 	if err := checkCORSOrigins(cfg.CORSOrigins); err != nil {
 		bad("Config.%s", err)
@@ -632,6 +665,9 @@ func (e *Engine) writeError(c *call, err error) {
 	case CodeBackendUnavailable:
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
+	case CodeInsufficientStorage:
+		// No Retry-After: nothing changes until someone frees space.
+		e.log.Error("storage: backend out of space", "request_id", c.reqID, "method", c.r.Method, "backend", ee.backend, "err", ee.Err)
 	}
 	if msg == "" {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
@@ -975,18 +1011,24 @@ func (e *Engine) handleHealthz(c *call) error {
 }
 
 // handleReadyz answers 200 when every backend the engine uses answers (s3
-// and mongodb and redis, or s3 and sqlite), else 503 naming the ones that
-// did not (never their addresses). Each check is a real round trip of the
-// kind requests make, bounded by BackendTimeout, and they run concurrently,
-// so the answer comes within BackendTimeout: the bucket's HEAD, a query on
-// the app registry (every request needs it; a proxy such as FerretDB
-// answers ping without its storage), and a kv read (a Redis GET; on SQLite
-// a read of the kv table, in the same check as the registry's, one
-// database).
+// and mongodb and redis, or s3 and sqlite) and every Config.ReadyChecks
+// passes, else 503 naming what failed (never a backend's address). Each
+// backend check is a real round trip of the kind requests make, bounded by
+// BackendTimeout, and every check runs concurrently, so the answer comes
+// within BackendTimeout: the bucket's HEAD, a query on the app registry
+// (every request needs it; a proxy such as FerretDB answers ping without
+// its storage), and a kv read (a Redis GET; on SQLite a read of the kv
+// table, in the same check as the registry's, one database).
 func (e *Engine) handleReadyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
-	checks := map[string]func() error{
+	type res struct {
+		name  string
+		extra bool // a Config.ReadyChecks check
+		facts map[string]int64
+		err   error
+	}
+	backends := map[string]func() error{
 		"s3": func() error {
 			ok, err := e.cfg.S3.BucketExists(ctx, e.cfg.Bucket)
 			if err == nil && !ok {
@@ -996,27 +1038,32 @@ func (e *Engine) handleReadyz(c *call) error {
 		},
 	}
 	if e.sql != nil {
-		checks[backendSQLite] = func() error {
+		backends[backendSQLite] = func() error {
 			if err := e.apps.ping(ctx); err != nil {
 				return err
 			}
 			return e.kv.ping(ctx)
 		}
 	} else {
-		checks[e.apps.backend()] = func() error { return e.apps.ping(ctx) }
-		checks[backendRedis] = func() error { return e.kv.ping(ctx) }
+		backends[e.apps.backend()] = func() error { return e.apps.ping(ctx) }
+		backends[backendRedis] = func() error { return e.kv.ping(ctx) }
 	}
-	type res struct {
-		name string
-		err  error
+	n := len(backends) + len(e.cfg.ReadyChecks)
+	ch := make(chan res, n)
+	for name, f := range backends {
+		go func() { ch <- res{name: name, err: f()} }()
 	}
-	ch := make(chan res, len(checks))
-	for name, f := range checks {
-		go func() { ch <- res{name, f()} }()
+	for name, f := range e.cfg.ReadyChecks {
+		go func() {
+			facts, err := f(ctx)
+			ch <- res{name: name, extra: true, facts: facts, err: err}
+		}()
 	}
 	status := map[string]string{}
+	checks := map[string]map[string]any{}
+	failed := map[string]string{} // failing extra checks: their messages
 	ready := true
-	for range checks {
+	for range n {
 		var r res
 		select {
 		case r = <-ch:
@@ -1030,6 +1077,23 @@ func (e *Engine) handleReadyz(c *call) error {
 		if r.name == "" {
 			break
 		}
+		if r.extra {
+			out := map[string]any{}
+			for k, v := range r.facts {
+				if k != "status" && k != "message" {
+					out[k] = v
+				}
+			}
+			out["status"] = "ok"
+			if r.err != nil {
+				ready = false
+				out["status"], out["message"] = "unavailable", r.err.Error()
+				failed[r.name] = r.err.Error()
+				e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "check", r.name, "err", r.err)
+			}
+			checks[r.name] = out
+			continue
+		}
 		status[r.name] = "ok"
 		if r.err != nil {
 			ready = false
@@ -1037,28 +1101,50 @@ func (e *Engine) handleReadyz(c *call) error {
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
 		}
 	}
-	for name := range checks {
+	for name := range backends {
 		if status[name] == "" {
 			ready = false
 			status[name] = "unavailable"
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", name, "err", "no answer within the backend timeout")
 		}
 	}
+	for name := range e.cfg.ReadyChecks {
+		if checks[name] == nil {
+			ready = false
+			const msg = "no answer within the backend timeout"
+			checks[name] = map[string]any{"status": "unavailable", "message": msg}
+			failed[name] = msg
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "check", name, "err", msg)
+		}
+	}
+	body := map[string]any{"status": "ok", "backends": status}
+	if len(e.cfg.ReadyChecks) > 0 {
+		body["checks"] = checks
+	}
 	if !ready {
 		// An error like every other (error, message, Retry-After), with the
-		// state of each backend beside it.
-		var down []string
+		// state of each backend and check beside it.
+		var down, why []string
 		for name, st := range status {
 			if st != "ok" {
 				down = append(down, name)
 			}
 		}
 		sort.Strings(down)
+		if len(down) > 0 {
+			why = append(why, strings.Join(down, ", ")+" unavailable")
+		}
+		var names []string
+		for name := range failed {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			why = append(why, name+": "+failed[name])
+		}
+		body["error"], body["message"], body["status"] = CodeBackendUnavailable, "not ready: "+strings.Join(why, "; "), "unavailable"
 		c.w.Header().Set("Retry-After", "1")
-		return c.json(http.StatusServiceUnavailable, map[string]any{
-			"error": CodeBackendUnavailable, "message": "not ready: " + strings.Join(down, ", ") + " unavailable",
-			"status": "unavailable", "backends": status,
-		})
+		return c.json(http.StatusServiceUnavailable, body)
 	}
-	return c.json(http.StatusOK, map[string]any{"status": "ok", "backends": status})
+	return c.json(http.StatusOK, body)
 }

@@ -107,6 +107,10 @@ var (
 	ErrBackendUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "backend_unavailable", Message: "backend unavailable"}
 	// ErrInternal (500): an unexpected server failure.
 	ErrInternal = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	// ErrInsufficientStorage (507): the server's storage is out of space (a
+	// full disk); the write stored nothing. It carries no RetryAfter:
+	// retrying does not help until space is freed. Reads keep working.
+	ErrInsufficientStorage = &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage", Message: "insufficient storage"}
 )
 
 // localError is the error for a call rejected before it is sent.

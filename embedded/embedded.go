@@ -43,6 +43,16 @@
 // request signatures or presigned URL expiry: only this process can reach
 // it (a Unix socket in a 0700 directory, or loopback with Config.Loopback).
 //
+// Each object file carries the CRC-32C of every 1 MiB block and of its
+// metadata; reads verify what they serve, so damaged bytes are never a
+// complete answer (410 XCpodObjectDamaged before any byte, or a connection
+// cut before the damaged block), each logged at ERROR by the hash of the
+// key; a scrub (Backends.Scrub, and in the background after Start, see
+// Config.ScrubInterval) finds damaged objects and gives checksums to those
+// of earlier versions. A write that meets a full disk is MinIO's 507
+// XMinioStorageFull, and stores nothing; Backends.DiskCheck is a readiness
+// check of the free space (storage.Config.ReadyChecks).
+//
 // # Documents, apps and kv
 //
 // The SQLite store (OpenSQLite): one database file, WAL, synchronous
@@ -161,10 +171,17 @@ type Config struct {
 	// Miniredis.FastForward, for deterministic tests. Default false: TTLs
 	// run on the wall clock, as in Redis.
 	KVManualClock bool
-	// KVSnapshotInterval is ignored.
-	//
-	// Deprecated: kv is in the SQLite store, which persists every write;
-	// miniredis (with FerretDB or NoDocuments) keeps kv in memory only.
+	// ScrubInterval is how often the embedded S3 reads every object to
+	// find damaged ones (each logged at ERROR) and gives checksums to the
+	// objects of earlier versions (see Backends.Scrub), with Dir set. The
+	// first scrub starts right after Start, in the background. Default 0:
+	// only that one; negative: never.
+	ScrubInterval time.Duration
+	// KVSnapshotInterval is how often the kv snapshot is written while kv
+	// changes (a command of Backends.Redis that may change data: reads
+	// never bring one; with Loopback, other clients' writes are not seen),
+	// with Dir set; Close always writes it. Default 30s; negative writes
+	// it only on Close.
 	KVSnapshotInterval time.Duration
 	// KVKeyPrefix is the Redis key prefix (storage.Config.RedisKeyPrefix)
 	// of the engine that wrote the kv.snapshot found in Dir, which Start
@@ -194,6 +211,7 @@ type Backends struct {
 
 	log     *slog.Logger
 	dir     string
+	files   *fileStore // nil with Config.NoFiles
 	closeMu sync.Mutex
 	closers []func(context.Context) error
 }
@@ -381,7 +399,10 @@ func (b *Backends) startS3(ctx context.Context, cfg Config, durable bool, sockDi
 	if err != nil {
 		return err
 	}
-	b.S3, b.Bucket = c, cfg.Bucket
+	b.S3, b.Bucket, b.files = c, cfg.Bucket, store
+	if durable && cfg.ScrubInterval >= 0 {
+		b.scrubLoop(cfg.ScrubInterval)
+	}
 	if durable {
 		b.Kinds["files"] = "embedded S3 on the filesystem in " + dir + " (persistent)"
 	} else {

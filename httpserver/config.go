@@ -40,6 +40,7 @@ var settings = []setting{
 	// Server
 	{"addr", "CPOD_ADDR", "127.0.0.1:8080", "string", false, "Server", "host:port to listen on"},
 	{"data-dir", "CPOD_DATA_DIR", "./cpod-data", "string", false, "Server", "directory of the embedded backends' data and of generated secrets"},
+	{"min-free-space", "CPOD_MIN_FREE_SPACE", "", "size", false, "Server", "/readyz answers 503 while the data directory's disk has less free space than this (bytes, or with KiB, MiB, GiB suffix; 0: never), and reports the free space; with embedded backends only (default: 1% of the disk, at least 64MiB)"},
 	{"public-url", "CPOD_PUBLIC_URL", "", "string", false, "Server", "absolute URL the server is reachable at, used in signed download URLs (default: taken from each request)"},
 	{"cors-origins", "CPOD_CORS_ORIGINS", "", "list", false, "Server", "comma-separated origins allowed to call /v1/storage/... from a browser (CORS), such as https://app.example.com; * allows any origin (default: none, no CORS headers)"},
 	{"tls-cert-file", "CPOD_TLS_CERT_FILE", "", "string", false, "Server", "PEM certificate to serve HTTPS (with -tls-key-file)"},
@@ -142,6 +143,7 @@ var asymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384",
 type serverConfig struct {
 	Addr              string
 	DataDir           string
+	MinFreeSpace      int64 // negative: embedded.DefaultMinFreeSpace
 	PublicURL         string
 	CORSOrigins       []string
 	TLSCertFile       string
@@ -547,6 +549,10 @@ func checkConfig(v values) (*serverConfig, error) {
 	if c.DataDir == "" {
 		bad("%s must not be empty", n("data-dir"))
 	}
+	c.MinFreeSpace = -1
+	if str("min-free-space") != "" {
+		c.MinFreeSpace = size("min-free-space", 0)
+	}
 	c.PublicURL = strings.TrimSuffix(str("public-url"), "/")
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
@@ -804,6 +810,10 @@ func checkConfig(v values) (*serverConfig, error) {
 			which = n("redis-addrs")
 		}
 		bad("%s needs %s as well: MongoDB and Redis go together; without both, documents, apps and kv live in the embedded SQLite store", which, n("mongo-uri"))
+	}
+
+	if v.given("min-free-space") && !c.embeddedS3() && !c.embeddedMongo() && !c.embeddedRedis() {
+		bad("%s is set but no embedded backend keeps data in %s: the free space of real backends is theirs to watch", n("min-free-space"), n("data-dir"))
 	}
 
 	// Limits.

@@ -170,6 +170,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		AppStaleIfError: cfg.AppStaleIfError,
 		Logger:          log.With("component", "storage"),
 		Metrics:         metricsRegisterer(registry),
+		ReadyChecks:     s.backends.ReadyChecks,
 	})
 	if err != nil {
 		return nil, err
@@ -241,6 +242,13 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	}
 	if hostFromRequests(s.cfg, s.ln.Addr()) {
 		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
+	if check := s.backends.ReadyChecks["disk"]; check != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.BackendTimeout)
+		if _, err := check(ctx); err != nil {
+			s.log.Warn("/readyz answers 503 until the data directory's disk has more free space: "+err.Error()+"; free some, or lower the floor with CPOD_MIN_FREE_SPACE (-min-free-space)", "data_dir", s.cfg.DataDir)
+		}
+		cancel()
 	}
 	if s.metricsLn != nil {
 		s.log.Info("metrics listening", "addr", s.metricsLn.Addr().String(), "url", "http://"+s.metricsLn.Addr().String()+"/metrics")

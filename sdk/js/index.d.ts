@@ -580,7 +580,9 @@ export type CpodErrorCode =
   | 'expired'
   | 'invalid_signature'
   | 'backend_unavailable'
-  | 'internal';
+  | 'internal'
+  /** 507: the server is out of space (a full disk); the write stored nothing. No Retry-After. */
+  | 'insufficient_storage';
 
 /**
  * The one error of the SDK: every non-2xx answer of the engine, and every
