@@ -389,6 +389,3 @@ func tenantOfLocation(key string) string {
 	t, _, _ := strings.Cut(key, "/")
 	return t
 }
-
-// rateLimitHeaders are the headers rateLimit sets, for CORS' expose list.
-var rateLimitHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}

@@ -506,3 +506,35 @@ func TestClusterRateLimitOneSlot(t *testing.T) {
 		t.Errorf("every tenant's allowances are in slot %v: the tag does not spread tenants", slots)
 	}
 }
+
+// TestRateLimitCORS: a browser app reads the RateLimit-* headers and
+// Retry-After of its answers, a 429 included.
+func TestRateLimitCORS(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	srv, _ := rateServer(t, "redis", storage.RateLimit{PerSecond: 1, Burst: 1}, func(c *storage.Config) {
+		c.CORSOrigins = []string{origin}
+	})
+	tok := rateToken(srv, "t1", "app-a")
+	for _, status := range []int{http.StatusNotFound, http.StatusTooManyRequests} {
+		req, err := http.NewRequest("GET", srv.URL+"/v1/storage/kv/k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Origin", origin)
+		res, err := srv.HTTP.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		equal(t, "status", res.StatusCode, status)
+		equal(t, "Access-Control-Allow-Origin", res.Header.Get("Access-Control-Allow-Origin"), origin)
+		exposed := strings.ToLower(strings.Join(res.Header.Values("Access-Control-Expose-Headers"), ","))
+		for _, h := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"} {
+			if !strings.Contains(exposed, strings.ToLower(h)) {
+				t.Errorf("%d: Access-Control-Expose-Headers %q lacks %s", status, exposed, h)
+			}
+		}
+	}
+}
