@@ -180,9 +180,21 @@ func TestRateLimitApps(t *testing.T) {
 func TestRateLimitBeforeBackends(t *testing.T) {
 	t.Parallel()
 	ratePaths(t, func(t *testing.T, path string) {
-		srv, clock := rateServer(t, path, storage.RateLimit{PerSecond: 1, Burst: 1})
+		srv, clock := rateServer(t, path, storage.RateLimit{PerSecond: 1, Burst: 2})
 		tok := rateToken(srv, "t1", "app-a")
-		wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/warm-up", tok, nil), http.StatusNotFound, "not_found")
+		// An allowed request: the check is one Redis command (one round
+		// trip, even on a Redis that never saw the script: EVAL, not
+		// EVALSHA then EVAL), none in process; a document GET sends none
+		// of its own. (The first request opens the connection, whose
+		// handshake go-redis counts as commands.)
+		wantStatus(t, do(t, srv, "GET", "/v1/storage/db/c/missing", tok, nil), http.StatusNotFound, "not_found")
+		before := srv.Calls()
+		wantStatus(t, do(t, srv, "GET", "/v1/storage/db/c/missing", tok, nil), http.StatusNotFound, "not_found")
+		wantRedis := int64(1)
+		if path == "process" {
+			wantRedis = 0
+		}
+		equal(t, "Redis commands of an allowed request", srv.Calls().Redis-before.Redis, wantRedis)
 		for _, rq := range []struct {
 			method, path string
 			body         any
@@ -196,10 +208,6 @@ func TestRateLimitBeforeBackends(t *testing.T) {
 			before := srv.Calls()
 			want429(t, rq.method+" "+rq.path, do(t, srv, rq.method, rq.path, tok, rq.body), 1)
 			after := srv.Calls()
-			wantRedis := int64(1)
-			if path == "process" {
-				wantRedis = 0
-			}
 			if after.S3 != before.S3 || after.Documents != before.Documents || after.Redis-before.Redis != wantRedis {
 				t.Fatalf("%s %s refused: backend calls %+v -> %+v, want only %d Redis", rq.method, rq.path, before, after, wantRedis)
 			}
