@@ -273,7 +273,8 @@ func (l *Limits) setDefaults() {
 // /healthz and /readyz. It is stateless but for short caches of app
 // lookups (AppCacheTTL, AppStaleIfError) and of verified tokens
 // (AuthConfig.CacheTTL), so any number of replicas can serve the same
-// backends.
+// backends. (Without Redis, its rate-limit allowances are kept in process
+// too: that is the embedded store, which one process owns.)
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
