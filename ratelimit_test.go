@@ -46,8 +46,9 @@ func ratePaths(t *testing.T, f func(t *testing.T, path string)) {
 	}
 }
 
-// rateServer starts an engine with the rate limit on the path, with a
-// clock of its own, and registers app-a and app-b with every scope.
+// rateServer starts an engine with the rate limit on the path (see
+// usePath), with a clock of its own, and registers app-a and app-b with
+// every scope.
 func rateServer(t *testing.T, path string, rl storage.RateLimit, config ...func(*storage.Config)) (*cpodtest.Server, *rateClock) {
 	t.Helper()
 	clock := newRateClock()
@@ -58,12 +59,26 @@ func rateServer(t *testing.T, path string, rl storage.RateLimit, config ...func(
 			f(c)
 		}
 	}))
-	if path == "process" {
-		storage.UseProcessRateLimits(srv.Engine)
-	}
+	usePath(t, srv, path)
 	srv.RegisterApp(t, "app-a", allScopes...)
 	srv.RegisterApp(t, "app-b", allScopes...)
 	return srv, clock
+}
+
+// usePath puts srv's rate limits on the path: "redis" skips the test when
+// the engine has no Redis (on the SQLite store, which holds kv itself, the
+// limits are kept in process: the "process" path tests that); "process"
+// moves them in process; "" leaves them where the engine keeps them.
+func usePath(t *testing.T, srv *cpodtest.Server, path string) {
+	t.Helper()
+	switch path {
+	case "redis":
+		if srv.Redis == nil {
+			t.Skip("the engine has no Redis: its rate limits are kept in process, as on the process path")
+		}
+	case "process":
+		storage.UseProcessRateLimits(srv.Engine)
+	}
 }
 
 func rateToken(srv *cpodtest.Server, tenant, app string) string {
@@ -357,7 +372,7 @@ func TestRateLimitSignedURLs(t *testing.T) {
 func TestRateLimitMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	srv, _ := rateServer(t, "redis", storage.RateLimit{PerSecond: 1, Burst: 2}, func(c *storage.Config) { c.Metrics = reg })
+	srv, _ := rateServer(t, "", storage.RateLimit{PerSecond: 1, Burst: 2}, func(c *storage.Config) { c.Metrics = reg })
 	got := series(t, reg, "cpod_storage_rate_limited_total")
 	wantSeries(t, got, "", 0)
 	for _, tenant := range []string{"t1", "t2"} {
@@ -438,9 +453,7 @@ func TestRateLimitAdvanceClock(t *testing.T) {
 		srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) {
 			c.RateLimit = storage.RateLimit{PerSecond: 0.001, Burst: 2}
 		}))
-		if path == "process" {
-			storage.UseProcessRateLimits(srv.Engine)
-		}
+		usePath(t, srv, path)
 		srv.RegisterApp(t, "app-a", allScopes...)
 		tok := rateToken(srv, "t1", "app-a")
 		for range 2 {
@@ -520,7 +533,7 @@ func TestClusterRateLimitOneSlot(t *testing.T) {
 func TestRateLimitCORS(t *testing.T) {
 	t.Parallel()
 	const origin = "https://app.example.com"
-	srv, _ := rateServer(t, "redis", storage.RateLimit{PerSecond: 1, Burst: 1}, func(c *storage.Config) {
+	srv, _ := rateServer(t, "", storage.RateLimit{PerSecond: 1, Burst: 1}, func(c *storage.Config) {
 		c.CORSOrigins = []string{origin}
 	})
 	tok := rateToken(srv, "t1", "app-a")
