@@ -41,7 +41,7 @@ import (
 //   - Without Redis (the embedded SQLite store, where one process owns the
 //     data directory), in process (memRates), with the same algorithm.
 //
-// Keys (rateKeys): RedisKeyPrefix + "rate:{" + 16 hex digits of the
+// Keys (rateLimiter.keys): RedisKeyPrefix + "rate:{" + 16 hex digits of the
 // tenant's FNV-1a hash + "}/" + class + "/" + tenant for the tenant, and the
 // same + "/" + app for the app. Ids never hold '/', so the mapping is
 // injective (no tenant can name another's key, whatever '{', '}' or ':' its
