@@ -238,9 +238,16 @@ func (e *Engine) rateLimit(c *call, class, tenant, app string) error {
 		return nil
 	}
 	keys := l.keys(class, tenant, app)
-	ctx, cancel := e.backendCtx(c)
+	ctx := c.ctx
+	if _, inProcess := l.store.(*memRates); !inProcess {
+		// A round trip, bounded like every other Redis call. The
+		// in-process check needs no deadline (its timer would be a
+		// third of its cost).
+		var cancel context.CancelFunc
+		ctx, cancel = e.backendCtx(c)
+		defer cancel()
+	}
 	ok, tats, err := l.store.take(ctx, &keys, now, &l.limits)
-	cancel()
 	if err != nil {
 		// Fail open (see above): limits protect the backends, they must
 		// not turn a Redis outage into an outage of files and documents.
