@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,6 +187,39 @@ func TestRateLimitApps(t *testing.T) {
 		r = do(t, srv, "GET", "/v1/storage/kv/missing", b, nil)
 		want429(t, "app b, tenant spent", r, 1)
 		wantRate(t, "app b, tenant spent", r, 3, 0, 1)
+	})
+}
+
+// TestRateLimitConcurrent: concurrent requests of one tenant, through two
+// apps, get exactly the burst between them, never one more: each decision
+// reads and spends both allowances atomically.
+func TestRateLimitConcurrent(t *testing.T) {
+	t.Parallel()
+	ratePaths(t, func(t *testing.T, path string) {
+		srv, _ := rateServer(t, path, storage.RateLimit{PerSecond: 1, Burst: 10})
+		toks := []string{rateToken(srv, "t1", "app-a"), rateToken(srv, "t1", "app-b")}
+		var ok, limited atomic.Int64
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 3 {
+					r := do(t, srv, "GET", "/v1/storage/kv/k", toks[g%2], nil)
+					switch r.status {
+					case http.StatusNotFound:
+						ok.Add(1)
+					case http.StatusTooManyRequests:
+						limited.Add(1)
+					default:
+						t.Errorf("status %d: %s", r.status, r.body)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		equal(t, "requests served", ok.Load(), 10)
+		equal(t, "requests refused", limited.Load(), 38)
 	})
 }
 
