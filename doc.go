@@ -117,6 +117,19 @@
 // internal; the cause is logged with the request id (X-Request-Id) and
 // never sent.
 //
+// # Rate limits
+//
+// [Config.RateLimit] (off by default) limits the requests per second of each
+// tenant and of each app within a tenant (GCRA). Each storage request spends
+// one request of both allowances, right after its token is verified and
+// before any backend work; over either it is 429 rate_limited with
+// Retry-After, and every answer to a verified token carries RateLimit-Limit,
+// RateLimit-Remaining and RateLimit-Reset. With Redis the allowances are
+// shared by every replica at one round trip per request; without Redis they
+// are kept in process. Signed URLs have allowances of their own; the admin
+// API and the operations are not limited. See ratelimit.go for the keys,
+// the clock and what happens when Redis fails.
+//
 // # Documents layout
 //
 // Each logical document is one MongoDB document, the same in every layout:

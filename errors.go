@@ -36,6 +36,7 @@ const (
 	// disk, a full bucket); nothing was stored. Never sent with
 	// Retry-After: retrying does not help until someone frees space.
 	CodeInsufficientStorage Code = "insufficient_storage"
+	CodeRateLimited         Code = "rate_limited"
 )
 
 // Status is the one place that maps an error code to its HTTP status.
@@ -53,6 +54,8 @@ func (c Code) Status() int {
 		return http.StatusConflict
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
 	case CodeBackendUnavailable:
 		return http.StatusServiceUnavailable
 	case CodeInsufficientStorage:
@@ -130,6 +133,7 @@ var (
 	ErrInternal           = &Error{Code: CodeInternal}
 	// ErrInsufficientStorage: a write the backend refused for lack of space.
 	ErrInsufficientStorage = &Error{Code: CodeInsufficientStorage}
+	ErrRateLimited         = &Error{Code: CodeRateLimited}
 )
 
 // errorf builds an *Error with a message for the caller.

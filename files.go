@@ -1379,7 +1379,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	default:
 		return errorf(CodeInvalidRequest, "method must be GET or PUT")
 	}
-	id, err := e.authorize(c.r, tier, access)
+	id, err := e.authorize(c, tier, access)
 	if err != nil {
 		return err
 	}
@@ -1542,6 +1542,11 @@ func (e *Engine) handleSigned(c *call) error {
 		if name, ok = relativeName(s); !ok {
 			return invalid
 		}
+	}
+	// The signing tenant's and app's allowances for signed URLs (not their
+	// API's: see ratelimit.go), before any backend call.
+	if err := e.rateLimit(c, rateClassSigned, tenantOfLocation(s.key), s.app); err != nil {
+		return err
 	}
 	// Revocation: the app that signed must still be registered (else the
 	// URL is revoked, invalid_signature) and still declare the tier's scope

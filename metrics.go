@@ -13,13 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics (Config.Metrics). The engine registers four collectors on the
+// Metrics (Config.Metrics). The engine registers these collectors on the
 // embedder's prometheus.Registerer:
 //
 //	cpod_storage_requests_total{route,method,code}            counter
 //	cpod_storage_request_duration_seconds{route,method}       histogram
 //	cpod_storage_backend_errors_total{backend}                counter
 //	cpod_storage_bytes_total{primitive,direction}             counter
+//	cpod_storage_rate_limited_total                           counter
 //
 // Every label value comes from a small fixed set, never from the request:
 // route is the pattern of the route table without its declared query names
@@ -49,6 +50,11 @@ import (
 // results; for kv and documents, the bytes of the request bodies read and
 // of the response bodies written (JSON, error answers included) by their
 // routes. Other routes (apps, health, openapi) count no bytes.
+//
+// rate_limited_total counts the requests answered 429 rate_limited by
+// Config.RateLimit (see ratelimit.go), whichever allowance was spent. It
+// has no label: which tenant is limited is what one would ask, and a tenant
+// is never a label (requests_total{code="429"} has the routes).
 //
 // Two engines given the same Registerer share the collectors: the second
 // finds them already registered (prometheus.AlreadyRegisteredError) and
@@ -87,6 +93,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	backends *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
+	limited  prometheus.Counter
 
 	s3Errors, mongoErrors, redisErrors, sqliteErrors prometheus.Counter
 	filesIn, filesOut                                prometheus.Counter
@@ -160,6 +167,10 @@ func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, e
 			Name: "cpod_storage_bytes_total",
 			Help: "Body bytes: file bytes streamed for files; request and response bodies for documents and kv. Direction in is from the client.",
 		}, []string{"primitive", "direction"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cpod_storage_rate_limited_total",
+			Help: "Requests refused with 429 rate_limited by the rate limits per tenant and per app (Config.RateLimit).",
+		}),
 	}
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
@@ -172,6 +183,9 @@ func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, e
 		return nil, err
 	}
 	if m.bytes, err = register(reg, m.bytes); err != nil {
+		return nil, err
+	}
+	if m.limited, err = register(reg, m.limited); err != nil {
 		return nil, err
 	}
 	m.s3Errors = m.backends.WithLabelValues(backendS3)
@@ -332,6 +346,14 @@ func (m *metrics) backendError(backend string) {
 		if m.redisErrors != nil {
 			m.redisErrors.Inc()
 		}
+	}
+}
+
+// rateLimitedInc counts a request refused by a rate limit. A nil m counts
+// nothing.
+func (m *metrics) rateLimitedInc() {
+	if m != nil {
+		m.limited.Inc()
 	}
 }
 

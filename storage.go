@@ -105,6 +105,15 @@ type Config struct {
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
 
+	// RateLimit limits the requests of each tenant, and of each app within
+	// a tenant, per second (GCRA; see ratelimit.go): over either, a request
+	// is 429 rate_limited with Retry-After, and every rate-limited answer
+	// carries RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
+	// With Redis the allowances live there, shared by every replica, at
+	// one round trip per request; without, in process. Default zero: no
+	// limits, no headers, no cost.
+	RateLimit RateLimit
+
 	// BackendTimeout bounds each Redis, MongoDB and SQLite call (not file
 	// streams).
 	// A call that does not answer in time is 503 backend_unavailable.
@@ -289,7 +298,8 @@ func (l *Limits) setDefaults() {
 // /healthz and /readyz. It is stateless but for short caches of app
 // lookups (AppCacheTTL, AppStaleIfError) and of verified tokens
 // (AuthConfig.CacheTTL), so any number of replicas can serve the same
-// backends.
+// backends. (Without Redis, its rate-limit allowances are kept in process
+// too: that is the embedded store, which one process owns.)
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
@@ -306,6 +316,7 @@ type Engine struct {
 	bodies      *tenantBudget    // Limits.MaxBodyMemory, see readBody
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
 	kv          kvStore          // Redis, or SQLite with Config.SQL
+	limiter     *rateLimiter     // nil without Config.RateLimit
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -417,6 +428,7 @@ func New(cfg Config) (*Engine, error) {
 		bad("Config.%s", err)
 	}
 	cfg.Limits.setDefaults()
+	problems = append(problems, cfg.RateLimit.setDefaults()...)
 	if cfg.Limits.MaxDocumentDepth > MaxDocumentDepthCeiling {
 		bad("Config.Limits.MaxDocumentDepth must be at most %d (MongoDB nests at most 100 levels, the stored form adds some)", MaxDocumentDepthCeiling)
 	}
@@ -435,6 +447,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
+	if cfg.RateLimit.PerSecond > 0 {
+		e.limiter = newRateLimiter(cfg.RateLimit, cfg.Redis, cfg.RedisKeyPrefix)
+	}
 	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
 	e.bodies = newTenantBudget("request body memory", cfg.Limits.MaxBodyMemory, cfg.Limits.MaxBodyMemory/4)
 	for _, t := range cfg.AdminTokens {

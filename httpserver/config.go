@@ -117,6 +117,8 @@ var settings = []setting{
 	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
 	{"max-body-memory", "CPOD_MAX_BODY_MEMORY", "128MiB", "size", false, "Limits", "memory of the JSON request bodies read at once, counted twice (the body and its decoding; one tenant at most a quarter); a request past it waits, then 503 after the backend timeout"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
+	{"rate-limit", "CPOD_RATE_LIMIT", "", "string", false, "Limits", "requests per second of each tenant, and of each app within a tenant, written <n>/s[,burst=<m>], such as 100/s,burst=200 (burst: n rounded up); a request over either is 429 rate_limited with Retry-After (default: off)"},
+	{"rate-limit-app", "CPOD_RATE_LIMIT_APP", "", "string", false, "Limits", "a lower limit for each app within its tenant, in the same form, so that no app takes its whole tenant's allowance (needs -rate-limit; default: -rate-limit's)"},
 }
 
 // name names a setting in messages: the variable and the flag.
@@ -207,6 +209,8 @@ type serverConfig struct {
 	RedisKeyPrefix  string
 
 	Limits storage.Limits
+	// RateLimit is storage.Config.RateLimit; zero is off.
+	RateLimit storage.RateLimit
 
 	// secrets lists every secret value given, to redact them from messages.
 	secrets []string
@@ -844,10 +848,50 @@ func checkConfig(v values) (*serverConfig, error) {
 		bad("%s must be below 16MiB (the MongoDB document limit)", n("max-document-size"))
 	}
 
+	if rl := str("rate-limit"); rl != "" {
+		var err error
+		if c.RateLimit.PerSecond, c.RateLimit.Burst, err = parseRateLimit(rl); err != nil {
+			bad("%s: %v", n("rate-limit"), err)
+		}
+		if app := str("rate-limit-app"); app != "" {
+			if c.RateLimit.AppPerSecond, c.RateLimit.AppBurst, err = parseRateLimit(app); err != nil {
+				bad("%s: %v", n("rate-limit-app"), err)
+			}
+		}
+	} else {
+		onlyWith("rate-limit-app", "rate-limit", "the app's limit applies within its tenant's")
+	}
+
 	if len(problems) > 0 {
 		return nil, &configError{problems}
 	}
 	return c, nil
+}
+
+// rateLimitForm is <n>/s[,burst=<m>]: n a decimal number, m a whole
+// number; spaces are allowed around the comma and at the ends.
+var rateLimitForm = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)/s\s*(?:,\s*burst=([0-9]+))?\s*$`)
+
+// parseRateLimit reads a rate limit written <n>/s[,burst=<m>], such as
+// 100/s or 100/s,burst=200, within the bounds of storage.RateLimit. A burst
+// not given is 0 (the engine's default: n rounded up).
+func parseRateLimit(s string) (perSecond float64, burst int, err error) {
+	m := rateLimitForm.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, fmt.Errorf("%q is not <n>/s[,burst=<m>], such as 100/s or 100/s,burst=200 (requests per second, and how many at once)", s)
+	}
+	perSecond, err = strconv.ParseFloat(m[1], 64)
+	if err != nil || perSecond < 0.001 || perSecond > 1e6 {
+		return 0, 0, fmt.Errorf("%q: the rate must be from 0.001/s to 1000000/s", s)
+	}
+	if m[2] != "" {
+		b, err := strconv.Atoi(m[2])
+		if err != nil || b < 1 || b > 1_000_000 {
+			return 0, 0, fmt.Errorf("%q: the burst must be from 1 to 1000000", s)
+		}
+		burst = b
+	}
+	return perSecond, burst, nil
 }
 
 // init checks that asymmetricAlgorithms stays in step with the jwt package.

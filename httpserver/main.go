@@ -164,6 +164,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		CORSOrigins:     cfg.CORSOrigins,
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
+		RateLimit:       cfg.RateLimit,
 		BackendTimeout:  cfg.BackendTimeout,
 		S3Timeout:       cfg.S3Timeout,
 		AppCacheTTL:     cfg.AppCacheTTL,
