@@ -214,4 +214,3 @@ func TestRateLimitConfig(t *testing.T) {
 		}
 	}
 }
-
