@@ -32,6 +32,7 @@ const (
 	CodeInvalidSignature   Code = "invalid_signature"
 	CodeBackendUnavailable Code = "backend_unavailable"
 	CodeInternal           Code = "internal"
+	CodeRateLimited        Code = "rate_limited"
 )
 
 // Status is the one place that maps an error code to its HTTP status.
@@ -51,6 +52,8 @@ func (c Code) Status() int {
 		return http.StatusRequestEntityTooLarge
 	case CodeBackendUnavailable:
 		return http.StatusServiceUnavailable
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -122,6 +125,7 @@ var (
 	ErrInvalidSignature   = &Error{Code: CodeInvalidSignature}
 	ErrBackendUnavailable = &Error{Code: CodeBackendUnavailable}
 	ErrInternal           = &Error{Code: CodeInternal}
+	ErrRateLimited        = &Error{Code: CodeRateLimited}
 )
 
 // errorf builds an *Error with a message for the caller.

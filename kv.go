@@ -255,6 +255,7 @@ func (e *Engine) handleKVSet(c *call) error {
 			return kvBackendError("set", err)
 		}
 	}
+	e.kvSet(c, k, value)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -453,6 +454,7 @@ func (e *Engine) handleKVIncr(c *call) error {
 	if err != nil {
 		return err
 	}
+	e.kvSet(c, k, strconv.FormatInt(n, 10))
 	return c.json(http.StatusOK, struct {
 		Value int64 `json:"value"`
 	}{n})
@@ -539,6 +541,7 @@ func (e *Engine) handleKVDel(c *call) error {
 	} else if err := e.cfg.Redis.Del(ctx, k).Err(); err != nil {
 		return kvBackendError("del", err)
 	}
+	e.kvDeleted(c, k)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -579,6 +582,7 @@ func (e *Engine) handleKVExpire(c *call) error {
 	if n != 1 {
 		return errorf(CodeNotFound, "no such key")
 	}
+	e.kvTTLChanged(c, k)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
