@@ -39,9 +39,11 @@ type redisHub struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	topics  map[string]*rtTopic // by stream key
-	started bool
+	mu     sync.Mutex
+	topics map[string]*rtTopic // by stream key
+	// stop ends the subscription and the poll; nil while no stream
+	// follows a topic in this process.
+	stop func()
 }
 
 const (
@@ -59,14 +61,16 @@ func (h *redisHub) streamKey(topic string) string { return h.prefix + "rt:{" + t
 // readers. KEYS: stream, marker. ARGV: maxlen, type, key, data, expiry
 // (ms), channel. A reset (the admin erase) first empties the stream, so
 // what was erased is not kept for a resume either.
-var publishScript = redis.NewScript(`
+var publishScript = redis.NewScript(publishScriptSource)
+
+const publishScriptSource = `
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 if ARGV[2] == 'reset' then redis.call('DEL', KEYS[1]) end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'k', ARGV[3], 'd', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 return id
-`)
+`
 
 func (h *redisHub) run(ctx context.Context, key, typ, k string, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
@@ -131,13 +135,25 @@ func (h *redisHub) reset(ctx context.Context, prefix string) error {
 	return nil
 }
 
-// start runs the process's one subscription and the poll, once.
+// start runs the process's one subscription and the poll while streams
+// follow topics here. Called with h.mu held.
 func (h *redisHub) start() {
-	if h.started {
+	if h.stop != nil {
 		return
 	}
-	h.started = true
 	ps := h.rdb.Subscribe(context.Background(), h.channel)
+	// Wait for the subscription, so that a write right after the first
+	// stream started is notified (the poll would find it later anyway).
+	rctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+	if _, err := ps.Receive(rctx); err != nil {
+		h.log.Warn("storage: realtime: subscribing failed; polling", "err", err)
+	}
+	cancel()
+	quit := make(chan struct{})
+	h.stop = func() {
+		close(quit)
+		_ = ps.Close()
+	}
 	go func() {
 		for m := range ps.Channel() {
 			h.mu.Lock()
@@ -152,7 +168,12 @@ func (h *redisHub) start() {
 		tick := time.NewTicker(rtPoll)
 		defer tick.Stop()
 		renew := 0
-		for range tick.C {
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
 			renew++
 			h.mu.Lock()
 			ts := make([]*rtTopic, 0, len(h.topics))
@@ -270,7 +291,11 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 		t.mu.Lock()
 		t.last, t.initErr = pos, err
 		close(t.ready)
+		again := t.dirty
 		t.mu.Unlock()
+		if again {
+			h.fetch(t) // notified while starting
+		}
 		if err != nil {
 			h.mu.Lock()
 			delete(h.topics, key)
@@ -296,6 +321,10 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 			t.mu.Lock()
 			if len(t.subs) == 0 && h.topics[key] == t {
 				delete(h.topics, key)
+			}
+			if len(h.topics) == 0 && h.stop != nil {
+				h.stop()
+				h.stop = nil
 			}
 			t.mu.Unlock()
 			h.mu.Unlock()
