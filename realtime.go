@@ -328,7 +328,7 @@ func (e *Engine) stream(c *call, f feed) error {
 		case ev := <-sub.ch:
 			if sent.less(ev.pos) {
 				sent = ev.pos
-				if f.wants(ev) {
+				if f.wants(*ev) {
 					w.event(ev.pos, ev.typ, ev.data)
 				}
 			}

@@ -45,7 +45,7 @@ type rtHub interface {
 const (
 	rtRetainEvents = 1000             // at least this many events per topic
 	rtRetention    = 10 * time.Minute // and kept this long after the last stream left
-	rtSubBuffer    = 256              // events buffered per stream before it is reset
+	rtSubBuffer    = 256              // events buffered per stream (pointers) before it is reset
 	// rtMaxInlineValue is the largest value an event carries: a document
 	// or kv value over it is sent without "value" (the client reads it),
 	// so that the retained events of a topic stay small.
@@ -106,7 +106,7 @@ type rtTopic struct {
 // rtSub is one stream's subscription.
 type rtSub struct {
 	t      *rtTopic
-	ch     chan rtEvent
+	ch     chan *rtEvent
 	lagged atomic.Bool
 	wake   chan struct{}
 	done   func()
@@ -115,7 +115,7 @@ type rtSub struct {
 // deliver hands ev to every stream of t without ever blocking: a stream
 // whose buffer is full is marked lagged (it will get a reset) and gets
 // nothing more until it caught up. Called with t.mu held.
-func (t *rtTopic) deliver(ev rtEvent) {
+func (t *rtTopic) deliver(ev *rtEvent) {
 	t.last = ev.pos
 	for s := range t.subs {
 		if s.lagged.Load() {
@@ -211,7 +211,7 @@ func (h *memHub) append(t *rtTopic, ev rtEvent) {
 		t.ring[t.head] = ev
 		t.head = (t.head + 1) % len(t.ring)
 	}
-	t.deliver(ev)
+	t.deliver(&ev)
 }
 
 func (h *memHub) reset(_ context.Context, prefix string) error {
@@ -255,7 +255,7 @@ func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSu
 	}
 	h.mu.Unlock()
 
-	s := &rtSub{t: t, ch: make(chan rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
+	s := &rtSub{t: t, ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	s.done = func() {
 		t.mu.Lock()
 		delete(t.subs, s)

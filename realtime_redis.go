@@ -228,9 +228,9 @@ func (h *redisHub) fetch(t *rtTopic) {
 			if err != nil {
 				h.log.Warn("storage: realtime: reading a stream failed", "err", err)
 			}
-			for _, ev := range evs {
-				if t.last.less(ev.pos) {
-					t.deliver(ev)
+			for i := range evs {
+				if t.last.less(evs[i].pos) {
+					t.deliver(&evs[i])
 				}
 			}
 			if err != nil || (len(evs) < rtFetchSize && !t.dirty) {
@@ -310,7 +310,7 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 	if t.initErr != nil {
 		return nil, nil, false, t.initErr
 	}
-	s := &rtSub{t: t, ch: make(chan rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
+	s := &rtSub{t: t, ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	s.done = func() {
 		t.mu.Lock()
 		delete(t.subs, s)
