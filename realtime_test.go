@@ -582,3 +582,27 @@ func TestChangesErase(t *testing.T) {
 		follow(t, srv, "/v1/storage/db/c/changes?tier=user", u1, before.id).expect("reset")
 	})
 }
+
+// TestChangesHeartbeat: an idle stream gets a comment line every heartbeat
+// interval (here 30 ms), and nothing else.
+func TestChangesHeartbeat(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t, cpodtest.WithSQLite())
+	storage.SetRealtimeIntervals(srv.Engine, 30*time.Millisecond, 10*time.Millisecond)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	s := follow(t, srv, "/v1/storage/kv/changes", tok, "")
+	comments := 0
+	for comments < 4 {
+		line, err := s.rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasPrefix(line, ":"):
+			comments++
+		case line != "\n":
+			t.Fatalf("idle stream sent %q", line)
+		}
+	}
+}
