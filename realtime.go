@@ -294,6 +294,13 @@ func (e *Engine) stream(c *call, f feed) error {
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	c.w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(c.w)
+	// A stream has no request body and may last hours: no read deadline
+	// (a server's, or a middleware's such as httpserver's I/O timeout,
+	// would end it); a client that stops taking bytes is dropped by the
+	// write deadline of each event instead. Nothing is left behind for a
+	// next request on the connection.
+	_ = rc.SetReadDeadline(time.Time{})
+	defer rc.SetWriteDeadline(time.Time{})
 	w := &sseWriter{w: c.w, rc: rc}
 	w.comment("ok")
 
