@@ -253,8 +253,6 @@ func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSu
 		t = &rtTopic{name: topic, subs: map[*rtSub]struct{}{}, last: start, floor: start}
 		h.topics[topic] = t
 	}
-	h.mu.Unlock()
-
 	s := &rtSub{t: t, ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	s.done = func() {
 		t.mu.Lock()
@@ -264,7 +262,10 @@ func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSu
 		}
 		t.mu.Unlock()
 	}
+	// Registered before h.mu is let go, so that no sweep removes the topic
+	// in between.
 	t.mu.Lock()
+	h.mu.Unlock()
 	defer t.mu.Unlock()
 	t.subs[s] = struct{}{}
 	t.left = time.Time{}

@@ -270,6 +270,10 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 	if err := h.watch(ctx, key); err != nil {
 		return nil, nil, false, err
 	}
+	// The stream is registered with its topic before h.mu is let go, so
+	// that the last stream of the topic leaving meanwhile cannot remove the
+	// topic under it (it would never be read again).
+	s := &rtSub{ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	h.start()
 	t := h.topics[key]
@@ -278,7 +282,25 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 		t = &rtTopic{name: key, subs: map[*rtSub]struct{}{}, ready: make(chan struct{})}
 		h.topics[key] = t
 	}
+	s.t = t
+	t.mu.Lock()
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
 	h.mu.Unlock()
+	s.done = func() {
+		h.mu.Lock()
+		t.mu.Lock()
+		delete(t.subs, s)
+		if len(t.subs) == 0 && h.topics[key] == t {
+			delete(h.topics, key)
+		}
+		t.mu.Unlock()
+		if len(h.topics) == 0 && h.stop != nil {
+			h.stop()
+			h.stop = nil
+		}
+		h.mu.Unlock()
+	}
 	if creator {
 		// The reader starts after the newest entry.
 		var pos rtPos
@@ -296,43 +318,17 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 		if again {
 			h.fetch(t) // notified while starting
 		}
-		if err != nil {
-			h.mu.Lock()
-			delete(h.topics, key)
-			h.mu.Unlock()
-		}
 	}
 	select {
 	case <-t.ready:
 	case <-ctx.Done():
+		s.done()
 		return nil, nil, false, ctx.Err()
 	}
 	if t.initErr != nil {
+		s.done()
 		return nil, nil, false, t.initErr
 	}
-	s := &rtSub{t: t, ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
-	s.done = func() {
-		t.mu.Lock()
-		delete(t.subs, s)
-		empty := len(t.subs) == 0
-		t.mu.Unlock()
-		if empty {
-			h.mu.Lock()
-			t.mu.Lock()
-			if len(t.subs) == 0 && h.topics[key] == t {
-				delete(h.topics, key)
-			}
-			if len(h.topics) == 0 && h.stop != nil {
-				h.stop()
-				h.stop = nil
-			}
-			t.mu.Unlock()
-			h.mu.Unlock()
-		}
-	}
-	t.mu.Lock()
-	t.subs[s] = struct{}{}
-	t.mu.Unlock()
 	if after == nil {
 		return s, nil, false, nil
 	}
