@@ -132,18 +132,19 @@ func TestAdminEraseNeighbours(t *testing.T) {
 		check(s.path)
 		equal(t, s.path+" again", adminErase(t, srv, s.path), eraseResult{})
 	}
-	// Nothing of t1 is left in Redis, counters' nonces included; t10's keys stay.
+	// Nothing of t1 is left in the kv store, counters' nonces included;
+	// t10's keys stay.
 	var t1Keys, t10Keys int
-	for _, k := range srv.RedisKeys(t) {
+	for _, k := range kvLocations(t, srv) {
 		switch {
-		case strings.Contains(k, "{t1/"):
+		case strings.HasPrefix(k, "t1/"):
 			t1Keys++
-		case strings.Contains(k, "{t10/"):
+		case strings.HasPrefix(k, "t10/"):
 			t10Keys++
 		}
 	}
-	equal(t, "t1 redis keys", t1Keys, 0)
-	equal(t, "t10 redis keys", t10Keys, 5)
+	equal(t, "t1 kv keys", t1Keys, 0)
+	equal(t, "t10 kv keys", t10Keys, 5)
 }
 
 // TestAdminEraseGlobIDs: ids holding SCAN MATCH's glob characters (* ? [ ])
@@ -386,8 +387,8 @@ func TestAdminEraseBraceTenant(t *testing.T) {
 	equal(t, "erase }t", adminErase(t, srv, "/v1/admin/tenants/%7Dt"), eraseResult{1, 1, 2})
 	equal(t, "}t after its erase", brace.present(t, srv), [3]bool{})
 	equal(t, "}t1 after erasing }t", neighbour.present(t, srv), [3]bool{true, true, true})
-	for _, k := range srv.RedisKeys(t) {
-		if strings.Contains(k, "}t/") {
+	for _, k := range kvLocations(t, srv) {
+		if strings.HasPrefix(k, "}t/") {
 			t.Errorf("key %q of }t is left after its erase", k)
 		}
 	}

@@ -589,17 +589,19 @@ func (e *Engine) authorizeCall(c *call, a Access) (Identity, Tier, error) {
 	if err != nil {
 		return Identity{}, "", err
 	}
-	id, err := e.authorize(c.r, tier, a)
+	id, err := e.authorize(c, tier, a)
 	if err == nil {
 		c.setTenant(id.Tenant)
 	}
 	return id, tier, err
 }
 
-// authorize verifies the request's token, looks up its app and checks that
-// access a on tier t is both declared by the app and granted by the token.
-func (e *Engine) authorize(r *http.Request, t Tier, a Access) (Identity, error) {
-	tok, err := bearer(r)
+// authorize verifies the request's token, spends one request of its
+// tenant's and app's rate limits (Config.RateLimit), looks up its app and
+// checks that access a on tier t is both declared by the app and granted by
+// the token.
+func (e *Engine) authorize(c *call, t Tier, a Access) (Identity, error) {
+	tok, err := bearer(c.r)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -607,7 +609,11 @@ func (e *Engine) authorize(r *http.Request, t Tier, a Access) (Identity, error) 
 	if err != nil {
 		return Identity{}, err
 	}
-	app, err := e.apps.lookup(r.Context(), id.App)
+	// Tenant and app are known, no backend was asked anything yet.
+	if err := e.rateLimit(c, rateClassAPI, id.Tenant, id.App); err != nil {
+		return Identity{}, err
+	}
+	app, err := e.apps.lookup(c.r.Context(), id.App)
 	if err != nil {
 		return Identity{}, err
 	}

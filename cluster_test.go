@@ -153,6 +153,7 @@ func oneSlot(t testing.TB, what string, cmds [][]string) int {
 // hashes above all.
 func TestClusterKVOneSlotPerCall(t *testing.T) {
 	srv := cpodtest.NewServer(t)
+	redisOnly(t, srv, "Redis Cluster hash slots")
 	rec := &keyRecorder{t: t}
 	srv.Redis.AddHook(rec)
 	tenants := []string{"t1", "}", "}t", "{", "{}", "}{", "a}b{c", "{{}}"}
@@ -245,6 +246,7 @@ func (f *fakeTB) Errorf(format string, args ...any) {
 // and a SCAN through the cluster client would see one node only.
 func TestClusterTestServerKeys(t *testing.T) {
 	outer := cpodtest.NewServer(t)
+	redisOnly(t, outer, "cpodtest's Redis key listing and cleanup")
 	var keys []string
 	t.Run("inner", func(t *testing.T) {
 		srv := cpodtest.NewServer(t)

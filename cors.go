@@ -36,7 +36,7 @@ import (
 //   - An actual request from an allowed origin gets Access-Control-Allow-
 //     Origin: <origin> and Access-Control-Expose-Headers: corsExposedHeaders
 //     on every answer, errors included, so a browser app can read the error
-//     code, ETag, Retry-After and the request id.
+//     code, ETag, Retry-After, the RateLimit-* headers and the request id.
 //   - Every response of the storage API says Vary: Origin (preflights also
 //     vary on the Access-Control-Request-* headers), so a shared cache
 //     never serves one origin's answer to another.
@@ -70,6 +70,7 @@ var corsRequestHeaders = []string{
 var corsExposedHeaders = []string{
 	"ETag", "Content-Range", "Content-Disposition", "Content-Length", "Last-Modified",
 	"Accept-Ranges", "Cpod-Ttl", "Cpod-Error", "Retry-After", "X-Request-Id", "WWW-Authenticate", "Allow",
+	"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", // Config.RateLimit
 }
 
 // corsPrefix is the part of the API that answers CORS.

@@ -111,8 +111,24 @@
 // for the Go API ([Engine.RegisterApp] returns ErrConflict for a duplicate).
 // Backend errors are translated once, in the adapter that called the
 // backend: connection failures and timeouts become 503 backend_unavailable
-// with Retry-After, anything unexpected 500 internal; the cause is logged with
-// the request id (X-Request-Id) and never sent.
+// with Retry-After; a backend out of space (ENOSPC, SQLITE_FULL, MongoDB's
+// OutOfDiskSpace, S3's XMinioStorageFull, Redis' OOM or MISCONF) 507
+// insufficient_storage without Retry-After; anything unexpected 500
+// internal; the cause is logged with the request id (X-Request-Id) and
+// never sent.
+//
+// # Rate limits
+//
+// [Config.RateLimit] (off by default) limits the requests per second of each
+// tenant and of each app within a tenant (GCRA). Each storage request spends
+// one request of both allowances, right after its token is verified and
+// before any backend work; over either it is 429 rate_limited with
+// Retry-After, and every answer to a verified token carries RateLimit-Limit,
+// RateLimit-Remaining and RateLimit-Reset. With Redis the allowances are
+// shared by every replica at one round trip per request; without Redis they
+// are kept in process. Signed URLs have allowances of their own; the admin
+// API and the operations are not limited. See ratelimit.go for the keys,
+// the clock and what happens when Redis fails.
 //
 // # Documents layout
 //
@@ -196,14 +212,20 @@
 // # The embedded store
 //
 // With Config.SQL (a SQLite database, such as embedded.OpenSQLite opens;
-// what `go run ./httpserver` and package embedded use by default) documents
-// and the app registry live in SQLite instead of MongoDB, through the same
-// handlers: documents_store.go is the driver interface (its doc says which
-// error each method returns), documents_mongo.go and documents_sqlite.go
-// its two drivers, apps_store.go the registry's. The tables (sqlite.go):
-// cpod_documents, one row per document keyed (loc, coll, key) in a WITHOUT
-// ROWID table, with the exact JSON text and a JSONB query form;
-// cpod_apps; cpod_doc_indexes. Every conditional write (If-Match,
+// what `go run ./httpserver` and package embedded use by default) documents,
+// the app registry and kv live in SQLite instead of MongoDB and Redis
+// (Config.Redis must then be nil), through the same handlers:
+// documents_store.go and kv_store.go are the driver interfaces (their docs
+// say which error each method returns), documents_mongo.go and
+// documents_sqlite.go, kv_redis.go and kv_sqlite.go their drivers,
+// apps_store.go the registry's. The tables (sqlite.go): cpod_documents, one
+// row per document keyed (loc, coll, key) in a WITHOUT ROWID table, with
+// the exact JSON text and a JSONB query form; cpod_apps; cpod_doc_indexes;
+// cpod_kv, one row per kv key (its location key, text and expiry on the
+// engine's clock; expired rows are never read and are purged in the
+// background). kv's conditional writes (ifAbsent, ifValue, PATCH ttl,
+// INCR) are single statements too; INCR adds with the SQL function
+// cpod_kv_incr, Redis' INCRBY rules. Every conditional write (If-Match,
 // If-None-Match, PATCH) is one statement whose WHERE carries the
 // condition, under the engine's write lock, so it serialises with every
 // other write of the document; a query or count stops (SQLite is
@@ -268,7 +290,8 @@
 // # Testing
 //
 // Package cpodtest starts the real engine over in-process fakes (package
-// embedded: an S3 on a temporary directory, FerretDB on SQLite, miniredis)
+// embedded: an S3 on a temporary directory, FerretDB on SQLite, miniredis;
+// or the SQLite store with cpodtest.WithSQLite)
 // in well under a second:
 //
 //	srv := cpodtest.NewServer(t)

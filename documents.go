@@ -266,13 +266,50 @@ func (d *documents) slot(ctx context.Context, b docsBackend) (release func(), er
 }
 
 // docsBackendError translates a driver error the caller did not handle:
-// timeouts and network failures are 503, anything else 500.
+// timeouts and network failures are 503, a server out of space 507,
+// anything else 500.
 func docsBackendError(op string, err error) (out error) {
 	defer markBackend(backendMongo, &out)
 	if mongo.IsTimeout(err) || mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err)}
 	}
+	if mongoOutOfSpace(err) {
+		return errOutOfSpace(op, err)
+	}
 	return backendError(op, err)
+}
+
+// mongoOutOfSpaceCode is MongoDB's OutOfDiskSpace (mongod below its
+// free-space threshold, or a write that met a full disk).
+const mongoOutOfSpaceCode = 14031
+
+// mongoOutOfSpaceMessages are the texts by which a server without that
+// code says it is out of space: FerretDB passes its backend's error on as
+// InternalError, PostgreSQL's disk_full (SQLSTATE 53100) or SQLite's
+// SQLITE_FULL; Atlas' shared tiers refuse writes over their quota.
+var mongoOutOfSpaceMessages = []string{
+	"SQLSTATE 53100",           // PostgreSQL disk_full (FerretDB on PostgreSQL)
+	"No space left on device",  // ENOSPC quoted by any of them
+	"database or disk is full", // SQLITE_FULL (FerretDB on SQLite)
+	"over your space quota",    // MongoDB Atlas shared tiers
+}
+
+// mongoOutOfSpace reports whether err is a MongoDB server's (or
+// FerretDB's) refusal of a write for lack of space.
+func mongoOutOfSpace(err error) bool {
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.HasErrorCode(mongoOutOfSpaceCode) {
+		return true
+	}
+	for _, m := range mongoOutOfSpaceMessages {
+		if se.HasErrorMessage(m) {
+			return true
+		}
+	}
+	return false
 }
 
 // target is where a request's documents live: the caller's location and the

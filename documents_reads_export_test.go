@@ -28,6 +28,18 @@ func HoldDocumentParse(ctx context.Context, e *Engine, tenant string, n int64) (
 	return e.docs.parsing.acquire(ctx, tenant, n)
 }
 
+// IndexNoQuery makes an engine on the SQLite store build no index, so that
+// a test's reads of one shape all scan. It reports false on MongoDB.
+func IndexNoQuery(e *Engine) bool {
+	if e.sql == nil {
+		return false
+	}
+	e.sql.indexes.mu.Lock()
+	e.sql.indexes.off = true
+	e.sql.indexes.mu.Unlock()
+	return true
+}
+
 // IndexEveryQuery makes an engine on the SQLite store index every query
 // and count shape before it answers, without the caps, so that a test's
 // later pages and queries of a shape run on its index. It reports false

@@ -56,8 +56,9 @@ type docIndexes struct {
 	s   *sqlStore
 	log *slog.Logger
 	// every is a test knob: index every query shape at once, whatever it
-	// took, without caps, before the query returns.
-	every bool
+	// took, without caps, before the query returns; off one that builds
+	// none.
+	every, off bool
 
 	mu        sync.Mutex
 	loaded    bool
@@ -78,7 +79,7 @@ func (x *docIndexes) consider(t target, terms []filterTerm, sort []sortTerm, too
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.loaded || (took < indexAfter && !x.every) {
+	if !x.loaded || x.off || (took < indexAfter && !x.every) {
 		return
 	}
 	name, cols := indexFor(t, terms, sort)

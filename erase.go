@@ -7,11 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -30,11 +27,9 @@ import (
 //     layout the same in each physical collection whose name carries the
 //     prefix's hashes (found with listCollections), which is then dropped
 //     once empty;
-//   - kv: SCAN MATCH on RedisKeyPrefix + "{" + prefix (glob characters
-//     escaped, each key's prefix checked again in Go), on every master of a
-//     Redis Cluster (ForEachMaster) or shard of a Ring, and DEL of the keys
-//     found; increment nonce keys go with their counter and are not
-//     counted.
+//   - kv: the kv store's erase (on Redis, SCAN MATCH of the prefix's keys
+//     on every master and DEL of those found, kv_redis.go; on SQLite,
+//     DELETE of a batch of the prefix's key range, kv_sqlite.go).
 //
 // Each backend call is bounded by BackendTimeout (S3Timeout for S3), the
 // whole erase only by the request: it takes as long as there is data. It
@@ -93,7 +88,7 @@ func (e *Engine) erase(ctx context.Context, prefix string, o eraseOptions) (eras
 	if err := e.eraseDocuments(ctx, prefix, o, &n.Documents); err != nil {
 		return n, err
 	}
-	err := e.eraseKV(ctx, prefix, o, &n.KV)
+	err := e.kv.erase(ctx, prefix, o, &n.KV)
 	return n, err
 }
 
@@ -340,103 +335,4 @@ func (d *documents) partitions(ctx context.Context, prefix string) ([]string, er
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// ---- kv ----
-
-// globEscape escapes the glob characters of a SCAN MATCH pattern.
-func globEscape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// scanKV calls each with the Redis keys of ks (see kvKeysUnder), a batch
-// at a time (one call at a time, even on a cluster), scanning every master
-// of a Redis Cluster and every shard of a Ring. Every key SCAN finds is read
-// back with ks.locationKey, so a key the glob pattern also matches but that
-// is not the engine's key of this place is never handed on.
-func (e *Engine) scanKV(ctx context.Context, ks kvKeys, count int, each func(keys []string) error) error {
-	pattern := ks.pattern
-	var mu sync.Mutex
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		var cursor uint64
-		for {
-			sctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
-			keys, next, err := c.Scan(sctx, cursor, pattern, int64(count)).Result()
-			cancel()
-			if err != nil {
-				return kvBackendError("scan", err)
-			}
-			mine := keys[:0]
-			for _, k := range keys {
-				if _, _, ok := ks.locationKey(k); ok {
-					mine = append(mine, k)
-				}
-			}
-			if len(mine) > 0 {
-				mu.Lock()
-				err := each(mine)
-				mu.Unlock()
-				if err != nil {
-					return err
-				}
-			}
-			if next == 0 {
-				return nil
-			}
-			cursor = next
-		}
-	}
-	var err error
-	switch c := e.cfg.Redis.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
-	case *redis.Ring:
-		err = c.ForEachShard(ctx, func(ctx context.Context, s *redis.Client) error { return scan(ctx, s) })
-	default:
-		err = scan(ctx, e.cfg.Redis)
-	}
-	var ee *Error
-	if err == nil || errors.As(err, &ee) {
-		return err
-	}
-	return kvBackendError("scan", err) // ForEachMaster's own, such as a cluster state reload
-
-}
-
-func (e *Engine) eraseKV(ctx context.Context, prefix string, o eraseOptions, n *int64) error {
-	var removed atomic.Int64
-	defer func() { *n += removed.Load() }()
-	ks := e.kvKeysUnder(prefix)
-	return e.scanKV(ctx, ks, o.size(), func(keys []string) error {
-		bctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
-		defer cancel()
-		// One DEL per key in a pipeline: keys of other slots cannot share
-		// a DEL on a cluster, and the pipeline still takes one round trip
-		// per node.
-		cmds := make([]*redis.IntCmd, len(keys))
-		_, err := e.cfg.Redis.Pipelined(bctx, func(p redis.Pipeliner) error {
-			for i, k := range keys {
-				cmds[i] = p.Del(bctx, k)
-			}
-			return nil
-		})
-		if err != nil {
-			return kvBackendError("erase", err)
-		}
-		for i, k := range keys {
-			if _, isValue, _ := ks.locationKey(k); isValue && cmds[i].Val() == 1 {
-				removed.Add(1)
-			}
-		}
-		o.done("kv")
-		return nil
-	})
 }

@@ -32,7 +32,11 @@ const (
 	CodeInvalidSignature   Code = "invalid_signature"
 	CodeBackendUnavailable Code = "backend_unavailable"
 	CodeInternal           Code = "internal"
-	CodeRateLimited        Code = "rate_limited"
+	// CodeInsufficientStorage (507): the backend is out of space (a full
+	// disk, a full bucket); nothing was stored. Never sent with
+	// Retry-After: retrying does not help until someone frees space.
+	CodeInsufficientStorage Code = "insufficient_storage"
+	CodeRateLimited         Code = "rate_limited"
 )
 
 // Status is the one place that maps an error code to its HTTP status.
@@ -50,10 +54,12 @@ func (c Code) Status() int {
 		return http.StatusConflict
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeBackendUnavailable:
-		return http.StatusServiceUnavailable
 	case CodeRateLimited:
 		return http.StatusTooManyRequests
+	case CodeBackendUnavailable:
+		return http.StatusServiceUnavailable
+	case CodeInsufficientStorage:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
@@ -125,7 +131,9 @@ var (
 	ErrInvalidSignature   = &Error{Code: CodeInvalidSignature}
 	ErrBackendUnavailable = &Error{Code: CodeBackendUnavailable}
 	ErrInternal           = &Error{Code: CodeInternal}
-	ErrRateLimited        = &Error{Code: CodeRateLimited}
+	// ErrInsufficientStorage: a write the backend refused for lack of space.
+	ErrInsufficientStorage = &Error{Code: CodeInsufficientStorage}
+	ErrRateLimited         = &Error{Code: CodeRateLimited}
 )
 
 // errorf builds an *Error with a message for the caller.
@@ -140,8 +148,23 @@ func withStatus(e *Error, status int) *Error {
 	return &c
 }
 
+// errOutOfSpace is the answer to a write that a backend refused for lack of
+// space (ENOSPC, SQLITE_FULL, MongoDB's OutOfDiskSpace, S3's
+// XMinioStorageFull...): 507 insufficient_storage, no Retry-After. Each
+// adapter recognises its backend's form of it and calls this, once.
+func errOutOfSpace(op string, err error) *Error {
+	return &Error{Code: CodeInsufficientStorage, Message: "the storage backend is out of space; nothing was stored", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// isOutOfSpace reports whether err is the operating system's "no space left
+// on device" or "disk quota exceeded".
+func isOutOfSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
 // backendError translates an error from a backend client that the adapter did
-// not recognise: connection failures and timeouts become 503
+// not recognise: the operating system's "no space left" becomes 507
+// insufficient_storage, connection failures and timeouts 503
 // backend_unavailable, anything else 500 internal. The cause is kept for the
 // log and never reaches the response. Each adapter calls it once, after
 // handling the errors it knows (not found, duplicate key, ...).
@@ -152,6 +175,11 @@ func backendError(op string, err error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		return err
+	}
+	if isOutOfSpace(err) {
+		e := errOutOfSpace(op, err)
+		e.backend = backendOf(op)
+		return e
 	}
 	if isUnavailable(err) {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("%s: %w", op, err), backend: backendOf(op)}

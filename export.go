@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -29,11 +28,11 @@ import (
 //
 // A tar header states its entry's size before the bytes, so the documents
 // and kv lines are first written to a spool (memory up to spoolMemory, then
-// an unnamed-on-close temporary file), read from a cursor and SCAN a batch
-// at a time; then the answer starts, and the files are streamed from S3 one
-// after the other, each with the size of its GET. So the heap holds one
-// batch, the spool's memory part and one copy buffer, whatever the export's
-// size. A backend failure before the answer starts is the usual error
+// an unnamed-on-close temporary file), read from a cursor and from the kv
+// store a batch at a time; then the answer starts, and the files are
+// streamed from S3 one after the other, each with the size of its GET. So
+// the heap holds one batch, the spool's memory part and one copy buffer,
+// whatever the export's size. A backend failure before the answer starts is the usual error
 // answer; after it, the connection is cut (the tar has no end marker), and
 // the failure is logged.
 
@@ -215,59 +214,19 @@ func (d *documents) scanDocuments(ctx context.Context, pc *mongo.Collection, fil
 
 // exportKV writes one line per kv key under prefix to sp: its key
 // relative to the location, its value and its TTL in seconds (-1 for none).
-// A key that expires or goes between the SCAN and the GET is left out.
+// A key that expires or goes meanwhile is left out.
 func (e *Engine) exportKV(ctx context.Context, prefix string, sp *spool) error {
-	ks := e.kvKeysUnder(prefix)
-	return e.scanKV(ctx, ks, eraseBatch, func(keys []string) error {
-		user := keys[:0]
-		var names []string // the key of each, relative to the location
-		for _, k := range keys {
-			if locKey, isValue, _ := ks.locationKey(k); isValue {
-				user = append(user, k)
-				names = append(names, locKey[len(prefix):])
-			}
+	return e.kv.scan(ctx, prefix, func(key, value string, ttl int64) error {
+		line, err := json.Marshal(struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+			TTL   int64  `json:"ttl"`
+		}{key[len(prefix):], value, ttl})
+		if err != nil {
+			return &Error{Code: CodeInternal, Message: "internal error", Err: err}
 		}
-		bctx, cancel := context.WithTimeout(ctx, e.cfg.BackendTimeout)
-		defer cancel()
-		gets := make([]*redis.StringCmd, len(user))
-		ttls := make([]*redis.DurationCmd, len(user))
-		_, err := e.cfg.Redis.Pipelined(bctx, func(p redis.Pipeliner) error {
-			for i, k := range user {
-				gets[i] = p.Get(bctx, k)
-				ttls[i] = p.PTTL(bctx, k)
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return kvBackendError("export", err)
-		}
-		for i := range user {
-			v, err := gets[i].Result()
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			if err != nil {
-				return kvBackendError("export", err)
-			}
-			v, _, _ = kvDecode(v) // the TTL is Redis', below
-			ttl := int64(-1)
-			switch d := ttls[i].Val(); {
-			case d == -2:
-				continue // gone since the GET
-			case d > 0:
-				ttl = ttlSeconds(d)
-			}
-			line, err := json.Marshal(struct {
-				Key   string `json:"key"`
-				Value string `json:"value"`
-				TTL   int64  `json:"ttl"`
-			}{names[i], v, ttl})
-			if err != nil {
-				return &Error{Code: CodeInternal, Message: "internal error", Err: err}
-			}
-			if _, err := sp.Write(append(line, '\n')); err != nil {
-				return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("export spool: %w", err)}
-			}
+		if _, err := sp.Write(append(line, '\n')); err != nil {
+			return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("export spool: %w", err)}
 		}
 		return nil
 	})

@@ -17,7 +17,7 @@ const IncrNoncesPerGeneration = incrNoncesPerGeneration
 // IncrWithNonce increments the Redis key k by one as POST /kv does, with a
 // given nonce, so a test can replay a request.
 func IncrWithNonce(ctx context.Context, e *Engine, k, nonce string) (int64, error) {
-	return e.incr(ctx, k, 1, nonce)
+	return e.kv.(*redisKV).incrNonce(ctx, k, 1, nonce)
 }
 
 // WithoutVersionClaims makes versioned document writes use MongoDB's

@@ -382,6 +382,17 @@ func s3Error(op string, err error) (out error) {
 		return errorf(CodeInvalidRequest, "the file path is too long for the object store")
 	case "SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError":
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}
+	case "XCpodObjectDamaged":
+		// The embedded S3 found the object's stored bytes damaged (they
+		// do not match their checksums): 500, not a retryable 503.
+		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	case "XMinioStorageFull", "InsufficientStorage", "StorageFull", "QuotaExceeded":
+		// Out of space: MinIO (and the embedded S3) past its free-space
+		// threshold, a full bucket or account quota (Ceph RGW, versitygw).
+		return errOutOfSpace("s3 "+op, err)
+	}
+	if r.StatusCode == http.StatusInsufficientStorage {
+		return errOutOfSpace("s3 "+op, err)
 	}
 	if r.StatusCode >= 500 {
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: err}
@@ -1370,7 +1381,7 @@ func (e *Engine) handleSignedURLCreate(c *call) error {
 	default:
 		return errorf(CodeInvalidRequest, "method must be GET or PUT")
 	}
-	id, err := e.authorize(c.r, tier, access)
+	id, err := e.authorize(c, tier, access)
 	if err != nil {
 		return err
 	}
@@ -1533,6 +1544,11 @@ func (e *Engine) handleSigned(c *call) error {
 		if name, ok = relativeName(s); !ok {
 			return invalid
 		}
+	}
+	// The signing tenant's and app's allowances for signed URLs (not their
+	// API's: see ratelimit.go), before any backend call.
+	if err := e.rateLimit(c, rateClassSigned, tenantOfLocation(s.key), s.app); err != nil {
+		return err
 	}
 	// Revocation: the app that signed must still be registered (else the
 	// URL is revoked, invalid_signature) and still declare the tier's scope

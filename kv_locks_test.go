@@ -510,6 +510,7 @@ func (h *roundTrips) take() (int, []string) {
 func TestKVOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	srv, tok := kvServer(t)
+	redisOnly(t, srv, "Redis commands per call")
 	hook := &roundTrips{}
 	srv.Redis.AddHook(hook)
 	calls := []struct {

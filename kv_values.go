@@ -7,10 +7,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// How a kv value is stored in Redis. A kv GET answers the value and its TTL;
-// Redis has no command that returns both, and a second command (GET and
-// PTTL pipelined) costs a kv GET 1.3x its floor on miniredis (issue 17,
-// BenchmarkHotPathKVGetRatio). So a value carries its own expiry:
+// How the Redis kv driver (kv_redis.go) stores a value. A kv GET answers
+// the value and its TTL; Redis has no command that returns both, and a
+// second command (GET and PTTL pipelined) costs a kv GET 1.3x its floor on
+// miniredis (issue 17, BenchmarkHotPathKVGetRatio). So a value carries its
+// own expiry:
 //
 //	"\xff" + expiry + ":" + text
 //
@@ -29,7 +30,7 @@ import (
 // counter that INCR created before) is read with a second command, PTTL;
 // the first write that is not an INCR (PUT, PATCH) stores it in this format.
 //
-// The scripts of kv.go read the text of either form with kvTextLua.
+// The scripts below read the text of either form with kvTextLua.
 const kvMarker = 0xff
 
 // kvEncode is the stored form of text with the given TTL (0 for none), the
@@ -76,12 +77,7 @@ func kvDecode(stored string) (text string, exp int64, ok bool) {
 // kvTTLLeft is the contract's ttl of a value with expiry exp (Unix ms, 0
 // for none) at now: -1 for none, else the seconds left rounded up, at
 // least 1 (Redis still holds the key).
-func kvTTLLeft(exp int64, now time.Time) int64 {
-	if exp == 0 {
-		return -1
-	}
-	return max(1, ttlSeconds(time.Duration(exp-now.UnixMilli())*time.Millisecond))
-}
+func kvTTLLeft(exp int64, now time.Time) int64 { return kvTTLAt(exp, now.UnixMilli()) }
 
 // kvTextLua defines, in a script, text(v): the text of a stored value of
 // either form, false for a missing key (GET's nil), as kvDecode reads it.
@@ -94,6 +90,19 @@ local function text(v)
     end
   end
   return v, nil
+end
+`
+
+// kvIntegerLua defines, in a script, integer(s): whether s is a signed
+// 64-bit integer written the one way Redis reads one (string2ll, kvInt): an
+// optional '-', then "0" alone or digits without a leading zero, at most 20
+// bytes; never '+', a leading zero, "-0", a space or an empty string. It
+// does not check the range: INCRBY refuses an overflow itself. notInteger
+// is Redis' own error text, which kvBackendError maps to 409 not_integer.
+const kvIntegerLua = `
+local notInteger = 'ERR value is not an integer or out of range'
+local function integer(s)
+  return s == '0' or (#s <= 20 and string.find(s, '^%-?[1-9]%d*$') ~= nil)
 end
 `
 

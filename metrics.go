@@ -13,13 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics (Config.Metrics). The engine registers four collectors on the
+// Metrics (Config.Metrics). The engine registers these collectors on the
 // embedder's prometheus.Registerer:
 //
 //	cpod_storage_requests_total{route,method,code}            counter
 //	cpod_storage_request_duration_seconds{route,method}       histogram
 //	cpod_storage_backend_errors_total{backend}                counter
 //	cpod_storage_bytes_total{primitive,direction}             counter
+//	cpod_storage_rate_limited_total                           counter
 //
 // Every label value comes from a small fixed set, never from the request:
 // route is the pattern of the route table without its declared query names
@@ -49,6 +50,11 @@ import (
 // results; for kv and documents, the bytes of the request bodies read and
 // of the response bodies written (JSON, error answers included) by their
 // routes. Other routes (apps, health, openapi) count no bytes.
+//
+// rate_limited_total counts the requests answered 429 rate_limited by
+// Config.RateLimit (see ratelimit.go), whichever allowance was spent. It
+// has no label: which tenant is limited is what one would ask, and a tenant
+// is never a label (requests_total{code="429"} has the routes).
 //
 // Two engines given the same Registerer share the collectors: the second
 // finds them already registered (prometheus.AlreadyRegisteredError) and
@@ -87,6 +93,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	backends *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
+	limited  prometheus.Counter
 
 	s3Errors, mongoErrors, redisErrors, sqliteErrors prometheus.Counter
 	filesIn, filesOut                                prometheus.Counter
@@ -140,8 +147,8 @@ func (rm *routeMetrics) counter(status int) prometheus.Counter {
 // newMetrics registers the engine's collectors on reg, reusing those
 // already registered there (another engine's); docs names the
 // documents store (backendMongo or backendSQLite), whose error series is
-// created at zero.
-func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
+// created at zero, as redis' is when the engine uses Redis.
+func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cpod_storage_requests_total",
@@ -160,6 +167,10 @@ func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
 			Name: "cpod_storage_bytes_total",
 			Help: "Body bytes: file bytes streamed for files; request and response bodies for documents and kv. Direction in is from the client.",
 		}, []string{"primitive", "direction"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cpod_storage_rate_limited_total",
+			Help: "Requests refused with 429 rate_limited by the rate limits per tenant and per app (Config.RateLimit).",
+		}),
 	}
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
@@ -174,13 +185,18 @@ func newMetrics(reg prometheus.Registerer, docs string) (*metrics, error) {
 	if m.bytes, err = register(reg, m.bytes); err != nil {
 		return nil, err
 	}
+	if m.limited, err = register(reg, m.limited); err != nil {
+		return nil, err
+	}
 	m.s3Errors = m.backends.WithLabelValues(backendS3)
 	if docs == backendSQLite {
 		m.sqliteErrors = m.backends.WithLabelValues(backendSQLite)
 	} else {
 		m.mongoErrors = m.backends.WithLabelValues(backendMongo)
 	}
-	m.redisErrors = m.backends.WithLabelValues(backendRedis)
+	if redis {
+		m.redisErrors = m.backends.WithLabelValues(backendRedis)
+	}
 	m.filesIn, m.filesOut = m.bytes.WithLabelValues("files", "in"), m.bytes.WithLabelValues("files", "out")
 	m.docsIn, m.docsOut = m.bytes.WithLabelValues("documents", "in"), m.bytes.WithLabelValues("documents", "out")
 	m.kvIn, m.kvOut = m.bytes.WithLabelValues("kv", "in"), m.bytes.WithLabelValues("kv", "out")
@@ -327,7 +343,17 @@ func (m *metrics) backendError(backend string) {
 			m.sqliteErrors.Inc()
 		}
 	case backendRedis:
-		m.redisErrors.Inc()
+		if m.redisErrors != nil {
+			m.redisErrors.Inc()
+		}
+	}
+}
+
+// rateLimitedInc counts a request refused by a rate limit. A nil m counts
+// nothing.
+func (m *metrics) rateLimitedInc() {
+	if m != nil {
+		m.limited.Inc()
 	}
 }
 
@@ -345,14 +371,15 @@ func (m *metrics) fileBytes(in, out int64) {
 }
 
 // markBackend records on *err, when it is a backend failure (503
-// backend_unavailable or 500 internal), the backend it came from, for
-// cpod_storage_backend_errors_total. Adapters defer it on their result.
+// backend_unavailable, 507 insufficient_storage or 500 internal), the
+// backend it came from, for cpod_storage_backend_errors_total. Adapters
+// defer it on their result.
 func markBackend(backend string, err *error) {
 	e, ok := (*err).(*Error)
 	if !ok || e.backend != "" {
 		return
 	}
-	if e.Code == CodeBackendUnavailable || e.Code == CodeInternal {
+	if e.Code == CodeBackendUnavailable || e.Code == CodeInternal || e.Code == CodeInsufficientStorage {
 		c := *e
 		c.backend = backend
 		*err = &c

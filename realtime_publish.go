@@ -73,9 +73,9 @@ func (d *documents) batchChanged(c *call, t target, ops []batchOp, g docTag) {
 
 // kvChanged publishes a kv set (value: the stored string; nil for a TTL
 // change, which sends the key alone) or, with del, a delete. k is the
-// Redis key of kvKey.
+// location key of kvKey.
 func (e *Engine) kvChanged(c *call, k string, value *string, del bool) {
-	loc, key, ok := e.kvLocation(k)
+	loc, key, ok := splitLocation(k)
 	if !ok {
 		return
 	}
@@ -88,23 +88,6 @@ func (e *Engine) kvChanged(c *call, k string, value *string, del bool) {
 		v, _ := json.Marshal(*value)
 		e.publish(c, kvTopic(loc), "set", key, eventData(key, v, "", -1))
 	}
-}
-
-// kvLocation reads the location prefix and the relative key back from a
-// Redis key of kvKey: RedisKeyPrefix + "{" + location key + "}", or the
-// hashed form RedisKeyPrefix + "}{" + 16 hex + "}" + location key + "}".
-func (e *Engine) kvLocation(k string) (loc, key string, ok bool) {
-	rp := e.cfg.RedisKeyPrefix
-	var lk string
-	switch {
-	case strings.HasPrefix(k, rp+"}{") && len(k) >= len(rp)+2+16+1+1:
-		lk = k[len(rp)+2+16+1 : len(k)-1]
-	case strings.HasPrefix(k, rp+"{") && strings.HasSuffix(k, "}"):
-		lk = k[len(rp)+1 : len(k)-1]
-	default:
-		return "", "", false
-	}
-	return splitLocation(lk)
 }
 
 // splitLocation splits a location key into the prefix Resolve built

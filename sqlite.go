@@ -1,6 +1,6 @@
 // The SQLite store (Config.SQL): the schema, the engine's write lock and
-// the translation of SQLite's errors, shared by the documents and apps
-// drivers on SQLite (documents_sqlite.go, apps_store.go).
+// the translation of SQLite's errors, shared by the documents, apps and kv
+// drivers on SQLite (documents_sqlite.go, apps_store.go, kv_sqlite.go).
 
 package storage
 
@@ -36,11 +36,20 @@ import (
 //	cpod_doc_indexes  the indexes made for collections' queries
 //	                (documents_sqlite_index.go)
 //	cpod_apps       the app registry, one row per client_id
+//	cpod_kv         one row per kv key (kv_sqlite.go): k, the location key
+//	                (Location.Key, so a location's keys lie together in
+//	                key order, for erase and export); v, the value's text;
+//	                exp, the expiry in Unix ms on the engine's clock, 0
+//	                for none. The partial index on exp finds expired rows
+//	                for the background purge without a scan.
 //
 // Why JSONB for v and text for json: json must round-trip byte for byte,
 // which only text does; v is read by json_type/json_extract on every row a
-// filter or sort visits, and JSONB is read without parsing (measured:
-// BenchmarkSQLiteQueryForms).
+// filter or sort visits, and JSONB is read without parsing. Measured
+// (BenchmarkSQLiteQueryForms, 20k documents, a filter on two fields and a
+// sort, 3 runs on a loaded 2-core machine): a scan takes 19-32 ms on JSONB
+// and 40-109 ms on text; a write 59-72 µs with the jsonb() conversion and
+// 64-79 µs without, within the noise.
 const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS cpod_documents (
 	loc     TEXT NOT NULL,
@@ -68,6 +77,12 @@ CREATE TABLE IF NOT EXISTS cpod_apps (
 	created_at      INTEGER NOT NULL,
 	updated_at      INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cpod_kv (
+	k   TEXT NOT NULL PRIMARY KEY,
+	v   TEXT NOT NULL,
+	exp INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cpod_kv_exp ON cpod_kv (exp) WHERE exp > 0;
 `
 
 // sqlStore is the engine's handle on its SQLite database.
@@ -133,7 +148,8 @@ func (s *sqlStore) write(ctx context.Context, f func() error) error {
 // sqlError translates an error of database/sql on SQLite, once: a context
 // that ended (the request's deadline or its client gone; SQLite was
 // interrupted and stopped working), a busy database or a closed handle are
-// 503; anything else 500. An *Error passes as it is.
+// 503; a full disk (SQLITE_FULL) is 507; anything else 500. An *Error
+// passes as it is.
 func sqlError(op string, err error) (out error) {
 	defer markBackend(backendSQLite, &out)
 	var ee *Error
@@ -147,6 +163,10 @@ func sqlError(op string, err error) (out error) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT:
 			unavailable = true
+		case sqlite3.SQLITE_FULL:
+			// The disk (or max_page_count) is full: the transaction was
+			// rolled back, reads go on.
+			return errOutOfSpace(op, err)
 		}
 	}
 	if unavailable {

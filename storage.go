@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -38,15 +39,15 @@ type Config struct {
 	// location prefix. It must exist. Required.
 	Bucket string
 
-	// Mongo holds documents and the app registry: the production store.
-	// Exactly one of Mongo and SQL is required.
+	// Mongo holds documents and the app registry: the production store,
+	// with Redis for kv. Either Mongo and Redis, or SQL, is required.
 	Mongo *mongo.Database
 	// SQL is a SQLite database (modernc.org/sqlite, opened with WAL, such
-	// as embedded.OpenSQLite returns) that holds documents and the app
-	// registry instead of Mongo: the embedded store of one process (see
-	// "The embedded store" in doc.go). The engine creates its tables
-	// (cpod_documents, cpod_apps) on first use. Exactly one of Mongo and
-	// SQL is required.
+	// as embedded.OpenSQLite returns) that holds documents, the app
+	// registry and kv instead of Mongo and Redis: the embedded store of one
+	// process (see "The embedded store" in doc.go). The engine creates its
+	// tables (cpod_documents, cpod_apps, cpod_kv) on first use. Either
+	// Mongo and Redis, or SQL (and neither of them), is required.
 	SQL *sql.DB
 	// DocumentsCollection is the physical collection of every app's
 	// documents in the single layout, and the name prefix of the physical
@@ -64,12 +65,13 @@ type Config struct {
 	// AppsCollection is the app registry. Default "cpod_apps".
 	AppsCollection string
 
-	// Redis holds key-values: a single node, Sentinel or Cluster client.
-	// Required.
+	// Redis holds key-values beside Mongo: a single node, Sentinel or
+	// Cluster client. Required with Mongo; must be nil with SQL, which
+	// holds kv itself.
 	Redis redis.UniversalClient
 	// RedisKeyPrefix starts every Redis key the engine writes, so several
 	// engines (or tests) can share one Redis. It must not contain '{' or '}'.
-	// Default "cpod:".
+	// Default "cpod:". Unused with SQL.
 	RedisKeyPrefix string
 
 	// Auth says how bearer tokens are verified. Required.
@@ -103,7 +105,17 @@ type Config struct {
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
 
-	// BackendTimeout bounds each Redis and MongoDB call (not file streams).
+	// RateLimit limits the requests of each tenant, and of each app within
+	// a tenant, per second (GCRA; see ratelimit.go): over either, a request
+	// is 429 rate_limited with Retry-After, and every rate-limited answer
+	// carries RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
+	// With Redis the allowances live there, shared by every replica, at
+	// one round trip per request; without, in process. Default zero: no
+	// limits, no headers, no cost.
+	RateLimit RateLimit
+
+	// BackendTimeout bounds each Redis, MongoDB and SQLite call (not file
+	// streams).
 	// A call that does not answer in time is 503 backend_unavailable.
 	// Default 10s.
 	BackendTimeout time.Duration
@@ -138,6 +150,14 @@ type Config struct {
 	// Default time.Now.
 	Now func() time.Time
 
+	// ReadyChecks are extra checks of GET /readyz, by name (1 to 32
+	// lowercase letters, digits, '-' or '_'; not a backend's name), run
+	// beside the backends' checks: /readyz reports each under "checks"
+	// and answers 503 while one fails. httpserver adds "disk", the free
+	// space of its data directory (-min-free-space). See ReadyCheck.
+	// Default none.
+	ReadyChecks map[string]ReadyCheck
+
 	// Metrics, when set, receives the engine's Prometheus collectors:
 	// cpod_storage_requests_total{route,method,code},
 	// cpod_storage_request_duration_seconds{route,method},
@@ -148,6 +168,20 @@ type Config struct {
 	// Registerer share the collectors. Default nil: no metrics, no cost.
 	Metrics prometheus.Registerer
 }
+
+// ReadyCheck is an extra check of GET /readyz (Config.ReadyChecks). It
+// returns facts to report under its name, numbers such as
+// {"freeBytes": ..., "minFreeBytes": ...} (camelCase names other than
+// "status" and "message"), and a non-nil error when the engine should not
+// take traffic: /readyz then answers 503, quoting the error's text in its
+// message and under the check's "message". /readyz needs no token, so
+// neither may name a path, a host or anything secret. Checks run
+// concurrently with each other and the backends' checks; one that has not
+// returned within Config.BackendTimeout counts as failed.
+type ReadyCheck func(ctx context.Context) (facts map[string]int64, err error)
+
+// readyCheckName is the form of a Config.ReadyChecks name.
+var readyCheckName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 // Limits caps request sizes. Zero fields take the defaults given.
 type Limits struct {
@@ -273,7 +307,8 @@ func (l *Limits) setDefaults() {
 // /healthz and /readyz. It is stateless but for short caches of app
 // lookups (AppCacheTTL, AppStaleIfError) and of verified tokens
 // (AuthConfig.CacheTTL), so any number of replicas can serve the same
-// backends.
+// backends. (Without Redis, its rate-limit allowances are kept in process
+// too: that is the embedded store, which one process owns.)
 type Engine struct {
 	cfg         Config
 	now         func() time.Time
@@ -289,6 +324,8 @@ type Engine struct {
 	docs        *documents       // the documents area, for admin.go
 	bodies      *tenantBudget    // Limits.MaxBodyMemory, see readBody
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
+	kv          kvStore          // Redis, or SQLite with Config.SQL
+	limiter     *rateLimiter     // nil without Config.RateLimit
 	rt          *realtime        // the change feeds (realtime.go)
 }
 
@@ -305,11 +342,18 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Bucket == "" {
 		bad("Config.Bucket is required")
 	}
-	if (cfg.Mongo == nil) == (cfg.SQL == nil) {
-		bad("exactly one of Config.Mongo and Config.SQL is required")
+	if cfg.Redis != nil && reflect.ValueOf(cfg.Redis).Kind() == reflect.Pointer && reflect.ValueOf(cfg.Redis).IsNil() {
+		cfg.Redis = nil // a nil *redis.Client, such as embedded.Backends.Redis on SQLite
 	}
-	if cfg.Redis == nil {
-		bad("Config.Redis is required")
+	switch {
+	case cfg.Mongo != nil && cfg.SQL != nil:
+		bad("Config.Mongo and Config.SQL cannot both be set: give either Config.Mongo and Config.Redis, or Config.SQL")
+	case cfg.SQL != nil && cfg.Redis != nil:
+		bad("Config.Redis must be nil with Config.SQL: the SQLite store holds kv itself")
+	case cfg.Mongo != nil && cfg.Redis == nil:
+		bad("Config.Redis is required with Config.Mongo")
+	case cfg.Mongo == nil && cfg.SQL == nil:
+		bad("a store is required: Config.Mongo and Config.Redis, or Config.SQL")
 	}
 	if cfg.DocumentsCollection == "" {
 		cfg.DocumentsCollection = "cpod_documents"
@@ -380,10 +424,21 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	for name, f := range cfg.ReadyChecks {
+		switch {
+		case !readyCheckName.MatchString(name):
+			bad("Config.ReadyChecks: %q is not a check name (1 to 32 of a-z, 0-9, '-', '_')", name)
+		case name == backendS3 || name == backendMongo || name == backendSQLite || name == backendRedis:
+			bad("Config.ReadyChecks: %q is a backend's name", name)
+		case f == nil:
+			bad("Config.ReadyChecks: %q is nil", name)
+		}
+	}
 	if err := checkCORSOrigins(cfg.CORSOrigins); err != nil {
 		bad("Config.%s", err)
 	}
 	cfg.Limits.setDefaults()
+	problems = append(problems, cfg.RateLimit.setDefaults()...)
 	if cfg.Limits.MaxDocumentDepth > MaxDocumentDepthCeiling {
 		bad("Config.Limits.MaxDocumentDepth must be at most %d (MongoDB nests at most 100 levels, the stored form adds some)", MaxDocumentDepthCeiling)
 	}
@@ -402,6 +457,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("storage: invalid config: %s", strings.Join(problems, "; "))
 	}
 	e := &Engine{cfg: cfg, now: cfg.Now, log: cfg.Logger, verifier: v}
+	if cfg.RateLimit.PerSecond > 0 {
+		e.limiter = newRateLimiter(cfg.RateLimit, cfg.Redis, cfg.RedisKeyPrefix)
+	}
 	e.uploads = newUploadBuffers(cfg.Limits.MaxUploadMemory, partSize, cfg.S3Timeout)
 	e.bodies = newTenantBudget("request body memory", cfg.Limits.MaxBodyMemory, cfg.Limits.MaxBodyMemory/4)
 	for _, t := range cfg.AdminTokens {
@@ -409,6 +467,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.SQL != nil {
 		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
+		e.kv = newSQLiteKV(e.sql, cfg)
+	} else {
+		e.kv = newRedisKV(cfg)
 	}
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
@@ -427,7 +488,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.adminRoutes()...)
 	e.router = compileRoutes(e.routes)
 	if cfg.Metrics != nil {
-		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend()); err != nil {
+		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend(), cfg.Redis != nil); err != nil {
 			return nil, fmt.Errorf("storage: invalid config: %w", err)
 		}
 		e.metrics.bindRoutes(e.router)
@@ -631,6 +692,9 @@ func (e *Engine) writeError(c *call, err error) {
 	case CodeBackendUnavailable:
 		c.w.Header().Set("Retry-After", "1")
 		e.log.Warn("storage: backend unavailable", "request_id", c.reqID, "method", c.r.Method, "err", ee.Err)
+	case CodeInsufficientStorage:
+		// No Retry-After: nothing changes until someone frees space.
+		e.log.Error("storage: backend out of space", "request_id", c.reqID, "method", c.r.Method, "backend", ee.backend, "err", ee.Err)
 	}
 	if msg == "" {
 		msg = strings.ReplaceAll(string(ee.Code), "_", " ")
@@ -973,16 +1037,25 @@ func (e *Engine) handleHealthz(c *call) error {
 	return c.json(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 when all three backends answer, else 503 naming
-// the ones that did not (never their addresses). Each check is a real round
-// trip of the kind requests make, bounded by BackendTimeout, and they run
-// concurrently, so the answer comes within BackendTimeout: a query on the app
-// registry's collection (every request needs it; a proxy such as FerretDB
-// answers ping without its storage), a Redis GET, and the bucket's HEAD.
+// handleReadyz answers 200 when every backend the engine uses answers (s3
+// and mongodb and redis, or s3 and sqlite) and every Config.ReadyChecks
+// passes, else 503 naming what failed (never a backend's address). Each
+// backend check is a real round trip of the kind requests make, bounded by
+// BackendTimeout, and every check runs concurrently, so the answer comes
+// within BackendTimeout: the bucket's HEAD, a query on the app registry
+// (every request needs it; a proxy such as FerretDB answers ping without
+// its storage), and a kv read (a Redis GET; on SQLite a read of the kv
+// table, in the same check as the registry's, one database).
 func (e *Engine) handleReadyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.BackendTimeout)
 	defer cancel()
-	checks := map[string]func() error{
+	type res struct {
+		name  string
+		extra bool // a Config.ReadyChecks check
+		facts map[string]int64
+		err   error
+	}
+	backends := map[string]func() error{
 		"s3": func() error {
 			ok, err := e.cfg.S3.BucketExists(ctx, e.cfg.Bucket)
 			if err == nil && !ok {
@@ -990,26 +1063,34 @@ func (e *Engine) handleReadyz(c *call) error {
 			}
 			return err
 		},
-		e.apps.backend(): func() error { return e.apps.ping(ctx) },
-		"redis": func() error {
-			err := e.cfg.Redis.Get(ctx, e.cfg.RedisKeyPrefix+"readyz").Err()
-			if errors.Is(err, redis.Nil) {
-				return nil
+	}
+	if e.sql != nil {
+		backends[backendSQLite] = func() error {
+			if err := e.apps.ping(ctx); err != nil {
+				return err
 			}
-			return err
-		},
+			return e.kv.ping(ctx)
+		}
+	} else {
+		backends[e.apps.backend()] = func() error { return e.apps.ping(ctx) }
+		backends[backendRedis] = func() error { return e.kv.ping(ctx) }
 	}
-	type res struct {
-		name string
-		err  error
+	n := len(backends) + len(e.cfg.ReadyChecks)
+	ch := make(chan res, n)
+	for name, f := range backends {
+		go func() { ch <- res{name: name, err: f()} }()
 	}
-	ch := make(chan res, len(checks))
-	for name, f := range checks {
-		go func() { ch <- res{name, f()} }()
+	for name, f := range e.cfg.ReadyChecks {
+		go func() {
+			facts, err := f(ctx)
+			ch <- res{name: name, extra: true, facts: facts, err: err}
+		}()
 	}
 	status := map[string]string{}
+	checks := map[string]map[string]any{}
+	failed := map[string]string{} // failing extra checks: their messages
 	ready := true
-	for range checks {
+	for range n {
 		var r res
 		select {
 		case r = <-ch:
@@ -1023,6 +1104,23 @@ func (e *Engine) handleReadyz(c *call) error {
 		if r.name == "" {
 			break
 		}
+		if r.extra {
+			out := map[string]any{}
+			for k, v := range r.facts {
+				if k != "status" && k != "message" {
+					out[k] = v
+				}
+			}
+			out["status"] = "ok"
+			if r.err != nil {
+				ready = false
+				out["status"], out["message"] = "unavailable", r.err.Error()
+				failed[r.name] = r.err.Error()
+				e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "check", r.name, "err", r.err)
+			}
+			checks[r.name] = out
+			continue
+		}
 		status[r.name] = "ok"
 		if r.err != nil {
 			ready = false
@@ -1030,28 +1128,50 @@ func (e *Engine) handleReadyz(c *call) error {
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", r.name, "err", r.err)
 		}
 	}
-	for name := range checks {
+	for name := range backends {
 		if status[name] == "" {
 			ready = false
 			status[name] = "unavailable"
 			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "backend", name, "err", "no answer within the backend timeout")
 		}
 	}
+	for name := range e.cfg.ReadyChecks {
+		if checks[name] == nil {
+			ready = false
+			const msg = "no answer within the backend timeout"
+			checks[name] = map[string]any{"status": "unavailable", "message": msg}
+			failed[name] = msg
+			e.log.Warn("storage: readiness check failed", "request_id", c.reqID, "check", name, "err", msg)
+		}
+	}
+	body := map[string]any{"status": "ok", "backends": status}
+	if len(e.cfg.ReadyChecks) > 0 {
+		body["checks"] = checks
+	}
 	if !ready {
 		// An error like every other (error, message, Retry-After), with the
-		// state of each backend beside it.
-		var down []string
+		// state of each backend and check beside it.
+		var down, why []string
 		for name, st := range status {
 			if st != "ok" {
 				down = append(down, name)
 			}
 		}
 		sort.Strings(down)
+		if len(down) > 0 {
+			why = append(why, strings.Join(down, ", ")+" unavailable")
+		}
+		var names []string
+		for name := range failed {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			why = append(why, name+": "+failed[name])
+		}
+		body["error"], body["message"], body["status"] = CodeBackendUnavailable, "not ready: "+strings.Join(why, "; "), "unavailable"
 		c.w.Header().Set("Retry-After", "1")
-		return c.json(http.StatusServiceUnavailable, map[string]any{
-			"error": CodeBackendUnavailable, "message": "not ready: " + strings.Join(down, ", ") + " unavailable",
-			"status": "unavailable", "backends": status,
-		})
+		return c.json(http.StatusServiceUnavailable, body)
 	}
-	return c.json(http.StatusOK, map[string]any{"status": "ok", "backends": status})
+	return c.json(http.StatusOK, body)
 }

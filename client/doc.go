@@ -83,6 +83,8 @@
 //	case errors.Is(err, client.ErrInvalidScope):      // 403: the app did not declare the scope
 //	case errors.Is(err, client.ErrInsufficientScope): // 403: the token lacks it
 //	case errors.Is(err, client.ErrBackendUnavailable): // 503: retry after (*Error).RetryAfter
+//	case errors.Is(err, client.ErrInsufficientStorage): // 507: the server is out of space; do not retry
+//	case errors.Is(err, client.ErrRateLimited):       // 429: over the rate limit; retry after (*Error).RetryAfter
 //	}
 //
 // Absence is not an error where the seed returns null: [Collection.Get] and

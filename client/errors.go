@@ -31,7 +31,7 @@ type Error struct {
 	// Message is the explanation meant for a person.
 	Message string
 	// RetryAfter is the delay asked for by a Retry-After header, sent with
-	// 503 backend_unavailable; 0 when absent.
+	// 503 backend_unavailable and 429 rate_limited; 0 when absent.
 	RetryAfter time.Duration
 }
 
@@ -105,8 +105,16 @@ var (
 	// ErrBackendUnavailable (503): a backing store did not answer; retry
 	// after Error.RetryAfter.
 	ErrBackendUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "backend_unavailable", Message: "backend unavailable"}
+	// ErrRateLimited (429): the caller's tenant, or its app within the
+	// tenant, is over the server's rate limit; nothing was done. Retry after
+	// Error.RetryAfter (whole seconds, rounded up by the server).
+	ErrRateLimited = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "rate limited"}
 	// ErrInternal (500): an unexpected server failure.
 	ErrInternal = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	// ErrInsufficientStorage (507): the server's storage is out of space (a
+	// full disk); the write stored nothing. It carries no RetryAfter:
+	// retrying does not help until space is freed. Reads keep working.
+	ErrInsufficientStorage = &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage", Message: "insufficient storage"}
 )
 
 // localError is the error for a call rejected before it is sent.
@@ -203,6 +211,8 @@ func statusCode(status int) string {
 		return ErrInvalidToken.Code
 	case http.StatusRequestEntityTooLarge:
 		return ErrTooLarge.Code
+	case http.StatusTooManyRequests:
+		return ErrRateLimited.Code
 	case http.StatusServiceUnavailable:
 		return ErrBackendUnavailable.Code
 	case http.StatusInternalServerError:

@@ -592,6 +592,7 @@ var allCodes = []struct {
 	{"invalid_signature", 403, client.ErrInvalidSignature},
 	{"backend_unavailable", 503, client.ErrBackendUnavailable},
 	{"internal", 500, client.ErrInternal},
+	{"insufficient_storage", 507, client.ErrInsufficientStorage},
 }
 
 func TestEveryErrorCodeMatchesItsSentinel(t *testing.T) {

@@ -1,8 +1,9 @@
 // Package cpodtest runs the real cpod storage engine for tests, the way
 // net/http/httptest runs a handler: [NewServer] starts the engine on an
 // httptest.Server over in-process fakes — package embedded's S3 on a
-// temporary directory, FerretDB on SQLite for MongoDB, miniredis for Redis,
-// the same backends as `go run ./httpserver` — and registers its shutdown
+// temporary directory, FerretDB on SQLite for MongoDB, miniredis for Redis
+// (the servers of the production drivers), or with [WithSQLite] the
+// embedded SQLite store of `go run ./httpserver` — and registers its shutdown
 // with t.Cleanup. It starts in about 50 ms with no
 // network and nothing installed. Setup failures fail the test; nothing is
 // returned to check.
@@ -33,8 +34,9 @@
 // # Time
 //
 // [Server.FastForward] moves the engine's clock (token and signed-URL expiry)
-// and miniredis' clock (key TTLs) together. With a real Redis it skips the
-// calling test, saying why.
+// and miniredis' clock (key TTLs) together; on the SQLite store, whose TTLs
+// run on the engine's clock, the engine's alone. With a real Redis it skips
+// the calling test, saying why ([Server.CanFastForward] tells beforehand).
 //
 // # Real servers
 //

@@ -51,9 +51,10 @@ const (
 	// Default: the engine's default (auto); WithConfig may still change it.
 	EnvDocumentsLayout = "CPODTEST_DOCUMENTS_LAYOUT"
 	// EnvStore set to "sqlite" runs every server on the embedded SQLite
-	// store (documents and apps) instead of FerretDB, as WithSQLite does,
-	// so a whole suite runs on that driver. Default: FerretDB (or
-	// CPODTEST_MONGO_URI).
+	// store (documents, apps and kv) instead of FerretDB and miniredis, as
+	// WithSQLite does, so a whole suite runs on those drivers. Default:
+	// FerretDB (or CPODTEST_MONGO_URI) and miniredis (or
+	// CPODTEST_REDIS_URL, CPODTEST_REDIS_ADDRS).
 	EnvStore = "CPODTEST_STORE"
 )
 
@@ -84,9 +85,9 @@ type Server struct {
 	// Backends, handed to the engine.
 	S3     *minio.Client
 	Bucket string
-	Mongo  *mongo.Database // nil on SQLite
-	SQL    *sql.DB         // the SQLite store, with WithSQLite; else nil
-	Redis  redis.UniversalClient
+	Mongo  *mongo.Database       // nil on SQLite
+	SQL    *sql.DB               // the SQLite store, with WithSQLite; else nil
+	Redis  redis.UniversalClient // nil on SQLite, which holds kv too
 
 	mini      *miniredis.Miniredis
 	fakes     *embedded.Backends
@@ -141,11 +142,14 @@ func WithMongoURI(u string) Option { return func(s *settings) { s.mongoURI = u }
 // CPODTEST_S3_URL, else package embedded's S3 on a temporary directory.
 func WithS3URL(u string) Option { return func(s *settings) { s.s3URL = u } }
 
-// WithSQLite runs the engine's documents and app registry on the embedded
-// SQLite store (storage.Config.SQL, what `go run ./httpserver` uses)
-// instead of the in-process FerretDB (a MongoDB server, for the production
-// driver). It wins over WithMongoURI and CPODTEST_MONGO_URI. Default: the
-// CPODTEST_STORE variable ("sqlite"), else FerretDB.
+// WithSQLite runs the engine's documents, app registry and kv on the
+// embedded SQLite store (storage.Config.SQL, what `go run ./httpserver`
+// uses) instead of the in-process FerretDB and miniredis (servers of the
+// production drivers). It wins over WithMongoURI, WithRedisURL,
+// WithRedisAddrs and their variables. Server.Redis and Miniredis are nil
+// then; FastForward moves kv TTLs with the engine's clock, which is the
+// store's. Default: the CPODTEST_STORE variable ("sqlite"), else FerretDB
+// and miniredis.
 func WithSQLite() Option { return func(s *settings) { s.sqlite = true } }
 
 // WithConfig changes the engine's Config before New is called, for instance
@@ -189,9 +193,12 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	s.tokenKey = []byte(randomHex(32))
 	s.AdminToken = "admin-" + randomHex(16)
 
+	if set.sqlite {
+		set.redisURL, set.redisAddrs = "", nil
+	}
 	s.startFakes(t, set)
-	s.startRedis(t, set, id)
 	if !set.sqlite {
+		s.startRedis(t, set, id)
 		s.startMongo(t, set.mongoURI, id)
 	}
 	s.startS3(t, set.s3URL, id)
@@ -269,29 +276,43 @@ func (s *Server) NewReplica(t testing.TB, opts ...Option) *Server {
 func (s *Server) Now() time.Time { return time.Now().Add(time.Duration(s.offset.Load())) }
 
 // FastForward moves the engine's clock (token and signed URL expiry) and
-// miniredis' clock (TTLs) forward by d. With a real Redis it cannot move
-// Redis' clock, so it skips the calling test, naming the reason: call it from
-// the test's goroutine.
+// the kv store's (TTLs) forward by d: miniredis' clock, or on SQLite the
+// engine's own, which the store's TTLs run on. With a real Redis it cannot
+// move Redis' clock, so it skips the calling test, naming the reason: call
+// it from the test's goroutine.
 func (s *Server) FastForward(d time.Duration) {
-	if s.mini == nil {
-		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis; this server uses a real Redis (%s or %s)", EnvRedisURL, EnvRedisAddrs)
+	if s.mini == nil && s.Redis != nil {
+		s.t.Skipf("cpodtest: FastForward needs the in-process miniredis or the SQLite store; this server uses a real Redis (%s or %s)", EnvRedisURL, EnvRedisAddrs)
 	}
 	s.offset.Add(int64(d))
-	s.mini.FastForward(d)
+	if s.mini != nil {
+		s.mini.FastForward(d)
+	}
 }
+
+// CanFastForward reports whether FastForward moves kv TTLs (and so does
+// not skip): true on miniredis and on the SQLite store, false on a real
+// Redis.
+func (s *Server) CanFastForward() bool { return s.mini != nil || s.Redis == nil }
 
 // AdvanceClock moves only the engine's clock (token and signed URL expiry)
 // forward by d, not Redis TTLs, so it works with real servers too. Use
 // FastForward when key TTLs must move as well.
 func (s *Server) AdvanceClock(d time.Duration) { s.offset.Add(int64(d)) }
 
-// Miniredis returns the in-process Redis, or nil when a real Redis is used.
+// Miniredis returns the in-process Redis, or nil when a real Redis or the
+// SQLite store is used.
 func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 
 // RedisKeys lists the Redis keys this server's engine has written, on
-// miniredis or a real Redis alike.
+// miniredis or a real Redis alike. On the SQLite store, which keeps kv in
+// its table cpod_kv instead, it skips the calling test, naming the reason:
+// call it from the test's goroutine.
 func (s *Server) RedisKeys(t testing.TB) []string {
 	t.Helper()
+	if s.Redis == nil {
+		t.Skipf("cpodtest: RedisKeys needs Redis; this server keeps kv in the SQLite store (WithSQLite or %s=sqlite)", EnvStore)
+	}
 	var mu sync.Mutex
 	var keys []string
 	err := forEachNode(context.Background(), s.Redis, func(ctx context.Context, c redis.Cmdable) error {
@@ -377,6 +398,7 @@ func (s *Server) RegisterApp(t testing.TB, clientID string, scopes ...string) {
 // Calls counts the requests the engine sent to each backend so far: S3
 // requests, MongoDB commands on the documents collection, Redis commands.
 // Tests use it to prove that bad input was refused before any backend call.
+// On the SQLite store, Documents and Redis stay 0.
 type Calls struct {
 	S3, Documents, Redis int64
 }
@@ -418,7 +440,7 @@ func (s *Server) startFakes(t testing.TB, set settings) {
 		NoFiles:       set.s3URL != "",
 		NoDocuments:   set.mongoURI != "" && !set.sqlite,
 		FerretDB:      !set.sqlite,
-		NoKV:          realRedis,
+		NoKV:          realRedis || set.sqlite,
 	})
 	if err != nil {
 		t.Fatalf("cpodtest: %v", err)

@@ -1,12 +1,14 @@
 // Package embedded runs the zero-install backends of cpod storage in
-// process: an S3 on the local filesystem, FerretDB on SQLite (MongoDB wire
-// protocol) and miniredis, and hands back the official clients the engine
-// takes (storage.Config.S3, Mongo, Redis).
+// process and hands back the clients the engine takes: an S3 on the local
+// filesystem (storage.Config.S3) and the SQLite store of documents, apps
+// and kv (storage.Config.SQL); for tests, FerretDB on SQLite (MongoDB wire
+// protocol, storage.Config.Mongo) and miniredis (storage.Config.Redis)
+// instead, the servers of the production drivers.
 //
 //	b, err := embedded.Start(ctx, embedded.Config{Dir: "./cpod-data"})
 //	if err != nil { ... }
 //	defer b.Close(context.Background())
-//	engine, err := storage.New(storage.Config{S3: b.S3, Bucket: b.Bucket, Mongo: b.Mongo, Redis: b.Redis, ...})
+//	engine, err := storage.New(storage.Config{S3: b.S3, Bucket: b.Bucket, SQL: b.SQL, ...})
 //
 // It is the one home of these backends: `go run ./httpserver` uses it for
 // its defaults and cpodtest for its fakes.
@@ -15,10 +17,15 @@
 //
 // With Config.Dir set, everything persists there:
 //
-//	files/        the embedded S3 (objects as files, see below)
-//	documents/    FerretDB's SQLite databases
-//	kv.snapshot   miniredis' keys, values and TTLs (0600)
-//	sockets/      the Unix sockets of the S3 and FerretDB (0700)
+//	files/                 the embedded S3 (objects as files, see below)
+//	cpod.db                the SQLite store: documents, apps and kv (WAL:
+//	                       cpod.db-wal and cpod.db-shm beside it)
+//	documents/             FerretDB's SQLite databases, with Config.FerretDB;
+//	                       left by an earlier version, it is imported into
+//	                       cpod.db on start and renamed documents.imported
+//	kv.snapshot.imported   the kv snapshot of an earlier version, once
+//	                       imported into cpod.db (kv.snapshot before that)
+//	sockets/               the Unix sockets of the S3 and FerretDB (0700)
 //
 // Without it (tests), a temporary directory is used and removed by Close.
 // The directory is not locked here: a program that may run twice on one
@@ -36,27 +43,41 @@
 // request signatures or presigned URL expiry: only this process can reach
 // it (a Unix socket in a 0700 directory, or loopback with Config.Loopback).
 //
-// # Documents
+// Each object file carries the CRC-32C of every 1 MiB block and of its
+// metadata; reads verify what they serve, so damaged bytes are never a
+// complete answer (410 XCpodObjectDamaged before any byte, or a connection
+// cut before the damaged block), each logged at ERROR by the hash of the
+// key; a scrub (Backends.Scrub, and in the background after Start, see
+// Config.ScrubInterval) finds damaged objects and gives checksums to those
+// of earlier versions. A write that meets a full disk is MinIO's 507
+// XMinioStorageFull, and stores nothing; Backends.DiskCheck is a readiness
+// check of the free space (storage.Config.ReadyChecks).
 //
-// FerretDB v1 on SQLite. Its SQLite pool holds at most 100 connections and
-// an update holds two of them (a read cursor while it writes), so 100
-// concurrent updates (the MongoDB driver's default pool) can deadlock in
-// database/sql. The MongoDB client made
-// here therefore opens at most [MongoMaxPoolSize] connections, which bounds
-// FerretDB's concurrent commands; requests beyond it queue in the driver.
-// FerretDB's lookups by _id could not use its own _id index on SQLite (a
-// full scan per upsert); Start adds an index they can use to every
-// collection table, at start and for collections created later.
+// # Documents, apps and kv
 //
-// # KV
+// The SQLite store (OpenSQLite): one database file, WAL, synchronous
+// NORMAL, so a write the engine acknowledged survives the process being
+// killed. An earlier version's data directory is taken over on Start, once:
+// FerretDB's documents/ (documents and apps) and kv.snapshot (kv keys,
+// values and TTLs), each then renamed *.imported. A kv.snapshot that is
+// damaged stops Start with a message saying so, and nothing of it is
+// imported (its format has no checksum: see readKVSnapshot for what is
+// checked).
 //
-// miniredis, reached through in-memory pipes. With Config.Dir, its keys,
-// values and TTLs (strings, hashes, lists, sets and sorted sets) are
-// restored from kv.snapshot by Start and written back (streamed key by key
-// to a temp file, fsync, rename, 0600) by Close and every
-// Config.KVSnapshotInterval after a command of the client that changes
-// data (reads never bring one). A crash (SIGKILL, power loss) loses the kv
-// writes made since the last snapshot.
+// With Config.FerretDB, documents and apps are in FerretDB v1 on SQLite
+// instead. Its SQLite pool holds at most 100 connections and an update
+// holds two of them (a read cursor while it writes), so 100 concurrent
+// updates (the MongoDB driver's default pool) can deadlock in database/sql.
+// The MongoDB client made here therefore opens at most [MongoMaxPoolSize]
+// connections, which bounds FerretDB's concurrent commands; requests
+// beyond it queue in the driver. FerretDB's lookups by _id could not use
+// its own _id index on SQLite (a full scan per upsert); Start adds an index
+// they can use to every collection table, at start and for collections
+// created later.
+//
+// With Config.FerretDB or NoDocuments, kv is in miniredis, in memory only
+// (nothing of it persists, Dir or not), reached through in-memory pipes or
+// loopback: a test double, not a store for users' data.
 package embedded
 
 import (
@@ -146,16 +167,26 @@ type Config struct {
 	// Backends stays nil), for a program that uses a real one instead.
 	// Default false: all three start.
 	NoFiles, NoDocuments, NoKV bool
-	// KVManualClock makes kv TTLs move only through
+	// KVManualClock makes miniredis' TTLs move only through
 	// Miniredis.FastForward, for deterministic tests. Default false: TTLs
 	// run on the wall clock, as in Redis.
 	KVManualClock bool
+	// ScrubInterval is how often the embedded S3 reads every object to
+	// find damaged ones (each logged at ERROR) and gives checksums to the
+	// objects of earlier versions (see Backends.Scrub), with Dir set. The
+	// first scrub starts right after Start, in the background. Default 0:
+	// only that one; negative: never.
+	ScrubInterval time.Duration
 	// KVSnapshotInterval is how often the kv snapshot is written while kv
 	// changes (a command of Backends.Redis that may change data: reads
 	// never bring one; with Loopback, other clients' writes are not seen),
 	// with Dir set; Close always writes it. Default 30s; negative writes
 	// it only on Close.
 	KVSnapshotInterval time.Duration
+	// KVKeyPrefix is the Redis key prefix (storage.Config.RedisKeyPrefix)
+	// of the engine that wrote the kv.snapshot found in Dir, which Start
+	// imports into the SQLite store. Default "cpod:".
+	KVKeyPrefix string
 }
 
 // Backends are the running embedded backends and their clients.
@@ -163,15 +194,16 @@ type Backends struct {
 	// S3 and Bucket are for storage.Config.S3 and Bucket.
 	S3     *minio.Client
 	Bucket string
-	// SQL is for storage.Config.SQL: the SQLite store of documents and
-	// apps (Dir/cpod.db); nil with Config.FerretDB.
+	// SQL is for storage.Config.SQL: the SQLite store of documents, apps
+	// and kv (Dir/cpod.db); nil with Config.FerretDB or NoDocuments.
 	SQL *sql.DB
 	// Mongo is for storage.Config.Mongo, with Config.FerretDB; else nil.
 	Mongo *mongo.Database
-	// Redis is for storage.Config.Redis.
+	// Redis is for storage.Config.Redis, with Config.FerretDB or
+	// NoDocuments (and not NoKV); else nil: the SQLite store holds kv.
 	Redis *redis.Client
-	// Miniredis is the in-process Redis, for clock control and fault
-	// injection in tests.
+	// Miniredis is the in-process Redis behind Redis, for clock control
+	// and fault injection in tests; nil when Redis is.
 	Miniredis *miniredis.Miniredis
 	// Kinds describe each backend for a startup log ("files",
 	// "documents", "kv"), with paths but no credentials.
@@ -179,6 +211,7 @@ type Backends struct {
 
 	log     *slog.Logger
 	dir     string
+	files   *fileStore // nil with Config.NoFiles
 	closeMu sync.Mutex
 	closers []func(context.Context) error
 }
@@ -186,9 +219,9 @@ type Backends struct {
 // ferretMu serialises ferretdb.New, which writes package-level state.
 var ferretMu sync.Mutex
 
-// Start starts the three backends and connects their clients. kv values of
-// a previous run are restored before it returns. A ctx that ends stops the
-// start between backends (the ones started are closed).
+// Start starts the backends and connects their clients, after importing
+// what an earlier version left in Dir (see Data directory). A ctx that
+// ends stops the start between backends (the ones started are closed).
 func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "cpod"
@@ -202,8 +235,8 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	if cfg.MongoTimeout <= 0 {
 		cfg.MongoTimeout = 30 * time.Second
 	}
-	if cfg.KVSnapshotInterval == 0 {
-		cfg.KVSnapshotInterval = 30 * time.Second
+	if cfg.KVKeyPrefix == "" {
+		cfg.KVKeyPrefix = "cpod:"
 	}
 	b := &Backends{Kinds: map[string]string{}, log: cfg.Logger}
 	defer func() {
@@ -234,8 +267,9 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 			return nil, fmt.Errorf("embedded backends: %w", err)
 		}
 	}
-	if !cfg.NoKV {
-		if err := b.startKV(cfg, durable); err != nil {
+	// kv is in the SQLite store, unless documents are elsewhere.
+	if !cfg.NoKV && (cfg.FerretDB || cfg.NoDocuments) {
+		if err := b.startKV(cfg); err != nil {
 			return nil, fmt.Errorf("embedded Redis: %w", err)
 		}
 	}
@@ -264,11 +298,10 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 	return b, nil
 }
 
-// Close stops the backends: it writes the kv snapshot first, then
-// disconnects the clients and stops the servers, giving up waiting for them
-// when ctx ends (whatever a backend is doing, Close returns by ctx's
-// deadline; SQLite and the S3's renames are crash-safe). It returns the
-// first error, such as a snapshot that could not be written.
+// Close disconnects the clients and stops the servers, giving up waiting
+// for them when ctx ends (whatever a backend is doing, Close returns by
+// ctx's deadline; SQLite and the S3's renames are crash-safe). It returns
+// the first error.
 func (b *Backends) Close(ctx context.Context) error {
 	b.closeMu.Lock()
 	defer b.closeMu.Unlock()
@@ -366,7 +399,10 @@ func (b *Backends) startS3(ctx context.Context, cfg Config, durable bool, sockDi
 	if err != nil {
 		return err
 	}
-	b.S3, b.Bucket = c, cfg.Bucket
+	b.S3, b.Bucket, b.files = c, cfg.Bucket, store
+	if durable && cfg.ScrubInterval >= 0 {
+		b.scrubLoop(cfg.ScrubInterval)
+	}
 	if durable {
 		b.Kinds["files"] = "embedded S3 on the filesystem in " + dir + " (persistent)"
 	} else {
@@ -481,8 +517,8 @@ func (h filterHandler) WithGroup(g string) slog.Handler {
 	return filterHandler{h.Handler.WithGroup(g), h.min, h.drop}
 }
 
-// startKV runs miniredis, restoring the snapshot of Dir.
-func (b *Backends) startKV(cfg Config, durable bool) error {
+// startKV runs miniredis, in memory only.
+func (b *Backends) startKV(cfg Config) error {
 	m := miniredis.NewMiniRedis()
 	// TTLs run on the wall clock, as in Redis. miniredis' own ClockTTL
 	// sorts every key on every command; through our client, the clock
@@ -495,16 +531,6 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	default:
 		clock = &wallClock{m: m}
 		clock.last.Store(time.Now().UnixNano())
-	}
-	snap := filepath.Join(b.dir, KVSnapshot)
-	if durable {
-		n, err := restoreKV(m, snap)
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", snap, err)
-		}
-		if n > 0 {
-			b.log.Info("embedded Redis: restored kv snapshot", "keys", n)
-		}
 	}
 	opts := &redis.Options{ContextTimeoutEnabled: true}
 	if cfg.Loopback {
@@ -520,112 +546,13 @@ func (b *Backends) startKV(cfg Config, durable bool) error {
 	if clock != nil {
 		c.AddHook(clock)
 	}
-	var stopTicker func()
-	if durable && cfg.KVSnapshotInterval > 0 {
-		w := &writeCounter{m: m}
-		c.AddHook(w)
-		stopTicker = b.snapshotLoop(m, clock, snap, cfg.KVSnapshotInterval, &w.n)
-	}
 	b.onClose(func(context.Context) error {
-		if stopTicker != nil {
-			stopTicker()
-		}
 		_ = c.Close()
-		var err error
-		if durable {
-			clock.tick(0)
-			// Written before anything that can wait: kv lives only in memory.
-			if _, err = snapshotKV(m, snap); err != nil {
-				b.log.Error("embedded Redis: cannot write the kv snapshot", "file", snap, "err", err)
-				err = fmt.Errorf("embedded Redis: snapshot: %w", err)
-			}
-		}
 		m.Close()
-		return err
+		return nil
 	})
-	if durable {
-		b.Kinds["kv"] = "embedded miniredis in memory, snapshot in " + snap + " (kept across graceful restarts)"
-	} else {
-		b.Kinds["kv"] = "embedded miniredis in memory (ephemeral)"
-	}
+	b.Kinds["kv"] = "embedded miniredis in memory (ephemeral)"
 	return nil
-}
-
-// snapshotLoop writes the snapshot every interval while the client changes
-// data (writes moves, see writeCounter); the returned func stops it.
-func (b *Backends) snapshotLoop(m *miniredis.Miniredis, clock *wallClock, path string, every time.Duration, writes *atomic.Int64) func() {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		last := writes.Load()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			if n := writes.Load(); n != last {
-				last = n
-				clock.tick(0)
-				if _, err := snapshotKV(m, path); err != nil {
-					b.log.Error("embedded Redis: cannot write the kv snapshot", "file", path, "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(stop); <-done }
-}
-
-// writeCounter is a go-redis hook that counts the client's commands that
-// may change data, once they are done (so a snapshot taken after the count
-// moved holds the change): every command but the ones miniredis marks
-// read-only (GET, MGET, PTTL, EXISTS, SCAN ...) and noDataCommands. A
-// command it does not know (EVALSHA, EVAL: the engine's scripts all write)
-// counts as a write. Reads, such as the GET of every /readyz, therefore
-// never bring a snapshot.
-type writeCounter struct {
-	m *miniredis.Miniredis
-	n atomic.Int64
-}
-
-// noDataCommands change no key, though miniredis does not mark them
-// read-only. The commands of a MULTI/EXEC are counted one by one.
-var noDataCommands = map[string]bool{
-	"ping": true, "echo": true, "hello": true, "auth": true, "client": true,
-	"select": true, "info": true, "command": true, "time": true, "quit": true,
-	"multi": true, "exec": true, "discard": true, "watch": true, "unwatch": true,
-	"script": true, "readonly": true, "readwrite": true,
-}
-
-func (w *writeCounter) writes(cmd redis.Cmder) bool {
-	name := cmd.Name()
-	return !noDataCommands[name] && !w.m.IsReadOnlyCommand(name)
-}
-
-func (w *writeCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (w *writeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if w.writes(cmd) {
-			w.n.Add(1)
-		}
-		return err
-	}
-}
-func (w *writeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, cmd := range cmds {
-			if w.writes(cmd) {
-				w.n.Add(1)
-				break
-			}
-		}
-		return err
-	}
 }
 
 // wallClockStep is the most a TTL may lag behind the wall clock.

@@ -2,147 +2,103 @@ package embedded_test
 
 import (
 	"context"
-	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/golang-jwt/jwt/v5"
 
 	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/embedded"
 )
 
-// TestKVSurvivesRestart: keys, values (any bytes) and TTLs of every type
-// are written to a 0600 snapshot by Close and restored by Start; a key that
-// expired while the backends were down is not restored.
+// TestKVSurvivesRestart: with Dir, kv lives in the SQLite store
+// (cpod.db): keys, values and TTLs written through the engine are there
+// after Close and Start, counters count on, and no miniredis runs.
 func TestKVSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ctx := context.Background()
-	cfg := embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true}
+	secret := []byte("kv-restart-test-secret-0123456789ab")
+	engine := func(b *embedded.Backends) http.Handler {
+		t.Helper()
+		if b.Redis != nil || b.Miniredis != nil {
+			t.Fatal("miniredis runs beside the SQLite store")
+		}
+		e, err := storage.New(storage.Config{
+			S3: b.S3, Bucket: b.Bucket, SQL: b.SQL,
+			Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: secret}}},
+			SigningKey: []byte("kv-restart-test-signing-key-0123456789"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.RegisterApp(ctx, storage.App{ClientID: "app-a", Name: "a", DeclaredScopes: storage.Scopes, AppType: "service"}); err != nil && !strings.Contains(err.Error(), "exists") {
+			t.Fatal(err)
+		}
+		return e
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"tenantId": "t1", "client_id": "app-a", "exp": time.Now().Add(time.Hour).Unix(),
+		"scope": "storage.private.read storage.private.write",
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(h http.Handler, method, path, body string) string {
+		t.Helper()
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return fmt.Sprintf("%d %s", w.Code, strings.TrimSpace(w.Body.String()))
+	}
+	cfg := embedded.Config{Dir: dir}
 	b, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := b.Redis
-	bin := "k\x00\xff:*?[]\\\n"
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
+	e := engine(b)
+	for _, c := range [][3]string{
+		{"PUT", "/v1/storage/kv/plain", `{"value":"v"}`},
+		{"PUT", "/v1/storage/kv/ttl", `{"value":"soon","ttl":3600}`},
+		{"POST", "/v1/storage/kv/counter", `{"by":41}`},
+	} {
+		if got := call(e, c[0], c[1], c[2]); got[0] != '2' {
+			t.Fatalf("%s %s: %s", c[0], c[1], got)
 		}
 	}
-	must(r.Set(ctx, "plain", "v", 0).Err())
-	must(r.Set(ctx, bin, "\x00\x01\xfe\xff", 0).Err())
-	must(r.Set(ctx, "ttl", "soon", time.Hour).Err())
-	must(r.Set(ctx, "short", "gone", 300*time.Millisecond).Err())
-	must(r.IncrBy(ctx, "counter", 41).Err())
-	must(r.HSet(ctx, "hash", "f1", "a", "f\x002", "b").Err())
-	must(r.RPush(ctx, "list", "x", "y", "x").Err())
-	must(r.SAdd(ctx, "set", "m1", "m2").Err())
-	must(r.ZAdd(ctx, "zset", redis.Z{Score: 1.5, Member: "a"}, redis.Z{Score: -2, Member: "b"}).Err())
-	must(b.Close(ctx))
-
-	snap := filepath.Join(dir, embedded.KVSnapshot)
-	fi, err := os.Stat(snap)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("snapshot: %v, %v; want a 0600 file", fi, err)
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond) // "short" expires while down
-
 	b, err = embedded.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close(ctx)
-	r = b.Redis
-	check := func(name string, got, want any) {
-		t.Helper()
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s after restart: %#v, want %#v", name, got, want)
+	e = engine(b)
+	for _, c := range [][2]string{
+		{"GET /v1/storage/kv/plain", `200 {"value":"v","ttl":-1}`},
+		{"GET /v1/storage/kv/ttl", `200 {"value":"soon","ttl":3600}`},
+		{"POST /v1/storage/kv/counter", `200 {"value":42}`},
+	} {
+		method, path, _ := strings.Cut(c[0], " ")
+		got := call(e, method, path, "")
+		if got != c[1] && !(strings.HasSuffix(path, "/ttl") && got == `200 {"value":"soon","ttl":3599}`) {
+			t.Errorf("%s after a restart: %s, want %s", c[0], got, c[1])
 		}
-	}
-	check("plain", r.Get(ctx, "plain").Val(), "v")
-	check("binary", r.Get(ctx, bin).Val(), "\x00\x01\xfe\xff")
-	check("plain ttl", r.TTL(ctx, "plain").Val(), time.Duration(-1))
-	if ttl := r.TTL(ctx, "ttl").Val(); ttl < 59*time.Minute || ttl > time.Hour {
-		t.Errorf("ttl after restart: %v, want about 1h", ttl)
-	}
-	check("expired key", r.Exists(ctx, "short").Val(), int64(0))
-	check("counter", r.IncrBy(ctx, "counter", 1).Val(), int64(42))
-	check("hash", r.HGetAll(ctx, "hash").Val(), map[string]string{"f1": "a", "f\x002": "b"})
-	check("list", r.LRange(ctx, "list", 0, -1).Val(), []string{"x", "y", "x"})
-	check("set", r.SIsMember(ctx, "set", "m2").Val(), true)
-	check("zset", r.ZRangeWithScores(ctx, "zset", 0, -1).Val(), []redis.Z{{Score: -2, Member: "b"}, {Score: 1.5, Member: "a"}})
-}
-
-// TestKVSnapshotRefusedWhenReadable: a snapshot others can read is refused
-// at start, like the secrets beside it, rather than served.
-func TestKVSnapshotRefusedWhenReadable(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	ctx := context.Background()
-	if err := os.WriteFile(filepath.Join(dir, embedded.KVSnapshot), []byte(`{"version":1,"keys":[]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true})
-	if err == nil {
-		b.Close(ctx)
-		t.Fatal("started with a kv snapshot readable by others")
 	}
 }
 
-// TestKVPeriodicSnapshot: while kv changes, the snapshot is written every
-// KVSnapshotInterval, so a crash loses at most that much.
-func TestKVPeriodicSnapshot(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	ctx := context.Background()
-	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, NoFiles: true, NoDocuments: true, KVSnapshotInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
-	if err := b.Redis.Set(ctx, "k", "v", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	snap := filepath.Join(dir, embedded.KVSnapshot)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if data, err := os.ReadFile(snap); err == nil && len(data) > 0 {
-			// A copy of the directory as a crash would leave it restores k.
-			crash := t.TempDir()
-			if err := os.WriteFile(filepath.Join(crash, embedded.KVSnapshot), data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			b2, err := embedded.Start(ctx, embedded.Config{Dir: crash, NoFiles: true, NoDocuments: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b2.Close(ctx)
-			if v := b2.Redis.Get(ctx, "k").Val(); v != "v" {
-				t.Fatalf("restored from the periodic snapshot: %q", v)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no periodic snapshot within 5s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// TestKVTTLsRunOnTheWallClock: with no test clock, TTLs count down and keys
-// expire on the wall clock, as in Redis (to within 10 ms). The bounds come
-// from the wall clock measured around each command, not from what the
-// sleep asked for: under -race on busy cores a 150 ms sleep can take
-// 280 ms, and the TTL must have counted that time.
+// TestKVTTLsRunOnTheWallClock: miniredis (kv beside FerretDB or without
+// documents) with no test clock: TTLs count down and keys expire on the
+// wall clock, as in Redis (to within 10 ms). The bounds come from the wall
+// clock measured around each command, not from what the sleep asked for:
+// under -race on busy cores a 150 ms sleep can take 280 ms, and the TTL
+// must have counted that time.
 func TestKVTTLsRunOnTheWallClock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -191,112 +147,5 @@ func TestKVTTLsRunOnTheWallClock(t *testing.T) {
 	}
 	if n := r.Exists(ctx, "long").Val(); n != 1 {
 		t.Errorf("a key with a 1h TTL expired")
-	}
-}
-
-// TestKVSnapshotOnlyAfterWrites: the periodic snapshot is written only
-// after a command that changes data. Reads (GET, PTTL, EXISTS, SCAN ...)
-// and the engine's unauthenticated GET /readyz (a Redis GET) never rewrite
-// it: a load balancer's health check used to rewrite and fsync the whole
-// store every interval. A write after them still does.
-func TestKVSnapshotOnlyAfterWrites(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	ctx := context.Background()
-	const every = 20 * time.Millisecond
-	b, err := embedded.Start(ctx, embedded.Config{Dir: dir, KVSnapshotInterval: every, FerretDB: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
-	e, err := storage.New(storage.Config{
-		S3: b.S3, Bucket: b.Bucket, Mongo: b.Mongo, Redis: b.Redis,
-		Auth:       storage.AuthConfig{Keys: []storage.Key{{Secret: []byte("snapshot-test-secret-0123456789ab")}}},
-		SigningKey: []byte("snapshot-test-signing-key-0123456789"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(e)
-	defer ts.Close()
-	r := b.Redis
-	snap := filepath.Join(dir, embedded.KVSnapshot)
-	// written reports whether the snapshot was rewritten since fi (a new
-	// file is renamed over it each time).
-	written := func(fi os.FileInfo) bool {
-		now, err := os.Stat(snap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return !os.SameFile(fi, now) || !now.ModTime().Equal(fi.ModTime())
-	}
-	// stable waits for the snapshot of the last write, then for one that
-	// no tick rewrites for 10 intervals.
-	stable := func() os.FileInfo {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			fi, err := os.Stat(snap)
-			if err == nil {
-				time.Sleep(10 * every)
-				if !written(fi) {
-					return fi
-				}
-			} else {
-				time.Sleep(every)
-			}
-		}
-		t.Fatal("the snapshot did not settle within 10s")
-		return nil
-	}
-	if err := r.Set(ctx, "k", "v", time.Hour).Err(); err != nil {
-		t.Fatal(err)
-	}
-	fi := stable()
-
-	// 300 ms (15 intervals) of reads, with the engine's readyz among them.
-	for end := time.Now().Add(15 * every); time.Now().Before(end); {
-		resp, err := http.Get(ts.URL + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("readyz: %s", resp.Status)
-		}
-		if v := r.Get(ctx, "k").Val(); v != "v" {
-			t.Fatalf("GET k: %q", v)
-		}
-		_ = r.Get(ctx, "missing").Err()
-		_ = r.PTTL(ctx, "k").Val()
-		_ = r.TTL(ctx, "k").Val()
-		_ = r.Exists(ctx, "k").Val()
-		_ = r.MGet(ctx, "k", "missing").Val()
-		_, _ = r.Scan(ctx, 0, "*", 100).Val()
-		_ = r.Ping(ctx).Err()
-		time.Sleep(every / 4)
-	}
-	time.Sleep(3 * every)
-	if written(fi) {
-		t.Fatal("reads (GET, PTTL, TTL, EXISTS, MGET, SCAN, PING, GET /readyz) rewrote the kv snapshot")
-	}
-
-	// A write still brings a snapshot, holding it.
-	if err := r.Set(ctx, "k", "v2", time.Hour).Err(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !written(fi) {
-		if time.Now().After(deadline) {
-			t.Fatal("a write brought no snapshot within 5s")
-		}
-		time.Sleep(every)
-	}
-	data, err := os.ReadFile(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(data), base64.StdEncoding.EncodeToString([]byte("v2"))) {
-		t.Fatalf("the snapshot after the write does not hold it: %.200s", data)
 	}
 }

@@ -1,7 +1,9 @@
 package embedded
 
 import (
-	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,17 +12,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
+	"strings"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
+	storage "github.com/cpod/storage"
 )
 
-// kvSnapshot is the file format of the kv snapshot: every key of
-// miniredis' database 0 with its value and absolute expiry, so the time the
-// server was down counts against TTLs, as with Redis' RDB. Byte strings are
-// []byte (base64 in JSON): keys and values may be any bytes.
+// kvSnapshot is the file format of the kv snapshot that earlier versions
+// wrote (every Config.KVSnapshotInterval and on Close) from miniredis:
+// every key of its database 0 with its value and absolute expiry. Byte
+// strings are []byte (base64 in JSON): keys and values may be any bytes.
+// The format has no checksum.
 type kvSnapshot struct {
 	Version int       `json:"version"`
 	SavedAt time.Time `json:"savedAt"`
@@ -38,311 +40,222 @@ type kvEntry struct {
 	Scores   [][2]string `json:"scores,omitempty"` // zset: member, score (strconv 'g', for ±inf)
 }
 
-// snapshotKV writes every key of m to path atomically (temp file, fsync,
-// rename, 0600) and returns how many keys it wrote. Keys of types the
-// engine never writes (streams, HyperLogLogs) are skipped.
-//
-// It streams: the file is written key by key through a buffered writer,
-// each string value base64-encoded in small chunks straight from
-// miniredis, so it needs memory for the list of key names and about one
-// key's value of another type, never a copy of the store. miniredis is
-// locked for one key at a time, not for the whole snapshot.
-func snapshotKV(m *miniredis.Miniredis, path string) (int, error) {
-	n := 0
-	err := writeFileAtomic(path, func(w *bufio.Writer) error {
-		now := time.Now()
-		savedAt, err := json.Marshal(now.UTC())
-		if err != nil {
-			return err
-		}
-		w.WriteString(`{"version":1,"savedAt":`)
-		w.Write(savedAt)
-		w.WriteString(`,"keys":[`)
-		for _, k := range m.Keys() {
-			var e kvEntry
-			v, ok := readKey(m, k, now, &e)
-			if !ok {
-				continue
-			}
-			if n > 0 {
-				w.WriteByte(',')
-			}
-			if e.Type == "string" {
-				// v is miniredis' own string: written, not copied to be
-				// marshalled.
-				w.WriteString(`{"key":`)
-				writeBase64(w, k)
-				w.WriteString(`,"type":"string"`)
-				if e.ExpireAt != 0 {
-					w.WriteString(`,"expireAt":`)
-					w.WriteString(strconv.FormatInt(e.ExpireAt, 10))
-				}
-				w.WriteString(`,"value":`)
-				writeBase64(w, v)
-				w.WriteByte('}')
-			} else {
-				b, err := json.Marshal(e)
-				if err != nil {
-					return err
-				}
-				w.Write(b)
-			}
-			n++
-		}
-		_, err = w.WriteString("]}\n")
-		return err // the writer's first error, if any
-	})
-	return n, err
-}
+// KVSnapshotImported is what KVSnapshot is renamed to once imported.
+const KVSnapshotImported = KVSnapshot + ".imported"
 
-// readKey fills e with key k of m: its type, expiry and contents, except
-// a string's value, which it returns instead (snapshotKV streams it). It
-// reports false for a key of a type the snapshot leaves out, or one that
-// expired or changed type meanwhile.
-func readKey(m *miniredis.Miniredis, k string, now time.Time, e *kvEntry) (value string, ok bool) {
-	*e = kvEntry{Key: []byte(k), Type: m.Type(k)}
-	var err error
-	switch e.Type {
-	case "string":
-		value, err = m.Get(k)
-	case "hash":
-		var fields []string
-		fields, err = m.HKeys(k)
-		for _, f := range fields {
-			e.Fields = append(e.Fields, [2][]byte{[]byte(f), []byte(m.HGet(k, f))})
+// importKVSnapshot imports the kv snapshot an earlier version left in dir
+// into the SQLite store db, once: every key, value and TTL, in one
+// transaction, then the file is renamed KVSnapshotImported (or, when that
+// exists, KVSnapshotImported.2, .3, ...). The snapshot
+// is checked strictly first (see readKVSnapshot): a damaged one stops the
+// start, naming the damage, and nothing of it is imported; the file stays
+// as it was. Leftover temporary files of an interrupted snapshot write
+// (.kv.snapshot.tmp*) are removed. prefix is the engine's Redis key
+// prefix when it wrote the snapshot.
+func (b *Backends) importKVSnapshot(ctx context.Context, db *sql.DB, prefix string) error {
+	tmps, _ := filepath.Glob(filepath.Join(b.dir, "."+KVSnapshot+".tmp*"))
+	for _, tmp := range tmps {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing a leftover temporary kv snapshot: %w", err)
 		}
-	case "list":
-		var items []string
-		items, err = m.List(k)
-		for _, v := range items {
-			e.Items = append(e.Items, []byte(v))
-		}
-	case "set":
-		var items []string
-		items, err = m.Members(k)
-		for _, v := range items {
-			e.Items = append(e.Items, []byte(v))
-		}
-	case "zset":
-		var ss map[string]float64
-		ss, err = m.SortedSet(k)
-		for mem, sc := range ss {
-			e.Scores = append(e.Scores, [2]string{mem, strconv.FormatFloat(sc, 'g', -1, 64)})
-		}
-		sort.Slice(e.Scores, func(i, j int) bool { return e.Scores[i][0] < e.Scores[j][0] })
-	default:
-		return "", false
+		b.log.Info("embedded store: removed a leftover temporary kv snapshot", "file", tmp)
 	}
-	if err != nil {
-		return "", false
-	}
-	if ttl := m.TTL(k); ttl > 0 {
-		e.ExpireAt = now.Add(ttl).UnixMilli()
-	}
-	return value, true
-}
-
-// writeBase64 writes s to w as a JSON string of its standard base64 (what
-// encoding/json makes of a []byte), through a small buffer.
-func writeBase64(w *bufio.Writer, s string) {
-	w.WriteByte('"')
-	enc := base64.NewEncoder(base64.StdEncoding, w)
-	var chunk [3 << 10]byte // a multiple of 3: no padding mid-value
-	for len(s) > 0 {
-		c := copy(chunk[:], s)
-		enc.Write(chunk[:c])
-		s = s[c:]
-	}
-	enc.Close()
-	w.WriteByte('"')
-}
-
-// writeFileAtomic replaces path with what write writes: a 0600 temporary
-// file in the same directory, written through a buffer, fsynced, renamed
-// over path, and the directory fsynced. Nothing replaces path if write
-// or the buffer fails.
-func writeFileAtomic(path string, write func(*bufio.Writer) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	w := bufio.NewWriterSize(tmp, 64<<10)
-	if err := write(w); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	syncDir(dir)
-	return nil
-}
-
-// restoreKV loads the snapshot at path into m (a missing file is an empty
-// snapshot) and returns how many keys it restored; expired keys are
-// dropped. A snapshot others can read is refused, like the secrets beside it.
-//
-// It streams: the JSON is decoded token by token and one key at a time,
-// so beyond the restored values it needs about one key's worth of memory.
-// "version" must come before "keys", as snapshotKV and the first release
-// (json.Marshal of kvSnapshot) write them.
-func restoreKV(m *miniredis.Miniredis, path string) (int, error) {
+	path := filepath.Join(b.dir, KVSnapshot)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return nil
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return 0, fmt.Errorf("%s is readable by other users (mode %#o): run chmod 600 %s", path, fi.Mode().Perm(), path)
+		return fmt.Errorf("%s is readable by other users (mode %#o): run chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
-	dec := json.NewDecoder(f)
-	bad := func(err error) (int, error) { return 0, fmt.Errorf("not a kv snapshot: %w", err) }
-	delim := func(want json.Delim) error {
+	im, err := storage.NewKVImport(ctx, db, prefix, time.Now())
+	if err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	if err := readKVSnapshot(f, func(k storage.RedisKey) error { return im.Add(ctx, k) }); err != nil {
+		im.Rollback()
+		return fmt.Errorf("%s is damaged or is not a kv snapshot of this server (key prefix %q), so none of it was imported: %w; "+
+			"restore it from a backup, or move it out of %s to start without those kv values", path, prefix, err, b.dir)
+	}
+	n, err := im.Commit()
+	if err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	// A data directory upgraded before, then run by an earlier version
+	// again, holds a kv.snapshot.imported already: this one gets the next
+	// free name (as documents/ does).
+	to := filepath.Join(b.dir, KVSnapshotImported)
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s.%d", filepath.Join(b.dir, KVSnapshotImported), i)
+	}
+	if err := os.Rename(path, to); err != nil {
+		return err
+	}
+	syncDir(b.dir)
+	b.log.Info("embedded store: imported the kv snapshot of an earlier version", "keys", n.Keys, "expired", n.Expired,
+		"counter nonces dropped", n.Skipped, "from", path, "renamed to", to)
+	return nil
+}
+
+// readKVSnapshot reads a kv snapshot from r and calls each with every key,
+// checking the file strictly as it goes, since the format has no checksum:
+// exactly the fields the writers wrote, in their order ({"version":1,
+// "savedAt":...,"keys":[...]}, each key with only the fields of its type),
+// standard base64 with zero padding bits and no line breaks, keys in
+// strictly increasing byte order (miniredis listed them sorted), only the
+// types the engine writes (string, and hash for a counter's nonces), and
+// nothing after the end. each checks the keys and values themselves
+// (storage.KVImport.Add).
+//
+// It streams: the JSON is decoded token by token and one key at a time.
+func readKVSnapshot(r io.Reader, each func(storage.RedisKey) error) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	next := func(want json.Token) error {
 		tok, err := dec.Token()
 		if err == nil && tok != want {
-			err = fmt.Errorf("want %v, got %v", want, tok)
+			err = fmt.Errorf("found %v where %v belongs", tok, want)
 		}
 		return err
 	}
-	if err := delim('{'); err != nil {
-		return bad(err)
+	if err := next(json.Delim('{')); err != nil {
+		return err
 	}
-	now := time.Now()
-	version, n := 0, 0
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return bad(err)
-		}
-		switch tok {
-		case "version":
-			if err := dec.Decode(&version); err != nil {
-				return bad(err)
-			}
-			if version != 1 {
-				return 0, fmt.Errorf("kv snapshot version %d is not supported", version)
-			}
-		case "keys":
-			if version != 1 {
-				return 0, errors.New("not a kv snapshot: no version before its keys")
-			}
-			if err := delim('['); err != nil {
-				return bad(err)
-			}
-			for dec.More() {
-				var e kvEntry
-				if err := dec.Decode(&e); err != nil {
-					return n, fmt.Errorf("not a kv snapshot: %w", err)
-				}
-				ok, err := restoreKey(m, &e, now)
-				if err != nil {
-					return n, err
-				}
-				if ok {
-					n++
-				}
-			}
-			if err := delim(']'); err != nil {
-				return bad(err)
-			}
-		default: // savedAt, or a field of a later version
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return bad(err)
-			}
-		}
+	if err := next("version"); err != nil {
+		return err
 	}
-	if err := delim('}'); err != nil {
-		return bad(err)
+	var version int
+	if err := dec.Decode(&version); err != nil {
+		return err
 	}
 	if version != 1 {
-		return 0, fmt.Errorf("kv snapshot version %d is not supported", version)
+		return fmt.Errorf("version %d is not supported", version)
+	}
+	if err := next("savedAt"); err != nil {
+		return err
+	}
+	var savedAt time.Time
+	if err := dec.Decode(&savedAt); err != nil {
+		return fmt.Errorf("savedAt: %w", err)
+	}
+	if savedAt.After(time.Now().Add(24 * time.Hour)) {
+		return fmt.Errorf("savedAt %s is in the future", savedAt.Format(time.RFC3339))
+	}
+	if err := next("keys"); err != nil {
+		return err
+	}
+	if err := next(json.Delim('[')); err != nil {
+		return err
+	}
+	var last []byte
+	for i := 0; dec.More(); i++ {
+		var e rawEntry
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("key %d: %w", i, err)
+		}
+		k, err := e.redisKey()
+		if err != nil {
+			return fmt.Errorf("key %d: %w", i, err)
+		}
+		if i > 0 && bytes.Compare([]byte(k.Key), last) <= 0 {
+			return fmt.Errorf("key %d (%q) is out of order", i, k.Key)
+		}
+		last = []byte(k.Key)
+		if err := each(k); err != nil {
+			return err
+		}
+	}
+	if err := next(json.Delim(']')); err != nil {
+		return err
+	}
+	if err := next(json.Delim('}')); err != nil {
+		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return n, errors.New("not a kv snapshot: data after its end")
+		return errors.New("data after its end")
 	}
-	return n, nil
+	return nil
 }
 
-// restoreKey puts e into m, reporting false for a key that expired.
-func restoreKey(m *miniredis.Miniredis, e *kvEntry, now time.Time) (bool, error) {
-	var ttl time.Duration
-	if e.ExpireAt != 0 {
-		if ttl = time.UnixMilli(e.ExpireAt).Sub(now); ttl <= 0 {
-			return false, nil
-		}
+// rawEntry is a kvEntry with its byte strings as the file spells them, to
+// be decoded strictly.
+type rawEntry struct {
+	Key      *string     `json:"key"`
+	Type     string      `json:"type"`
+	ExpireAt int64       `json:"expireAt"`
+	Value    *string     `json:"value"`
+	Items    []string    `json:"items"`
+	Fields   [][2]string `json:"fields"`
+	Scores   [][2]string `json:"scores"`
+}
+
+func (e *rawEntry) redisKey() (storage.RedisKey, error) {
+	if e.Key == nil {
+		return storage.RedisKey{}, errors.New("no key")
 	}
-	k := string(e.Key)
-	var err error
+	key, err := strictBase64(*e.Key)
+	if err != nil {
+		return storage.RedisKey{}, fmt.Errorf("key: %w", err)
+	}
+	k := storage.RedisKey{Key: key, Type: e.Type, ExpireAt: e.ExpireAt}
+	if e.ExpireAt < 0 {
+		return k, fmt.Errorf("key %q: expireAt %d", key, e.ExpireAt)
+	}
+	if e.Items != nil || e.Scores != nil {
+		return k, fmt.Errorf("key %q: a %s, which the engine never writes", key, e.Type)
+	}
 	switch e.Type {
 	case "string":
-		err = m.Set(k, string(e.Value))
+		if e.Fields != nil {
+			return k, fmt.Errorf("key %q: a string with fields", key)
+		}
+		if e.Value != nil { // an empty value was left out
+			if k.Value, err = strictBase64(*e.Value); err != nil {
+				return k, fmt.Errorf("key %q: value: %w", key, err)
+			}
+		}
 	case "hash":
-		fv := make([]string, 0, 2*len(e.Fields))
+		if e.Value != nil || len(e.Fields) == 0 {
+			return k, fmt.Errorf("key %q: a hash without fields", key)
+		}
 		for _, f := range e.Fields {
-			fv = append(fv, string(f[0]), string(f[1]))
-		}
-		if len(fv) > 0 {
-			m.HSet(k, fv...)
-		}
-	case "list":
-		items := make([]string, len(e.Items))
-		for i, v := range e.Items {
-			items[i] = string(v)
-		}
-		if len(items) > 0 {
-			_, err = m.Push(k, items...)
-		}
-	case "set":
-		items := make([]string, len(e.Items))
-		for i, v := range e.Items {
-			items[i] = string(v)
-		}
-		if len(items) > 0 {
-			_, err = m.SetAdd(k, items...)
-		}
-	case "zset":
-		for _, p := range e.Scores {
-			sc, perr := strconv.ParseFloat(p[1], 64)
-			if perr != nil {
-				return false, fmt.Errorf("key %q: bad score %q", k, p[1])
+			name, err := strictBase64(f[0])
+			if err != nil {
+				return k, fmt.Errorf("key %q: field: %w", key, err)
 			}
-			if _, err = m.ZAdd(k, sc, p[0]); err != nil {
-				break
+			v, err := strictBase64(f[1])
+			if err != nil {
+				return k, fmt.Errorf("key %q: field %q: %w", key, name, err)
 			}
+			k.Fields = append(k.Fields, [2]string{name, v})
 		}
 	default:
-		return false, fmt.Errorf("key %q: unknown type %q", k, e.Type)
+		return k, fmt.Errorf("key %q: type %q, which the engine never writes", key, e.Type)
 	}
+	return k, nil
+}
+
+// strictBase64 decodes standard base64 as encoding/json writes it, and
+// refuses what encoding/json would let through: line breaks (which it
+// skips) and padding bits that are not zero (two spellings of one value).
+func strictBase64(s string) (string, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return "", errors.New("a line break in base64")
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil {
-		return false, fmt.Errorf("key %q: %w", k, err)
+		return "", err
 	}
-	if ttl > 0 {
-		m.SetTTL(k, ttl)
-	}
-	return true, nil
+	return string(b), nil
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -26,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -40,15 +43,24 @@ import (
 //	uploads/<upload id>/           a multipart upload in progress: meta, part files
 //	tmp/                           files being written
 //
-// An object file is the object's bytes, then a JSON header (key, size,
-// ETag, content type, modification time, user metadata), its 4-byte
-// big-endian length and "CPS3": data is written as it arrives, with no copy. A reader opens the file while holding the index
-// lock, so it holds the version the index described; a later rename or
-// delete does not touch the open file (Unix semantics).
+// An object file is the object's bytes, then the CRC-32C of each 1 MiB
+// block of them (4 bytes big-endian each, the last block short), then a
+// JSON header (key, size, ETag, content type, modification time, user
+// metadata, block size), the header's CRC-32C, its 4-byte big-endian
+// length and "CPSC": data is written as it arrives, with no copy, and its
+// checksums computed on the way (see s3sum.go for how they are verified).
+// Files of earlier versions end with the header, its length and "CPS3",
+// without checksums; they are served as they are until a scrub gives them
+// checksums. A reader opens the file while holding the index lock, so it
+// holds the version the index described; a later rename or delete does not
+// touch the open file (Unix semantics).
 type fileStore struct {
 	dir  string
 	sync bool // fsync files and directories before they become visible
 	log  *slog.Logger
+	// noVerify serves without verifying checksums: for the benchmark that
+	// measures what verifying costs, nothing else.
+	noVerify atomic.Bool
 
 	mu      sync.RWMutex
 	buckets map[string]*bucketIndex
@@ -58,6 +70,11 @@ type fileStore struct {
 type bucketIndex struct {
 	keys []string // sorted
 	objs map[string]*objectHeader
+	// damaged are the object files found at start whose header could not
+	// be read at all (so their key is unknown), by file name (the hash of
+	// the key): a read of their key answers "damaged", not "no such key",
+	// until the key is written or deleted.
+	damaged map[string]bool
 }
 
 // objectHeader is the JSON header of an object file.
@@ -68,10 +85,14 @@ type objectHeader struct {
 	ContentType string            `json:"contentType,omitempty"`
 	Modified    time.Time         `json:"modified"`
 	Meta        map[string]string `json:"meta,omitempty"` // x-amz-meta-*, canonical header names
+	// BlockSize is the size of the blocks the file's checksums cover; 0
+	// in a file of an earlier version, which has none.
+	BlockSize int64 `json:"blockSize,omitempty"`
 }
 
 const (
-	objectMagic   = "CPS3"
+	objectMagic   = "CPS3" // a file of an earlier version, without checksums
+	objectMagicC  = "CPSC" // a file with checksums
 	maxHeaderSize = 1 << 20
 	maxKeyBytes   = 1024
 	minPartSize   = 5 << 20
@@ -80,6 +101,9 @@ const (
 )
 
 var bucketNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// hashName is the name of an object file: the hex SHA-256 of its key.
+var hashName = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
@@ -122,7 +146,7 @@ func openFileStore(dir string, durable bool, log *slog.Logger) (*fileStore, erro
 
 // loadBucket reads the headers of a bucket's object files.
 func (s *fileStore) loadBucket(bucket string) (*bucketIndex, error) {
-	idx := &bucketIndex{objs: map[string]*objectHeader{}}
+	idx := &bucketIndex{objs: map[string]*objectHeader{}, damaged: map[string]bool{}}
 	root := filepath.Join(s.dir, "objects", bucket)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -134,11 +158,23 @@ func (s *fileStore) loadBucket(bucket string) (*bucketIndex, error) {
 		}
 		h, err := readHeader(f)
 		f.Close()
-		if err != nil || objectPath(s.dir, bucket, h.Key) != p {
-			s.log.Warn("embedded S3: skipping an unreadable object file", "file", p, "err", err)
-			return nil
+		switch {
+		case err == nil && objectPath(s.dir, bucket, h.Key) == p:
+			idx.objs[h.Key] = h
+		case errors.Is(err, errDamagedHeader) && h != nil && objectPath(s.dir, bucket, h.Key) == p:
+			// Its key is intact: indexed, so that reading it answers
+			// "damaged", not "no such key".
+			s.log.Error("embedded S3: damaged object: its header does not match its checksum; it is not served", "bucket", bucket, "object", filepath.Base(p))
+			idx.objs[h.Key] = h
+		default:
+			name := filepath.Base(p)
+			if hashName.MatchString(name) && p == filepath.Join(root, name[:2], name) {
+				idx.damaged[name] = true
+				s.log.Error("embedded S3: damaged object: its header cannot be read; it is not served", "bucket", bucket, "object", name, "err", err)
+			} else {
+				s.log.Warn("embedded S3: skipping a file that is not an object", "bucket", bucket, "file", p, "err", err)
+			}
 		}
-		idx.objs[h.Key] = h
 		return nil
 	})
 	if err != nil {
@@ -153,41 +189,74 @@ func (s *fileStore) loadBucket(bucket string) (*bucketIndex, error) {
 }
 
 func objectPath(dir, bucket, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	h := hex.EncodeToString(sum[:])
+	h := keyHash(key)
 	return filepath.Join(dir, "objects", bucket, h[:2], h)
 }
 
-// readHeader reads an object file's header, which follows the data: the
-// data is bytes [0, h.Size) of the file.
+// keyHash is the hex SHA-256 of an object's key: its file name, and how
+// logs name an object (never by its key).
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// readHeader reads an object file's header, which follows the data (bytes
+// [0, h.Size) of the file) and, in a file with checksums, their table. A
+// header that does not match its checksum, or disagrees with the file's
+// size, is errDamagedHeader, with h when it could be decoded all the same.
 func readHeader(f *os.File) (*objectHeader, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	var tail [8]byte
+	var tail [12]byte
 	if fi.Size() < 8 {
 		return nil, errors.New("not an object file")
 	}
-	if _, err := f.ReadAt(tail[:], fi.Size()-8); err != nil {
+	if _, err := f.ReadAt(tail[4:], fi.Size()-8); err != nil {
 		return nil, err
 	}
-	if string(tail[4:]) != objectMagic {
+	tailLen := int64(8)
+	switch string(tail[8:]) {
+	case objectMagic:
+	case objectMagicC:
+		tailLen = 12
+		if fi.Size() < tailLen {
+			return nil, errDamagedHeader
+		}
+		if _, err := f.ReadAt(tail[:4], fi.Size()-12); err != nil {
+			return nil, err
+		}
+	default:
 		return nil, errors.New("not an object file")
 	}
-	n := int64(binary.BigEndian.Uint32(tail[:4]))
-	if n > maxHeaderSize || n > fi.Size()-8 {
+	n := int64(binary.BigEndian.Uint32(tail[4:8]))
+	if n > maxHeaderSize || n > fi.Size()-tailLen {
+		if tailLen == 12 {
+			return nil, errDamagedHeader
+		}
 		return nil, errors.New("bad object header")
 	}
 	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, fi.Size()-8-n); err != nil {
+	if _, err := f.ReadAt(buf, fi.Size()-tailLen-n); err != nil {
 		return nil, err
 	}
 	h := new(objectHeader)
+	if tailLen == 12 {
+		jsonErr := json.Unmarshal(buf, h)
+		if jsonErr != nil {
+			h = nil
+		}
+		if jsonErr != nil || crc32.Checksum(buf, castagnoli) != binary.BigEndian.Uint32(tail[:4]) ||
+			h.BlockSize <= 0 || h.BlockSize > maxBlockSize || h.Size < 0 || h.Size+tableSize(h) != fi.Size()-tailLen-n {
+			return h, errDamagedHeader
+		}
+		return h, nil
+	}
 	if err := json.Unmarshal(buf, h); err != nil {
 		return nil, err
 	}
-	if h.Size != fi.Size()-8-n {
+	if h.Size != fi.Size()-8-n || h.BlockSize != 0 {
 		return nil, errors.New("object size does not match its header")
 	}
 	return h, nil
@@ -206,16 +275,17 @@ func (s *fileStore) ensureBucket(bucket string) error {
 	if err := os.MkdirAll(filepath.Join(s.dir, "objects", bucket), 0o700); err != nil {
 		return err
 	}
-	s.buckets[bucket] = &bucketIndex{objs: map[string]*objectHeader{}}
+	s.buckets[bucket] = &bucketIndex{objs: map[string]*objectHeader{}, damaged: map[string]bool{}}
 	return nil
 }
 
-// pending is an object being written to a temporary file: the header's
-// space is reserved at the start, filled in by commit.
+// pending is an object being written to a temporary file; commit appends
+// the checksums of its blocks, computed as the bytes go by, and its header.
 type pending struct {
 	s    *fileStore
 	f    *os.File
 	size int64
+	sums blockSums
 }
 
 func (s *fileStore) newPending() (*pending, error) {
@@ -228,6 +298,7 @@ func (s *fileStore) newPending() (*pending, error) {
 
 func (p *pending) Write(b []byte) (int, error) {
 	n, err := p.f.Write(b)
+	p.sums.add(b[:n])
 	p.size += int64(n)
 	return n, err
 }
@@ -250,14 +321,16 @@ func (p *pending) commit(bucket string, h *objectHeader, cond func(cur *objectHe
 	defer p.discard()
 	s := p.s
 	h.Size = p.size
+	h.BlockSize = blockSize
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	var tail [8]byte
-	binary.BigEndian.PutUint32(tail[:4], uint32(len(hdr)))
-	copy(tail[4:], objectMagic)
-	if _, err := p.f.Write(append(hdr, tail[:]...)); err != nil {
+	var tail [12]byte
+	binary.BigEndian.PutUint32(tail[:4], crc32.Checksum(hdr, castagnoli))
+	binary.BigEndian.PutUint32(tail[4:8], uint32(len(hdr)))
+	copy(tail[8:], objectMagicC)
+	if _, err := p.f.Write(append(append(p.sums.table(), hdr...), tail[:]...)); err != nil {
 		return err
 	}
 	if s.sync {
@@ -302,6 +375,7 @@ func syncDir(dir string) {
 var errNoBucket = errors.New("no such bucket")
 
 func (idx *bucketIndex) put(h *objectHeader) {
+	delete(idx.damaged, keyHash(h.Key))
 	if _, ok := idx.objs[h.Key]; !ok {
 		i := sort.SearchStrings(idx.keys, h.Key)
 		idx.keys = append(idx.keys, "")
@@ -332,7 +406,11 @@ func (s *fileStore) open(bucket, key string) (*os.File, *objectHeader, error) {
 		return nil, nil, errNoBucket
 	}
 	if idx.objs[key] == nil {
+		damaged := idx.damaged[keyHash(key)]
 		s.mu.RUnlock()
+		if damaged {
+			return nil, nil, s.damaged(bucket, key, errDamagedHeader)
+		}
 		return nil, nil, fs.ErrNotExist
 	}
 	f, err := os.Open(objectPath(s.dir, bucket, key))
@@ -341,12 +419,15 @@ func (s *fileStore) open(bucket, key string) (*os.File, *objectHeader, error) {
 		return nil, nil, err
 	}
 	h, err := readHeader(f)
-	if err == nil && h.Key != key {
-		err = fs.ErrNotExist
-	}
 	if err != nil {
+		// The index holds the key, and files are only ever renamed into
+		// place whole: a header that cannot be read was damaged.
 		f.Close()
-		return nil, nil, err
+		return nil, nil, s.damaged(bucket, key, fmt.Errorf("header: %w", err))
+	}
+	if h.Key != key {
+		f.Close()
+		return nil, nil, fs.ErrNotExist
 	}
 	return f, h, nil
 }
@@ -359,13 +440,14 @@ func (s *fileStore) remove(bucket, key string) error {
 	if idx == nil {
 		return errNoBucket
 	}
-	if idx.objs[key] == nil {
+	if idx.objs[key] == nil && !idx.damaged[keyHash(key)] {
 		return nil
 	}
 	if err := os.Remove(objectPath(s.dir, bucket, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	idx.remove(key)
+	delete(idx.damaged, keyHash(key))
 	return nil
 }
 
@@ -399,7 +481,22 @@ var (
 	errNotImplemented  = errS3(http.StatusNotImplemented, "NotImplemented", "This request is not supported by the embedded S3.")
 	errInvalidArgument = errS3(http.StatusBadRequest, "InvalidArgument", "Invalid argument.")
 	errBucketNotEmpty  = errS3(http.StatusConflict, "BucketNotEmpty", "The bucket you tried to delete is not empty.")
+	// errStorageFull is MinIO's answer past its free-space threshold: a
+	// write that met a full disk (ENOSPC, EDQUOT) stored nothing. 507 is
+	// not among the statuses minio-go retries.
+	errStorageFull = errS3(http.StatusInsufficientStorage, "XMinioStorageFull", "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.")
+	// errDamagedS3 answers a read of an object whose stored bytes do not
+	// match their checksums. Not S3's 500 InternalError: minio-go retries
+	// every 500 ten times (seconds) and a damaged file stays damaged; 410
+	// (the intact bytes are gone for good) is not retried, and the engine
+	// answers its code with 500 internal.
+	errDamagedS3 = errS3(http.StatusGone, "XCpodObjectDamaged", "The object's stored bytes do not match their checksum; it cannot be served.")
 )
+
+// outOfSpace reports whether err is the disk saying it is full.
+func outOfSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // ServeHTTP serves path-style requests: /bucket and /bucket/key.
 func (s *fileStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -437,12 +534,19 @@ func (s *fileStore) writeError(w http.ResponseWriter, r *http.Request, err error
 		e = errNoSuchKey
 	case errors.Is(err, errPrecondition):
 		e = errPreconditionS3
+	case outOfSpace(err):
+		s.log.Warn("embedded S3: "+r.Method+" refused: the disk is full", "err", err)
+		e = errStorageFull
+	case errors.Is(err, errDamaged):
+		e = errDamagedS3
 	default:
 		if r.Context().Err() == nil {
 			s.log.Error("embedded S3: "+r.Method+" failed", "err", err)
 		}
 		e = errS3(http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
 	}
+	// As MinIO does: a HEAD's error has no body to name its code.
+	w.Header().Set("X-Minio-Error-Code", e.code)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(e.status)
 		return
@@ -870,12 +974,11 @@ func (s *fileStore) getObject(w http.ResponseWriter, r *http.Request, bucket, ke
 		}
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
-	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
+		w.WriteHeader(status)
 		return nil
 	}
-	_, _ = copyBuffered(w, io.NewSectionReader(f, start, length))
-	return nil
+	return s.serveData(w, status, bucket, key, f, h, start, length)
 }
 
 // parseByteRange reads a single "bytes=" range for an object of size bytes.
@@ -1078,7 +1181,7 @@ func (s *fileStore) copyObject(w http.ResponseWriter, r *http.Request, bucket, k
 	if err != nil {
 		return err
 	}
-	if _, err := copyBuffered(p, io.NewSectionReader(f, 0, sh.Size)); err != nil {
+	if err := s.copyData(p, sb, sk, f, sh); err != nil {
 		p.discard()
 		return err
 	}
@@ -1168,12 +1271,16 @@ func (s *fileStore) uploadPart(w http.ResponseWriter, r *http.Request, bucket, k
 	}
 	defer p.discard()
 	etag := hex.EncodeToString(sum)
-	// The part's MD5 is kept in its file name's companion for Complete.
+	// The part's MD5 and the CRC-32C of its bytes are kept in its file's
+	// companion for Complete, which checks the CRC as it copies the part.
 	if err := p.f.Close(); err != nil {
 		return err
 	}
 	dst := partFile(s.uploadDir(id), n)
-	if err := os.WriteFile(dst+".etag", []byte(etag), 0o600); err != nil {
+	if err := os.WriteFile(dst+".etag", fmt.Appendf(nil, "%s %08x", etag, p.sums.whole), 0o600); err != nil {
+		if outOfSpace(err) {
+			return err
+		}
 		return errNoSuchUpload // aborted meanwhile
 	}
 	if err := os.Rename(p.f.Name(), dst); err != nil {
@@ -1223,8 +1330,9 @@ func (s *fileStore) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 			return errInvalidPartOrd
 		}
 		last = part.PartNumber
-		etag, err := os.ReadFile(partFile(dir, part.PartNumber) + ".etag")
-		if err != nil || strings.Trim(part.ETag, `"`) != string(etag) {
+		companion, err := os.ReadFile(partFile(dir, part.PartNumber) + ".etag")
+		etag, crc, _ := strings.Cut(string(companion), " ")
+		if err != nil || strings.Trim(part.ETag, `"`) != etag {
 			return errInvalidPart
 		}
 		f, err := os.Open(partFile(dir, part.PartNumber))
@@ -1232,15 +1340,20 @@ func (s *fileStore) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 			return errInvalidPart
 		}
 		before := p.size
+		p.sums.whole = 0 // this part's CRC-32C
 		_, err = copyBuffered(p, f)
 		f.Close()
 		if err != nil {
 			return err
 		}
+		if got := fmt.Sprintf("%08x", p.sums.whole); got != crc {
+			s.log.Error("embedded S3: a part of a multipart upload is damaged on disk; the upload is refused", "bucket", bucket, "object", keyHash(key), "part", part.PartNumber)
+			return errDamaged
+		}
 		if i < len(req.Parts)-1 && p.size-before < minPartSize {
 			return errEntityTooSmall
 		}
-		raw, _ := hex.DecodeString(string(etag))
+		raw, _ := hex.DecodeString(etag)
 		md5s.Write(raw)
 	}
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(md5s.Sum(nil)), len(req.Parts))

@@ -14,8 +14,8 @@ import (
 	storage "github.com/cpod/storage"
 )
 
-// StoreFile is the SQLite database of the embedded store (documents and
-// the app registry) in Config.Dir.
+// StoreFile is the SQLite database of the embedded store (documents, the
+// app registry and kv) in Config.Dir.
 const StoreFile = "cpod.db"
 
 // OpenSQLite opens (creating it if missing) the SQLite database at path
@@ -49,7 +49,7 @@ func OpenSQLite(path string) (*sql.DB, error) {
 
 // startSQLite opens the embedded store in b.dir (a temporary directory
 // without Config.Dir), after importing the documents and apps of a
-// FerretDB directory left by an earlier version.
+// FerretDB directory and the kv snapshot left by an earlier version.
 func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) error {
 	path := filepath.Join(b.dir, StoreFile)
 	db, err := OpenSQLite(path)
@@ -61,9 +61,17 @@ func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) 
 		if err := b.importFerret(ctx, cfg, sockDir, db); err != nil {
 			return fmt.Errorf("importing %s: %w", DocumentsDir, err)
 		}
+		if !cfg.NoKV {
+			if err := b.importKVSnapshot(ctx, db, cfg.KVKeyPrefix); err != nil {
+				return err
+			}
+		}
 		b.Kinds["documents"] = "embedded SQLite store " + path + " (persistent)"
 	} else {
 		b.Kinds["documents"] = "embedded SQLite store in a temporary directory (ephemeral)"
+	}
+	if !cfg.NoKV {
+		b.Kinds["kv"] = b.Kinds["documents"]
 	}
 	b.SQL = db
 	return nil
@@ -72,7 +80,8 @@ func (b *Backends) startSQLite(ctx context.Context, cfg Config, sockDir string) 
 // importFerret imports the documents and apps of DocumentsDir (FerretDB
 // on SQLite, the store of earlier versions) into db, once: FerretDB runs
 // on it for the import, then the directory is renamed
-// DocumentsDir+".imported". An import that fails stops the start and
+// DocumentsDir+".imported" (".imported.2", ".3" ... when that exists,
+// after a downgrade and a second upgrade). An import that fails stops the start and
 // leaves the directory as it was, to be imported again on the next start
 // (the import overwrites what it copied before).
 func (b *Backends) importFerret(ctx context.Context, cfg Config, sockDir string, db *sql.DB) error {
@@ -96,9 +105,19 @@ func (b *Backends) importFerret(ctx context.Context, cfg Config, sockDir string,
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	_ = old.Close(cctx)
 	cancel()
-	if err := os.Rename(dir, dir+".imported"); err != nil {
+	// A data directory upgraded before, then run by an earlier version
+	// again, holds a documents.imported already: this one gets the next
+	// free name.
+	to := dir + ".imported"
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = fmt.Sprintf("%s.imported.%d", dir, i)
+	}
+	if err := os.Rename(dir, to); err != nil {
 		return err
 	}
-	b.log.Info("embedded store: imported the documents of an earlier version", "documents", n.Documents, "apps", n.Apps, "from", dir, "renamed to", dir+".imported")
+	b.log.Info("embedded store: imported the documents of an earlier version", "documents", n.Documents, "apps", n.Apps, "from", dir, "renamed to", to)
 	return nil
 }

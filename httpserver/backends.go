@@ -48,6 +48,7 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 			NoFiles:      !cfg.embeddedS3(),
 			NoDocuments:  !cfg.embeddedMongo(),
 			NoKV:         !cfg.embeddedRedis(),
+			KVKeyPrefix:  cfg.RedisKeyPrefix,
 		})
 		if err != nil {
 			return nil, err
@@ -60,6 +61,7 @@ func openBackends(cfg *serverConfig, dir *dataDir, log *slog.Logger) (*backends,
 		for k, v := range eb.Kinds {
 			b.Kinds[k] = v
 		}
+		b.ReadyChecks = map[string]storage.ReadyCheck{"disk": eb.DiskCheck(cfg.MinFreeSpace)}
 		if eb.S3 != nil {
 			b.S3, b.Bucket = eb.S3, eb.Bucket
 		}

@@ -40,6 +40,7 @@ var settings = []setting{
 	// Server
 	{"addr", "CPOD_ADDR", "127.0.0.1:8080", "string", false, "Server", "host:port to listen on"},
 	{"data-dir", "CPOD_DATA_DIR", "./cpod-data", "string", false, "Server", "directory of the embedded backends' data and of generated secrets"},
+	{"min-free-space", "CPOD_MIN_FREE_SPACE", "", "size", false, "Server", "/readyz answers 503 while the data directory's disk has less free space than this (bytes, or with KiB, MiB, GiB suffix; 0: never), and reports the free space; with embedded backends only (default: 1% of the disk, at least 64MiB)"},
 	{"public-url", "CPOD_PUBLIC_URL", "", "string", false, "Server", "absolute URL the server is reachable at, used in signed download URLs (default: taken from each request)"},
 	{"cors-origins", "CPOD_CORS_ORIGINS", "", "list", false, "Server", "comma-separated origins allowed to call /v1/storage/... from a browser (CORS), such as https://app.example.com; * allows any origin (default: none, no CORS headers)"},
 	{"tls-cert-file", "CPOD_TLS_CERT_FILE", "", "string", false, "Server", "PEM certificate to serve HTTPS (with -tls-key-file)"},
@@ -85,19 +86,19 @@ var settings = []setting{
 	{"s3-presigned-urls", "CPOD_S3_PRESIGNED_URLS", "false", "bool", false, "Files (S3)", "signed URLs are S3 presigned URLs of -s3-endpoint (which end users must reach) instead of the server's own"},
 
 	// MongoDB
-	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv:// (default: the embedded SQLite store <data-dir>/cpod.db)"},
+	{"mongo-uri", "CPOD_MONGO_URI", "", "string", true, "Documents (MongoDB)", "MongoDB URI, mongodb:// or mongodb+srv://, with a Redis (default: the embedded SQLite store <data-dir>/cpod.db, which holds documents, apps and kv)"},
 	{"mongo-database", "CPOD_MONGO_DATABASE", "cpod", "string", false, "Documents (MongoDB)", "database of the documents and the app registry"},
 	{"documents-layout", "CPOD_DOCUMENTS_LAYOUT", "auto", "string", false, "Documents (MongoDB)", "collections that hold the documents: single (one collection, for MongoDB and sharding), partitioned (one per location and collection, for FerretDB) or auto (partitioned on FerretDB, single on MongoDB; a FerretDB whose single collection holds documents keeps single); changing it hides the documents written in the other layout"},
 
 	// Redis
-	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix:// (default: embedded miniredis, snapshot in <data-dir>/kv.snapshot)"},
+	{"redis-url", "CPOD_REDIS_URL", "", "string", true, "KV (Redis)", "Redis URL, redis://, rediss:// (TLS) or unix://, with a MongoDB (default: the embedded SQLite store <data-dir>/cpod.db)"},
 	{"redis-addrs", "CPOD_REDIS_ADDRS", "", "list", false, "KV (Redis)", "comma-separated host:port list instead of -redis-url: two or more make a Cluster client, with -redis-master-name they are Sentinels"},
 	{"redis-cluster", "CPOD_REDIS_CLUSTER", "false", "bool", false, "KV (Redis)", "use a Cluster client even with a single -redis-addrs entry (a configuration endpoint)"},
 	{"redis-master-name", "CPOD_REDIS_MASTER_NAME", "", "string", false, "KV (Redis)", "Sentinel master name (with -redis-addrs)"},
 	{"redis-username", "CPOD_REDIS_USERNAME", "", "string", false, "KV (Redis)", "Redis ACL user (with -redis-addrs)"},
 	{"redis-password", "CPOD_REDIS_PASSWORD", "", "string", true, "KV (Redis)", "Redis password (with -redis-addrs)"},
 	{"redis-tls", "CPOD_REDIS_TLS", "false", "bool", false, "KV (Redis)", "connect to -redis-addrs with TLS"},
-	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes"},
+	{"redis-key-prefix", "CPOD_REDIS_KEY_PREFIX", "cpod:", "string", false, "KV (Redis)", "prefix of every Redis key the server writes (on the embedded store: of the keys in a <data-dir>/kv.snapshot an earlier version left, imported on start)"},
 
 	// Limits
 	{"max-file-size", "CPOD_MAX_FILE_SIZE", "5GiB", "size", false, "Limits", "largest file (bytes, or with KiB, MiB, GiB suffix)"},
@@ -116,6 +117,8 @@ var settings = []setting{
 	{"min-body-rate", "CPOD_MIN_BODY_RATE", "1KiB", "size", false, "Limits", "bytes per second a JSON request body must average once -body-grace has passed; a slower one is cut with 400"},
 	{"max-body-memory", "CPOD_MAX_BODY_MEMORY", "128MiB", "size", false, "Limits", "memory of the JSON request bodies read at once, counted twice (the body and its decoding; one tenant at most a quarter); a request past it waits, then 503 after the backend timeout"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
+	{"rate-limit", "CPOD_RATE_LIMIT", "", "string", false, "Limits", "requests per second of each tenant, and of each app within a tenant, written <n>/s[,burst=<m>], such as 100/s,burst=200 (burst: n rounded up); a request over either is 429 rate_limited with Retry-After (default: off)"},
+	{"rate-limit-app", "CPOD_RATE_LIMIT_APP", "", "string", false, "Limits", "a lower limit for each app within its tenant, in the same form, so that no app takes its whole tenant's allowance (needs -rate-limit; default: -rate-limit's)"},
 }
 
 // name names a setting in messages: the variable and the flag.
@@ -142,6 +145,7 @@ var asymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384",
 type serverConfig struct {
 	Addr              string
 	DataDir           string
+	MinFreeSpace      int64 // negative: embedded.DefaultMinFreeSpace
 	PublicURL         string
 	CORSOrigins       []string
 	TLSCertFile       string
@@ -205,6 +209,8 @@ type serverConfig struct {
 	RedisKeyPrefix  string
 
 	Limits storage.Limits
+	// RateLimit is storage.Config.RateLimit; zero is off.
+	RateLimit storage.RateLimit
 
 	// secrets lists every secret value given, to redact them from messages.
 	secrets []string
@@ -547,6 +553,10 @@ func checkConfig(v values) (*serverConfig, error) {
 	if c.DataDir == "" {
 		bad("%s must not be empty", n("data-dir"))
 	}
+	c.MinFreeSpace = -1
+	if str("min-free-space") != "" {
+		c.MinFreeSpace = size("min-free-space", 0)
+	}
 	c.PublicURL = strings.TrimSuffix(str("public-url"), "/")
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
@@ -784,7 +794,7 @@ func checkConfig(v values) (*serverConfig, error) {
 			bad("%s and %s are contradictory", n("redis-master-name"), n("redis-cluster"))
 		}
 	default:
-		why := "the embedded Redis needs none"
+		why := "the embedded store needs none"
 		for _, f := range []string{"redis-cluster", "redis-master-name", "redis-username", "redis-password", "redis-tls"} {
 			onlyWith(f, "redis-addrs", why)
 		}
@@ -792,6 +802,22 @@ func checkConfig(v values) (*serverConfig, error) {
 	c.RedisKeyPrefix = str("redis-key-prefix")
 	if c.RedisKeyPrefix == "" || strings.ContainsAny(c.RedisKeyPrefix, "{}") {
 		bad("%s must be non-empty without '{' or '}'", n("redis-key-prefix"))
+	}
+	// The stores come as a set: MongoDB and Redis, or the embedded SQLite
+	// store, which holds documents, apps and kv in one database.
+	switch {
+	case !c.embeddedMongo() && c.embeddedRedis():
+		bad("%s needs a Redis for kv as well (%s or %s): MongoDB and Redis go together; without %s, documents, apps and kv live in the embedded SQLite store", n("mongo-uri"), n("redis-url"), n("redis-addrs"), n("mongo-uri"))
+	case c.embeddedMongo() && !c.embeddedRedis():
+		which := n("redis-url")
+		if c.RedisURL == "" {
+			which = n("redis-addrs")
+		}
+		bad("%s needs %s as well: MongoDB and Redis go together; without both, documents, apps and kv live in the embedded SQLite store", which, n("mongo-uri"))
+	}
+
+	if v.given("min-free-space") && !c.embeddedS3() && !c.embeddedMongo() && !c.embeddedRedis() {
+		bad("%s is set but no embedded backend keeps data in %s: the free space of real backends is theirs to watch", n("min-free-space"), n("data-dir"))
 	}
 
 	// Limits.
@@ -822,10 +848,50 @@ func checkConfig(v values) (*serverConfig, error) {
 		bad("%s must be below 16MiB (the MongoDB document limit)", n("max-document-size"))
 	}
 
+	if rl := str("rate-limit"); rl != "" {
+		var err error
+		if c.RateLimit.PerSecond, c.RateLimit.Burst, err = parseRateLimit(rl); err != nil {
+			bad("%s: %v", n("rate-limit"), err)
+		}
+		if app := str("rate-limit-app"); app != "" {
+			if c.RateLimit.AppPerSecond, c.RateLimit.AppBurst, err = parseRateLimit(app); err != nil {
+				bad("%s: %v", n("rate-limit-app"), err)
+			}
+		}
+	} else {
+		onlyWith("rate-limit-app", "rate-limit", "the app's limit applies within its tenant's")
+	}
+
 	if len(problems) > 0 {
 		return nil, &configError{problems}
 	}
 	return c, nil
+}
+
+// rateLimitForm is <n>/s[,burst=<m>]: n a decimal number, m a whole
+// number; spaces are allowed around the comma and at the ends.
+var rateLimitForm = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)/s\s*(?:,\s*burst=([0-9]+))?\s*$`)
+
+// parseRateLimit reads a rate limit written <n>/s[,burst=<m>], such as
+// 100/s or 100/s,burst=200, within the bounds of storage.RateLimit. A burst
+// not given is 0 (the engine's default: n rounded up).
+func parseRateLimit(s string) (perSecond float64, burst int, err error) {
+	m := rateLimitForm.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, fmt.Errorf("%q is not <n>/s[,burst=<m>], such as 100/s or 100/s,burst=200 (requests per second, and how many at once)", s)
+	}
+	perSecond, err = strconv.ParseFloat(m[1], 64)
+	if err != nil || perSecond < 0.001 || perSecond > 1e6 {
+		return 0, 0, fmt.Errorf("%q: the rate must be from 0.001/s to 1000000/s", s)
+	}
+	if m[2] != "" {
+		b, err := strconv.Atoi(m[2])
+		if err != nil || b < 1 || b > 1_000_000 {
+			return 0, 0, fmt.Errorf("%q: the burst must be from 1 to 1000000", s)
+		}
+		burst = b
+	}
+	return perSecond, burst, nil
 }
 
 // init checks that asymmetricAlgorithms stays in step with the jwt package.

@@ -37,6 +37,44 @@ func TestConfigDefaults(t *testing.T) {
 	if c.S3Timeout != 0 || c.AppStaleIfError != 5*time.Minute || c.AppCacheTTL != 500*time.Millisecond {
 		t.Errorf("S3 timeout %v (0: the backend timeout), app stale-if-error %v, app cache %v", c.S3Timeout, c.AppStaleIfError, c.AppCacheTTL)
 	}
+	if c.MinFreeSpace >= 0 {
+		t.Errorf("min free space %d, want negative (embedded.DefaultMinFreeSpace: 1%% of the disk, at least 64 MiB)", c.MinFreeSpace)
+	}
+}
+
+// TestConfigMinFreeSpace: -min-free-space / CPOD_MIN_FREE_SPACE is a size
+// like the others, 0 included (report, never unready), and only makes
+// sense with an embedded backend in the data directory.
+func TestConfigMinFreeSpace(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want int64
+	}{
+		{[]string{"-min-free-space", "16MiB"}, nil, 16 << 20},
+		{nil, map[string]string{"CPOD_MIN_FREE_SPACE": "1GiB"}, 1 << 30},
+		{[]string{"-min-free-space=0"}, nil, 0},
+		{[]string{"-min-free-space", "4096"}, map[string]string{"CPOD_MIN_FREE_SPACE": "1GiB"}, 4096},
+	} {
+		c, err := parseConfig(tc.args, envFunc(tc.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if c.MinFreeSpace != tc.want {
+			t.Errorf("%v %v: %d, want %d", tc.args, tc.env, c.MinFreeSpace, tc.want)
+		}
+	}
+	if _, err := parseConfig([]string{"-min-free-space", "64MB"}, envFunc(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "CPOD_MIN_FREE_SPACE (-min-free-space): \"64MB\"") {
+		t.Errorf("64MB: %v", err)
+	}
+	realOnly := map[string]string{
+		"CPOD_S3_ENDPOINT": "http://127.0.0.1:9000", "CPOD_S3_ACCESS_KEY": "k", "CPOD_S3_SECRET_KEY": "s",
+		"CPOD_MONGO_URI": "mongodb://127.0.0.1:27017", "CPOD_REDIS_URL": "redis://127.0.0.1:6379", "CPOD_MIN_FREE_SPACE": "1GiB",
+	}
+	if _, err := parseConfig(nil, envFunc(realOnly), io.Discard); err == nil || !strings.Contains(err.Error(), "CPOD_MIN_FREE_SPACE (-min-free-space) is set but no embedded backend") {
+		t.Errorf("with real backends only: %v", err)
+	}
 }
 
 // TestConfigEngineBounds: the engine's S3 bound, stale-if-error window and
@@ -278,6 +316,9 @@ func TestConfigProblems(t *testing.T) {
 		{"tls cert without key", []string{"-tls-cert-file", "/c.pem"}, nil, "CPOD_TLS_CERT_FILE (-tls-cert-file) and CPOD_TLS_KEY_FILE (-tls-key-file) must be set together"},
 		{"bad public url", nil, map[string]string{"CPOD_PUBLIC_URL": "api.example.com"}, "CPOD_PUBLIC_URL (-public-url) must be an absolute http(s) URL"},
 		{"bad bool", nil, map[string]string{"CPOD_S3_ENDPOINT": "http://h:1", "CPOD_S3_ACCESS_KEY": "k", "CPOD_S3_SECRET_KEY": "s", "CPOD_S3_CREATE_BUCKET": "yes please"}, "CPOD_S3_CREATE_BUCKET (-s3-create-bucket) must be true or false"},
+		{"mongo without redis", nil, map[string]string{"CPOD_MONGO_URI": "mongodb://db:27017/"}, "CPOD_MONGO_URI (-mongo-uri) needs a Redis for kv as well"},
+		{"redis without mongo", nil, map[string]string{"CPOD_REDIS_URL": "redis://127.0.0.1:6379"}, "CPOD_REDIS_URL (-redis-url) needs CPOD_MONGO_URI (-mongo-uri) as well"},
+		{"redis addrs without mongo", nil, map[string]string{"CPOD_REDIS_ADDRS": "r1:6379,r2:6379"}, "CPOD_REDIS_ADDRS (-redis-addrs) needs CPOD_MONGO_URI (-mongo-uri) as well"},
 		{"brace in redis prefix", nil, map[string]string{"CPOD_REDIS_KEY_PREFIX": "a{b}"}, "CPOD_REDIS_KEY_PREFIX (-redis-key-prefix) must be non-empty without '{' or '}'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,7 +342,7 @@ func TestConfigProblems(t *testing.T) {
 // TestConfigAllProblemsAtOnce: the operator sees every problem in one run.
 func TestConfigAllProblemsAtOnce(t *testing.T) {
 	t.Parallel()
-	_, err := parseConfig([]string{"-addr", "x", "-log-format", "xml"}, envFunc(map[string]string{"CPOD_MONGO_URI": "mysql://x"}), io.Discard)
+	_, err := parseConfig([]string{"-addr", "x", "-log-format", "xml"}, envFunc(map[string]string{"CPOD_MONGO_URI": "mysql://x", "CPOD_REDIS_URL": "redis://127.0.0.1:6379"}), io.Discard)
 	var ce *configError
 	if !errors.As(err, &ce) || len(ce.problems) != 3 {
 		t.Fatalf("err = %v, want 3 problems", err)

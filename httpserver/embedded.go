@@ -15,6 +15,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	storage "github.com/cpod/storage"
 )
 
 // Files of the data directory.
@@ -133,6 +135,10 @@ type backends struct {
 	Mongo  *mongo.Database // or SQL
 	SQL    *sql.DB
 	Redis  redis.UniversalClient
+	// ReadyChecks are the engine's extra /readyz checks: "disk", the free
+	// space of the data directory, when an embedded backend keeps its data
+	// there.
+	ReadyChecks map[string]storage.ReadyCheck
 	// Kinds describe each backend for the startup log, such as
 	// "embedded S3 on the filesystem in ... (persistent)"; never an address
 	// with credentials.

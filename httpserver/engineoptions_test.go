@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/golang-jwt/jwt/v5"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -134,7 +135,8 @@ func TestDocumentsLayoutSetting(t *testing.T) {
 	t.Parallel()
 	uri, database, db := documentsMongo(t)
 	dataDir := filepath.Join(t.TempDir(), "cpod-data")
-	env := []string{"CPOD_MONGO_URI=" + uri, "CPOD_MONGO_DATABASE=" + database}
+	// MongoDB goes with a Redis (kv).
+	env := []string{"CPOD_MONGO_URI=" + uri, "CPOD_MONGO_DATABASE=" + database, "CPOD_REDIS_URL=redis://" + miniredis.RunT(t).Addr() + "/0"}
 
 	srv := startServerEnv(t, env, dataDir, "-documents-layout", "single")
 	token := setupApp(t, srv, dataDir)

@@ -3,10 +3,9 @@
 //	go run ./httpserver
 //
 // With no configuration it listens on 127.0.0.1:8080 and keeps its data under
-// ./cpod-data: files in an embedded S3 (files on disk), documents in an
-// embedded FerretDB on SQLite, kv values in an in-memory miniredis saved to a
-// snapshot on a graceful stop (package embedded runs all three). On first
-// start it generates a token-signing secret,
+// ./cpod-data: files in an embedded S3 (files on disk), documents, apps and
+// kv values in the embedded SQLite store (cpod.db; package embedded runs
+// both). On first start it generates a token-signing secret,
 // a URL-signing key and an admin token in the data directory.
 //
 //	go run ./httpserver token --tenant t1 --app app-demo --user u1 --scope storage.private.read,storage.private.write,storage.user.read,storage.user.write
@@ -165,12 +164,14 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		CORSOrigins:     cfg.CORSOrigins,
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
+		RateLimit:       cfg.RateLimit,
 		BackendTimeout:  cfg.BackendTimeout,
 		S3Timeout:       cfg.S3Timeout,
 		AppCacheTTL:     cfg.AppCacheTTL,
 		AppStaleIfError: cfg.AppStaleIfError,
 		Logger:          log.With("component", "storage"),
 		Metrics:         metricsRegisterer(registry),
+		ReadyChecks:     s.backends.ReadyChecks,
 	})
 	if err != nil {
 		return nil, err
@@ -234,9 +235,6 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	for _, k := range kinds {
 		s.log.Info("backend", "store", k, "backend", s.backends.Kinds[k])
 	}
-	if s.cfg.embeddedRedis() {
-		s.log.Warn("kv values live in memory: the embedded Redis saves them on a graceful stop and every 30s, so a crash (SIGKILL) loses up to 30s of kv writes; set CPOD_REDIS_URL for a real Redis")
-	}
 	if len(generated) > 0 {
 		s.log.Info("generated secrets in the data directory (0600 files)", "data_dir", s.cfg.DataDir, "files", strings.Join(generated, ","))
 	}
@@ -245,6 +243,13 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	}
 	if hostFromRequests(s.cfg, s.ln.Addr()) {
 		s.log.Warn("listening beyond loopback without a public URL: signed download URLs take their host from each request's Host header, which the client chooses; set CPOD_PUBLIC_URL (-public-url) to the URL clients reach", "addr", s.ln.Addr().String())
+	}
+	if check := s.backends.ReadyChecks["disk"]; check != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.BackendTimeout)
+		if _, err := check(ctx); err != nil {
+			s.log.Warn("/readyz answers 503 until the data directory's disk has more free space: "+err.Error()+"; free some, or lower the floor with CPOD_MIN_FREE_SPACE (-min-free-space)", "data_dir", s.cfg.DataDir)
+		}
+		cancel()
 	}
 	if s.metricsLn != nil {
 		s.log.Info("metrics listening", "addr", s.metricsLn.Addr().String(), "url", "http://"+s.metricsLn.Addr().String()+"/metrics")
@@ -363,7 +368,7 @@ func (s *server) serve(signals chan os.Signal) int {
 }
 
 // stopBackends stops the backends: by the shutdown deadline after a signal
-// (at once after a second one; the kv snapshot is written all the same), or
+// (at once after a second one), or
 // within 10 s after a failed start.
 func (s *server) stopBackends() {
 	if s.backends != nil {

@@ -71,9 +71,7 @@ func (s *syncBuffer) String() string {
 // no secret.
 func TestMountedEngine(t *testing.T) {
 	srv := cpodtest.NewServer(t)
-	if srv.Mongo == nil {
-		t.Skip("this example mounts the engine on MongoDB, Redis and S3; the test server runs on the SQLite store (CPODTEST_STORE=sqlite)")
-	}
+	productionStores(t, srv)
 
 	// The listener exists before the handler, so the public URL is known.
 	ts := httptest.NewUnstartedServer(nil)
@@ -313,6 +311,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 // and talks to the S3 and Redis fakes of a cpodtest server through them.
 func TestConnect(t *testing.T) {
 	srv := cpodtest.NewServer(t)
+	productionStores(t, srv)
 	env := fullEnv()
 	env["CPOD_S3_ENDPOINT"] = srv.S3.EndpointURL().String()
 	env["CPOD_S3_ACCESS_KEY"], env["CPOD_S3_SECRET_KEY"] = "cpodtest", "cpodtest-secret"
@@ -387,5 +386,15 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := redactURL("no secret here", "mongodb://db:27017"); got != "no secret here" {
 		t.Errorf("message without user info changed: %q", got)
+	}
+}
+
+// productionStores skips a test of this program, which mounts the engine
+// on MongoDB and Redis, when the cpodtest server runs on the embedded
+// SQLite store (CPODTEST_STORE=sqlite) and has neither.
+func productionStores(t *testing.T, srv *cpodtest.Server) {
+	t.Helper()
+	if srv.Mongo == nil || srv.Redis == nil {
+		t.Skip("this program mounts the engine on MongoDB and Redis; the cpodtest server runs on the SQLite store")
 	}
 }

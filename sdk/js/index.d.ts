@@ -639,7 +639,10 @@ export type CpodErrorCode =
   | 'expired'
   | 'invalid_signature'
   | 'backend_unavailable'
-  | 'internal';
+  | 'internal'
+  /** 507: the server is out of space (a full disk); the write stored nothing. No Retry-After. */
+  | 'insufficient_storage'
+  | 'rate_limited';
 
 /**
  * The one error of the SDK: every non-2xx answer of the engine, and every
@@ -663,6 +666,10 @@ export declare class CpodError extends Error {
   readonly detail: string;
   /** X-Request-Id of the answer: the engine logs the call under it. */
   readonly requestId: string | null;
-  /** Seconds to wait before retrying, from Retry-After (sent with 503 `backend_unavailable`). */
+  /**
+   * Seconds to wait before retrying, from Retry-After: sent with 503
+   * `backend_unavailable`, and with 429 `rate_limited` (the tenant, or its
+   * app within the tenant, is over the server's rate limit; nothing was done).
+   */
   readonly retryAfter: number | null;
 }

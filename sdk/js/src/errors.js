@@ -26,7 +26,7 @@ export class CpodError extends Error {
     this.detail = message;
     /** X-Request-Id of the answer, to find the call in the engine's log. */
     this.requestId = requestId;
-    /** Seconds to wait before retrying, from Retry-After (sent with 503). */
+    /** Seconds to wait before retrying, from Retry-After (sent with 503 and 429). */
     this.retryAfter = retryAfter;
   }
 }
@@ -62,6 +62,7 @@ const statusCodes = /** @type {Record<number, string>} */ ({
   401: 'invalid_token',
   409: 'conflict',
   413: 'too_large',
+  429: 'rate_limited',
   500: 'internal',
   503: 'backend_unavailable',
 });

@@ -207,7 +207,7 @@ function errors(e: unknown): void {
     const code: CpodErrorCode | string = e.code;
     const id: string | null = e.requestId;
     const retry: number | null = e.retryAfter;
-    if (e.code === 'not_integer' || e.code === 'backend_unavailable') void [status, code, id, retry, e.detail, e.message];
+    if (e.code === 'not_integer' || e.code === 'backend_unavailable' || e.code === 'insufficient_storage') void [status, code, id, retry, e.detail, e.message];
   }
 }
 
