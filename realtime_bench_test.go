@@ -186,6 +186,7 @@ func BenchmarkChangesIdleStreams(b *testing.B) {
 		rssAfter := rssKiB()
 		inuse := func(m runtime.MemStats) float64 { return float64(m.HeapInuse + m.StackInuse) }
 		b.ReportMetric((inuse(after)-inuse(before))/float64(n)/1024, "KiB-heap+stack/stream")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/float64(n)/1024, "KiB-stack/stream")
 		b.ReportMetric(float64(rssAfter-rssBefore)/float64(n), "KiB-rss/stream")
 		b.ReportMetric(float64(runtime.NumGoroutine())/float64(n), "goroutines/stream")
 		for _, c := range append(conns, first) {
