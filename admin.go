@@ -76,6 +76,7 @@ func (e *Engine) handleEraseTenant(c *call) error {
 // finishes it.
 func (e *Engine) answerErase(c *call, prefix string) error {
 	n, err := e.erase(c.ctx, prefix, eraseOptions{})
+	e.erased(c, prefix)
 	if err != nil {
 		ee := toError(err)
 		cp := *ee

@@ -63,6 +63,7 @@ const corsMaxAge = 3600
 var corsRequestHeaders = []string{
 	"Authorization", "Content-Type", "Range", "If-Match", "If-None-Match",
 	"If-Modified-Since", "If-Unmodified-Since", "If-Range", "X-Request-Id",
+	"Last-Event-ID", // change feeds resume (realtime.go)
 }
 
 // corsExposedHeaders are the response headers a browser app may read.

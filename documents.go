@@ -772,6 +772,7 @@ func (d *documents) handleSet(c *call) error {
 	if err := d.store.put(ctx, t, key, v, cond, g); err != nil {
 		return err
 	}
+	d.docChanged(c, t, key, v.json, g)
 	setETag(c, g)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
 }
@@ -807,6 +808,7 @@ func (d *documents) handleDelete(c *call) error {
 	if err := d.store.remove(ctx, t, key, cond); err != nil {
 		return err
 	}
+	d.docChanged(c, t, key, nil, docTag{})
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -970,9 +972,11 @@ func (d *documents) handleBatch(c *call) error {
 		}
 	}
 	if valid > 0 {
-		if err := d.store.batch(c.ctx, c.reqID, t, ops, newTag(d.e.now())); err != nil {
+		g := newTag(d.e.now())
+		if err := d.store.batch(c.ctx, c.reqID, t, ops, g); err != nil {
 			return err
 		}
+		d.batchChanged(c, t, ops, g)
 	}
 	res := struct {
 		Succeeded int           `json:"succeeded"`

@@ -412,6 +412,7 @@ func (d *documents) handlePatch(c *call) error {
 	if err != nil {
 		return err
 	}
+	d.docChanged(c, t, key, v.json, g)
 	setETag(c, g)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
 }

@@ -722,6 +722,7 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	if st, err := e.cfg.S3.StatObject(ctx, e.cfg.Bucket, key, minio.StatObjectOptions{}); err == nil && st.Size == n {
 		res.ETag, res.LastModified = quoteETag(st.ETag), jsonTime(st.LastModified)
 	}
+	e.fileChanged(c, key, name, res.Size, res.ETag)
 	return c.json(http.StatusOK, res)
 }
 
@@ -1161,6 +1162,7 @@ func (e *Engine) handleFileDelete(c *call) error {
 			return err
 		}
 	}
+	e.fileChanged(c, loc.Key, c.params["path"], -1, "")
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

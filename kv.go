@@ -123,6 +123,7 @@ func (e *Engine) handleKVSet(c *call) error {
 	if err := e.kv.set(ctx, k, value, ttl, kvCond{ifAbsent: ifAbsent, hasValue: hasIfValue, ifValue: ifValue}); err != nil {
 		return err
 	}
+	e.kvSet(c, k, value)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -290,6 +291,7 @@ func (e *Engine) handleKVIncr(c *call) error {
 	if err != nil {
 		return err
 	}
+	e.kvSet(c, k, strconv.FormatInt(n, 10))
 	return c.json(http.StatusOK, struct {
 		Value int64 `json:"value"`
 	}{n})
@@ -337,6 +339,7 @@ func (e *Engine) handleKVDel(c *call) error {
 	if err := e.kv.remove(ctx, k, kvCond{hasValue: hasIfValue, ifValue: ifValue}); err != nil {
 		return err
 	}
+	e.kvDeleted(c, k)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -375,6 +378,7 @@ func (e *Engine) handleKVExpire(c *call) error {
 	if !found {
 		return errorf(CodeNotFound, "no such key")
 	}
+	e.kvTTLChanged(c, k)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

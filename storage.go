@@ -259,6 +259,13 @@ type Limits struct {
 	// Config.BackendTimeout, then 503 backend_unavailable. Default
 	// 128 MiB.
 	MaxBodyMemory int64
+
+	// MaxStreamsPerTenant caps the change feeds (realtime.go) one tenant
+	// has open on one engine, MaxStreams those of the engine; over either
+	// a new one is 429 rate_limited. Each replica counts its own.
+	// Defaults 100 and 10000.
+	MaxStreamsPerTenant int
+	MaxStreams          int
 }
 
 func (l *Limits) setDefaults() {
@@ -286,6 +293,8 @@ func (l *Limits) setDefaults() {
 	def(&l.MaxBatchOps, 500)
 	def(&l.MaxQueryLimit, 1000)
 	def(&l.MaxListLimit, 1000)
+	def(&l.MaxStreamsPerTenant, defaultMaxStreamsPerTenant)
+	def(&l.MaxStreams, defaultMaxStreams)
 	if l.BodyGrace <= 0 {
 		l.BodyGrace = 20 * time.Second
 	}
@@ -317,6 +326,7 @@ type Engine struct {
 	sql         *sqlStore        // Config.SQL; nil on MongoDB
 	kv          kvStore          // Redis, or SQLite with Config.SQL
 	limiter     *rateLimiter     // nil without Config.RateLimit
+	rt          *realtime        // the change feeds (realtime.go)
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -470,6 +480,8 @@ func New(cfg Config) (*Engine, error) {
 		route{method: "OPTIONS", pattern: "/v1/openapi.json", handle: e.handleOpenAPIPreflight},
 	)
 	e.routes = append(e.routes, e.appsRoutes()...)
+	e.rt = e.newRealtime()
+	e.routes = append(e.routes, e.realtimeRoutes()...) // before kv, files and documents: see realtime.go
 	e.routes = append(e.routes, e.kvRoutes()...)
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)

@@ -267,6 +267,9 @@ func escapePath(p string) (string, error) {
 	if p == "" {
 		return "", localError("path is empty")
 	}
+	if p == changesPath {
+		return changesEscaped, nil
+	}
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
 		if s == "" {
@@ -283,8 +286,20 @@ func escapeKey(what, k string) (string, error) {
 	if k == "" {
 		return "", localError(what + " is empty")
 	}
+	if k == changesPath && what != "collection name" {
+		return changesEscaped, nil
+	}
 	return escapeSegment(k), nil
 }
+
+// A document key, kv key or file path "changes" is sent with its first
+// letter percent-encoded: the server's GET .../changes is the change feed
+// (see Watch), and it matches the escaped path, so %63hanges reaches the
+// document, key or file. Every method sends it so, for one spelling.
+const (
+	changesPath    = "changes"
+	changesEscaped = "%63hanges"
+)
 
 // seconds converts d to whole seconds for the wire, rounding away from zero
 // so that a positive duration never becomes 0 (the server's "not given").

@@ -38,6 +38,46 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** One change of a followed collection, kv or files (see `Collection.watch`). */
+export interface ChangeEvent {
+  /** Opaque position: pass it as `lastEventId` to resume after this event. */
+  id: string;
+  /**
+   * `set` / `delete` (documents, kv), `write` / `delete` (files), or `reset`:
+   * events were missed (too old to resume, too slow a consumer, an admin
+   * erase); re-read, then keep following.
+   */
+  type: 'set' | 'delete' | 'write' | 'reset';
+  /** Document key, kv key or file path relative to the tier ('' for reset). */
+  key: string;
+  /** A set's new value: the document's JSON value, or the kv string. Absent for deletes, files, kv TTL changes and values over 16 KiB. */
+  value?: unknown;
+  /** The document's or file's new etag. */
+  etag?: string;
+  /** A written file's size in bytes. */
+  size?: number;
+}
+
+/** Options of `watch`. */
+export interface WatchOptions {
+  /** Stops following; the iterator ends, or the handle's `done` resolves. */
+  signal?: AbortSignal;
+  /** Follow one document only (collections). */
+  key?: string;
+  /** Follow only kv keys or file paths starting with this (kv, files). */
+  prefix?: string;
+  /** Resume after this event id (within the engine's retention: at least 1000 events or 10 minutes). */
+  lastEventId?: string;
+}
+
+/** What `watch(options, onEvent)` returns. */
+export interface WatchHandle {
+  /** Stops following. */
+  close(): void;
+  /** Settles once it stopped: resolves after close() or the signal, rejects with the CpodError that ended it (invalid_scope, say). */
+  done: Promise<void>;
+}
+
 /** Options of a call that addresses one tier. */
 export interface TierOptions extends CallOptions {
   /** Default `private`. */
@@ -181,6 +221,9 @@ export interface FileListing {
  * percent-encoded once; `/` separates segments.
  */
 export interface Files {
+  /** Follows a tier's file changes: write and delete events, metadata only (see `Collection.watch`). */
+  watch(options?: WatchOptions & { tier?: Tier }): AsyncIterable<ChangeEvent>;
+  watch(options: (WatchOptions & { tier?: Tier }) | undefined, onEvent: (event: ChangeEvent) => void | Promise<void>): WatchHandle;
   /** Stores `data` at `path`, replacing any file there. */
   write(path: string, data: FileData, options?: FileWriteOptions): Promise<FileWriteResult>;
   /**
@@ -399,6 +442,19 @@ export interface Db {
  * are refused before sending.
  */
 export interface Collection<T = any> {
+  /**
+   * Follows the collection's changes as they happen (Server-Sent Events
+   * over fetch). Reconnects with Last-Event-ID and a fresh token from the
+   * token function when the connection drops or the token expires; ends with
+   * a CpodError when the app loses the scope.
+   *
+   * ```ts
+   * for await (const ev of messages.watch({ signal })) console.log(ev.type, ev.key, ev.value)
+   * const h = messages.watch({}, (ev) => render(ev)); h.close()
+   * ```
+   */
+  watch(options?: WatchOptions): AsyncIterable<ChangeEvent>;
+  watch(options: WatchOptions | undefined, onEvent: (event: ChangeEvent) => void | Promise<void>): WatchHandle;
   /** Stores `value` (anything JSON.stringify accepts) under `key`, replacing any document there. */
   set(key: string, value: T, options?: CallOptions & NoDocCondition): Promise<void>;
   /**
@@ -514,6 +570,9 @@ export interface KvDelIfOptions extends CallOptions {
 export interface Kv {
   /** The same store in another tier; this one is unchanged. */
   withTier(tier: Tier): Kv;
+  /** Follows this tier's kv changes (see `Collection.watch`); a set's value is the stored string, a TTL change has none. */
+  watch(options?: WatchOptions): AsyncIterable<ChangeEvent>;
+  watch(options: WatchOptions | undefined, onEvent: (event: ChangeEvent) => void | Promise<void>): WatchHandle;
   /**
    * Stores `value` under `key`, replacing any value and TTL, and resolves to
    * `true`. A string is stored as it is, anything else as its compact JSON

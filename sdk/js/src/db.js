@@ -1,6 +1,7 @@
 // @ts-check
 import { escapeSegment } from './encode.js';
 import { CpodError, localError } from './errors.js';
+import { watch } from './watch.js';
 
 /** @typedef {import('./client.js').Transport} Transport */
 /** @typedef {import('../index.js').Tier} Tier */
@@ -62,6 +63,18 @@ export class Collection {
   /** @param {string} key */
   #doc(key) {
     return this.#path + '/' + escapeSegment('document key', key);
+  }
+
+  /**
+   * watch follows the collection's changes (set and delete events; reset
+   * when events were missed): an async iterable without onEvent, else a
+   * handle { close(), done }. See watch.js.
+   * @param {import('../index.js').WatchOptions} [options]
+   * @param {(event: import('../index.js').ChangeEvent) => void | Promise<void>} [onEvent]
+   * @returns {any}
+   */
+  watch(options = {}, onEvent) {
+    return watch(this.#t, this.#path + '/changes', { tier: this.#tier, key: options.key }, options, onEvent);
   }
 
   /**

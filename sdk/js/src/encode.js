@@ -38,6 +38,10 @@ export function escapeSegment(what, s) {
   if (!isWellFormed(s)) {
     throw localError(`${what} is not valid Unicode (it holds a lone surrogate)`);
   }
+  // A key named "changes": the engine's GET .../changes is the change feed,
+  // matched on the escaped path, so %63hanges reaches the key (as the Go
+  // client sends it). Collection names are not affected.
+  if (s === 'changes' && what !== 'collection name') return '%63hanges';
   let out = '';
   for (const b of utf8.encode(s)) {
     out += b < 128 && keep[b] ? String.fromCharCode(b) : '%' + hex[b >> 4] + hex[b & 15];

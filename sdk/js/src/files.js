@@ -1,5 +1,6 @@
 // @ts-check
 import { escapePath } from './encode.js';
+import { watch } from './watch.js';
 import { errorFromResponse, localError } from './errors.js';
 
 /** @typedef {import('./client.js').Transport} Transport */
@@ -27,6 +28,17 @@ export class Files {
   /** @param {Transport} t */
   constructor(t) {
     this.#t = t;
+  }
+
+  /**
+   * watch follows a tier's file changes (write and delete events, metadata
+   * only; see Collection.watch).
+   * @param {import('../index.js').WatchOptions & {tier?: import('../index.js').Tier}} [options]
+   * @param {(event: import('../index.js').ChangeEvent) => void | Promise<void>} [onEvent]
+   * @returns {any}
+   */
+  watch(options = {}, onEvent) {
+    return watch(this.#t, '/v1/storage/files/changes', { tier: options.tier, prefix: options.prefix }, options, onEvent);
   }
 
   /**

@@ -1,5 +1,6 @@
 // @ts-check
 import { escapeSegment } from './encode.js';
+import { watch } from './watch.js';
 import { CpodError, localError } from './errors.js';
 
 /** @typedef {import('./client.js').Transport} Transport */
@@ -32,6 +33,17 @@ export class Kv {
    */
   withTier(tier) {
     return new Kv(this.#t, tier);
+  }
+
+  /**
+   * watch follows this tier's kv changes (see Collection.watch); set events
+   * carry the stored string, a TTL change none.
+   * @param {import('../index.js').WatchOptions} [options]
+   * @param {(event: import('../index.js').ChangeEvent) => void | Promise<void>} [onEvent]
+   * @returns {any}
+   */
+  watch(options = {}, onEvent) {
+    return watch(this.#t, '/v1/storage/kv/changes', { tier: this.#tier, prefix: options.prefix }, options, onEvent);
   }
 
   /** @param {string} key */

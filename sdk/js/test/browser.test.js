@@ -114,6 +114,8 @@ test('a page on another origin uploads through an upload URL, writes, lists and 
   assert.deepEqual(out.ifMatch, [true, false]);
   assert.deepEqual(out.patched, [{ a: 2, c: 3 }, false]);
   assert.deepEqual(out.deleted, [false, true]);
+  assert.deepEqual(out.watch, [['set', 'm1', { from: 'chromium', text: 'hi' }], ['delete', 'm1', null]]);
+  assert.deepEqual(out.resumed, [['delete', 'm1']]);
 
   // What the page wrote is in the engine: Node reads it back with the same token.
   assert.equal(await new Response(await node.storage.files.read('uploads/signed.json')).text(), '{"from":"chromium"}');

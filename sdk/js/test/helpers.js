@@ -108,11 +108,12 @@ export async function startServer(args = []) {
     },
     /**
      * token mints a bearer token with `httpserver token`.
-     * @param {{tenant?: string, app: string, user?: string, scopes: string[]}} c
+     * @param {{tenant?: string, app: string, user?: string, scopes: string[], ttl?: string}} c
      */
-    token({ tenant = 't1', app, user, scopes }) {
+    token({ tenant = 't1', app, user, scopes, ttl = undefined }) {
       const args = ['token', '--data-dir', dataDir, '--tenant', tenant, '--app', app, '--scope', scopes.join(',')];
       if (user) args.push('--user', user);
+      if (ttl) args.push('--ttl', ttl);
       return execFileSync(bin, args, { env: childEnv(), encoding: 'utf8' }).trim();
     },
     /** stop ends the server (SIGTERM, then SIGKILL) and removes its data. */

@@ -74,6 +74,31 @@ try {
   const v2 = await docs.getWithEtag('v');
   out.patched = [await docs.patch('v', { b: null, c: 3 }, { ifMatch: v2.etag }), await docs.patch('v', { c: 9 }, { ifMatch: v2.etag })];
   out.deleted = [await docs.delete('v', { ifMatch: v2.etag }), await docs.delete('v', { ifMatch: (await docs.getWithEtag('v')).etag })];
+
+  // Follow a collection across origins: fetch streaming (EventSource cannot
+  // send Authorization), Last-Event-ID preflighted on a resume.
+  const chat = db.collection('chat');
+  const seen = [];
+  let wake = () => {};
+  const h = chat.watch({}, (ev) => { seen.push(ev); wake(); });
+  while (!seen.some((e) => e.key === 'ready')) {
+    await chat.set('ready', true);
+    await new Promise((r) => { wake = r; setTimeout(r, 100); });
+  }
+  seen.length = 0;
+  await chat.set('m1', { from: 'chromium', text: 'hi' });
+  await chat.delete('m1');
+  while (seen.length < 2) await new Promise((r) => { wake = r; });
+  h.close();
+  await h.done;
+  out.watch = seen.map((e) => [e.type, e.key, e.value ?? null]);
+  const resumed = [];
+  const ac = new AbortController();
+  for await (const ev of chat.watch({ lastEventId: seen[0].id, signal: ac.signal })) {
+    resumed.push([ev.type, ev.key]);
+    ac.abort();
+  }
+  out.resumed = resumed;
 } catch (e) {
   out.fatal = `${e?.name}: ${e?.message}`;
 }

@@ -1,0 +1,460 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Realtime change feeds (design.md "Realtime change feeds"): a client
+// follows a collection, its kv or its files as Server-Sent Events.
+//
+//	GET /v1/storage/db/{collection}/changes?tier=&key=
+//	GET /v1/storage/kv/changes?tier=&prefix=
+//	GET /v1/storage/files/changes?tier=&prefix=
+//
+// with Accept: text/event-stream and the tier's .read scope, authorized
+// exactly like a read. Each event is
+//
+//	id: <opaque position>
+//	event: set | delete (documents, kv), write | delete (files), reset
+//	data: {"key","value"?,"etag"?,"size"?}
+//
+// published by the engine after the backend acknowledged the write (see
+// the hubs in realtime_hub.go and realtime_redis.go). The stream ends with
+// an "error" event when the token expires (the engine's clock) or the app
+// no longer declares the scope.
+//
+// The literal "changes" routes come first in the route table, so a GET of a
+// document keyed "changes" (or of the kv key or file path "changes") on
+// these paths is a change feed. Such a document, key or file stays
+// reachable: its other methods (PUT, DELETE, HEAD, PATCH, POST) are
+// unchanged, and a GET with any letter percent-encoded
+// (/v1/storage/db/c/%63hanges) is matched against the escaped path, misses
+// the literal route and reads it; the clients do that for a key "changes".
+
+// realtimeRoutes binds the change feeds; New puts them before the other
+// storage routes.
+func (e *Engine) realtimeRoutes() []route {
+	return []route{
+		{"GET", "/v1/storage/db/{collection}/changes?tier&key", e.handleDocChanges},
+		{"GET", "/v1/storage/kv/changes?tier&prefix", e.handleKVChanges},
+		{"GET", "/v1/storage/files/changes?tier&prefix", e.handleFileChanges},
+	}
+}
+
+// Defaults of the stream limits (Limits.MaxStreamsPerTenant, MaxStreams).
+const (
+	defaultMaxStreamsPerTenant = 100
+	defaultMaxStreams          = 10000
+	// rtHeartbeat is the default interval of heartbeat comments (design:
+	// at least every 15 s).
+	rtHeartbeat = 10 * time.Second
+	// rtCheck is how often a stream checks its token's expiry (on the
+	// engine's clock) and the app's scopes (cached for AppCacheTTL).
+	rtCheck = time.Second
+	// rtWriteTimeout drops a client that takes no bytes for this long.
+	rtWriteTimeout = 30 * time.Second
+)
+
+// realtime is the engine's change-feed state: its hub, the stream counts
+// and the shared tick that wakes every stream for its checks.
+type realtime struct {
+	hub       rtHub
+	heartbeat time.Duration
+	check     time.Duration
+
+	mu       sync.Mutex
+	total    int
+	byTenant map[string]int
+
+	tickMu sync.Mutex
+	tickCh chan struct{}
+	ticker bool
+}
+
+// newRealtime picks the hub: in process on the embedded store (shared by
+// every engine over the same database), Redis Streams otherwise.
+func (e *Engine) newRealtime() *realtime {
+	rt := &realtime{heartbeat: rtHeartbeat, check: rtCheck, byTenant: map[string]int{}}
+	if e.cfg.SQL != nil || e.cfg.Redis == nil {
+		rt.hub = memHubFor(e.cfg.SQL)
+	} else {
+		rt.hub = newRedisHub(e.cfg.Redis, e.cfg.RedisKeyPrefix, e.cfg.BackendTimeout, e.log)
+	}
+	return rt
+}
+
+// tick returns a channel closed at the next check: one timer for all the
+// streams of the engine, however many.
+func (rt *realtime) tick() <-chan struct{} {
+	rt.tickMu.Lock()
+	defer rt.tickMu.Unlock()
+	if rt.tickCh == nil {
+		rt.tickCh = make(chan struct{})
+	}
+	if !rt.ticker {
+		rt.ticker = true
+		go func() {
+			for {
+				time.Sleep(rt.check)
+				rt.tickMu.Lock()
+				close(rt.tickCh)
+				rt.tickCh = make(chan struct{})
+				rt.mu.Lock()
+				idle := rt.total == 0
+				rt.mu.Unlock()
+				if idle {
+					rt.ticker = false
+				}
+				rt.tickMu.Unlock()
+				if idle {
+					return
+				}
+			}
+		}()
+	}
+	return rt.tickCh
+}
+
+// acquire takes a stream slot of the tenant: 429 rate_limited over
+// Limits.MaxStreamsPerTenant or Limits.MaxStreams.
+func (rt *realtime) acquire(c *call, tenant string, l *Limits) (func(), error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.byTenant[tenant] >= l.MaxStreamsPerTenant || rt.total >= l.MaxStreams {
+		c.w.Header().Set("Retry-After", "1")
+		return nil, errorf(CodeRateLimited, "too many change streams open: at most %d per tenant and %d per server", l.MaxStreamsPerTenant, l.MaxStreams)
+	}
+	rt.byTenant[tenant]++
+	rt.total++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			rt.mu.Lock()
+			defer rt.mu.Unlock()
+			rt.total--
+			if rt.byTenant[tenant]--; rt.byTenant[tenant] <= 0 {
+				delete(rt.byTenant, tenant)
+			}
+		})
+	}, nil
+}
+
+// Topics (see rtHub).
+func docTopic(loc, coll string) string { return "d|" + loc + coll }
+func kvTopic(loc string) string        { return "k|" + loc }
+func fileTopic(loc string) string      { return "f|" + loc }
+
+// feed is what a change stream follows.
+type feed struct {
+	topic  string
+	tier   Tier
+	id     Identity
+	key    string // documents: only this key, when set
+	prefix string // kv, files: only keys with this prefix
+}
+
+func (f feed) wants(ev rtEvent) bool {
+	switch {
+	case ev.typ == "reset":
+		return true
+	case f.key != "":
+		return ev.key == f.key
+	default:
+		return strings.HasPrefix(ev.key, f.prefix)
+	}
+}
+
+func (e *Engine) handleDocChanges(c *call) error {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return err
+	}
+	coll := c.params["collection"]
+	if err := validCollection(coll); err != nil {
+		return err
+	}
+	key, given, err := queryValue(c.r, "key")
+	if err != nil {
+		return err
+	}
+	if given {
+		if err := validDocKey(key); err != nil {
+			return err
+		}
+	}
+	loc, err := Resolve(id, tier, coll)
+	if err != nil {
+		return err
+	}
+	return e.stream(c, feed{topic: docTopic(loc.Prefix, coll), tier: tier, id: id, key: key})
+}
+
+func (e *Engine) handleKVChanges(c *call) error {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return err
+	}
+	prefix, err := queryParam(c.r, "prefix")
+	if err != nil {
+		return err
+	}
+	if len(prefix) > maxKVKey || !validText(prefix) {
+		return errorf(CodeInvalidRequest, "a kv prefix must be at most %d bytes of UTF-8 without control characters", maxKVKey)
+	}
+	loc, err := Resolve(id, tier, "")
+	if err != nil {
+		return err
+	}
+	return e.stream(c, feed{topic: kvTopic(loc.Prefix), tier: tier, id: id, prefix: prefix})
+}
+
+func (e *Engine) handleFileChanges(c *call) error {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return err
+	}
+	prefix, err := queryParam(c.r, "prefix")
+	if err != nil {
+		return err
+	}
+	if err := checkListPrefix(prefix); err != nil {
+		return err
+	}
+	loc, err := Resolve(id, tier, "")
+	if err != nil {
+		return err
+	}
+	return e.stream(c, feed{topic: fileTopic(loc.Prefix), tier: tier, id: id, prefix: prefix})
+}
+
+// acceptsEventStream reports whether the Accept header lists
+// text/event-stream (with a q above 0).
+func acceptsEventStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt != "text/event-stream" {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// stream serves one change feed until the client leaves, the token
+// expires or the app loses the scope.
+func (e *Engine) stream(c *call, f feed) error {
+	if !acceptsEventStream(c.r) {
+		return errorf(CodeInvalidRequest, `this is a change feed: send Accept: text/event-stream (to read a document, kv key or file named "changes", percent-encode a letter of it, such as %%63hanges)`)
+	}
+	// The token's expiry, for the error event that ends the stream.
+	tok, _ := bearer(c.r)
+	exp := e.verifier.expiry(tok)
+	var after *rtPos
+	last := c.r.Header.Get("Last-Event-ID")
+	resetFirst := false
+	if last != "" {
+		if p, ok := parsePos(last); ok {
+			after = &p
+		} else {
+			resetFirst = true // not an id this engine gave: re-read
+		}
+	}
+	release, err := e.rt.acquire(c, f.id.Tenant, &e.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := e.backendCtx(c)
+	sub, backlog, tooOld, err := e.rt.hub.subscribe(ctx, f.topic, after)
+	cancel()
+	if err != nil {
+		return rtUnavailable(err)
+	}
+	defer sub.done()
+
+	h := c.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	c.w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(c.w)
+	// A stream has no request body and may last hours: no read deadline
+	// (a server's, or a middleware's such as httpserver's I/O timeout,
+	// would end it); a client that stops taking bytes is dropped by the
+	// write deadline of each event instead. Nothing is left behind for a
+	// next request on the connection.
+	_ = rc.SetReadDeadline(time.Time{})
+	defer rc.SetWriteDeadline(time.Time{})
+	w := &sseWriter{w: c.w, rc: rc}
+	w.comment("ok")
+
+	var sent rtPos // the newest event sent: live events up to it are repeats
+	if after != nil {
+		sent = *after
+	}
+	if tooOld || resetFirst {
+		sent = sub.resync()
+		w.event(sent, "reset", []byte("{}"))
+	}
+	for _, ev := range backlog {
+		if f.wants(ev) {
+			w.event(ev.pos, ev.typ, ev.data)
+		}
+		sent = ev.pos
+	}
+	if w.err != nil {
+		return nil
+	}
+	scope := Scope(f.tier, Read)
+	beats := int(e.rt.heartbeat / e.rt.check)
+	if beats < 1 {
+		beats = 1
+	}
+	ticks := 0
+	for {
+		tick := e.rt.tick()
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case ev := <-sub.ch:
+			if sent.less(ev.pos) {
+				sent = ev.pos
+				if f.wants(*ev) {
+					w.event(ev.pos, ev.typ, ev.data)
+				}
+			}
+		case <-sub.wake:
+			if sub.lagged.Load() {
+				// Fell behind by more than its buffer: start over from now.
+				sent = sub.resync()
+				w.event(sent, "reset", []byte("{}"))
+			}
+		case <-tick:
+			ticks++
+			if code, msg := e.streamRevoked(c.ctx, f, exp, scope); code != "" {
+				w.errorEvent(code, msg)
+				return nil
+			}
+			if ticks%beats == 0 {
+				w.comment("")
+			}
+		}
+		if w.err != nil {
+			return nil // the client is gone
+		}
+	}
+}
+
+// streamRevoked reports why a stream must end: its token expired (on the
+// engine's clock, with the verifier's leeway), or the app no longer
+// declares the scope or is gone. A failing registry does not end it.
+func (e *Engine) streamRevoked(ctx context.Context, f feed, exp time.Time, scope string) (Code, string) {
+	if !exp.IsZero() && !e.now().Before(exp.Add(e.verifier.leeway)) {
+		return CodeInvalidToken, "the token expired: reconnect with a fresh token"
+	}
+	app, err := e.apps.lookup(ctx, f.id.App)
+	if err != nil {
+		if ee := toError(err); ee.Code == CodeInvalidToken {
+			return ee.Code, ee.Message
+		}
+		return "", ""
+	}
+	if !app.declares(scope) {
+		return CodeInvalidScope, "app " + strconv.Quote(f.id.App) + " no longer declares the scope " + scope
+	}
+	return "", ""
+}
+
+// expiry returns the expiry of a token that verify accepted (zero if it
+// cannot tell).
+func (v *verifier) expiry(raw string) time.Time {
+	if v.cache != nil {
+		if t, ok := v.cache.Get(tokenSum(raw)); ok {
+			return t.exp
+		}
+	}
+	t, err := v.parse(raw)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.exp
+}
+
+// sseWriter writes Server-Sent Events and flushes each; the first failed
+// write is kept in err and ends the stream.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+	err error
+}
+
+func (s *sseWriter) flush() {
+	if s.err != nil {
+		return
+	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(rtWriteTimeout))
+	if _, err := s.w.Write(s.buf); err != nil {
+		s.err = err
+	} else if err := s.rc.Flush(); err != nil {
+		s.err = err
+	}
+	s.buf = s.buf[:0]
+}
+
+func (s *sseWriter) event(pos rtPos, typ string, data []byte) {
+	s.buf = append(s.buf, "id: "...)
+	s.buf = append(s.buf, pos.String()...)
+	s.buf = append(s.buf, "\nevent: "...)
+	s.buf = append(s.buf, typ...)
+	s.buf = append(s.buf, "\ndata: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
+	s.flush()
+}
+
+func (s *sseWriter) comment(text string) {
+	s.buf = append(s.buf, ':')
+	if text != "" {
+		s.buf = append(s.buf, ' ')
+		s.buf = append(s.buf, text...)
+	}
+	s.buf = append(s.buf, "\n\n"...)
+	s.flush()
+}
+
+func (s *sseWriter) errorEvent(code Code, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": string(code), "message": msg})
+	s.buf = append(s.buf, "event: error\ndata: "...)
+	s.buf = append(s.buf, b...)
+	s.buf = append(s.buf, "\n\n"...)
+	s.flush()
+}
+
+// rtUnavailable is a hub failure as the one error type.
+func rtUnavailable(err error) error {
+	var ee *Error
+	if errors.As(err, &ee) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Code: CodeBackendUnavailable, Message: "the client left", Err: err}
+	}
+	return &Error{Code: CodeBackendUnavailable, Message: "the change feed is unavailable", Err: err, backend: "redis"}
+}
