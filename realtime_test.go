@@ -309,7 +309,9 @@ func TestChangesResume(t *testing.T) {
 			if got == n {
 				break
 			}
-			if rand.IntN(2) == 0 {
+			// A drop before the first event leaves no id to resume from
+			// (what is written meanwhile is lost, by design): drop later.
+			if last != "" && rand.IntN(2) == 0 {
 				s.close()
 				write(got + rand.IntN(5))
 				s = follow(t, srv, "/v1/storage/db/c/changes", tok, last)
