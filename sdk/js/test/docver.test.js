@@ -199,14 +199,17 @@ function engineSuite(name, args) {
   });
 }
 
-engineSuite('document versions (embedded FerretDB)', []);
-if (process.env.CPODTEST_MONGO_URI) {
+engineSuite('document versions (embedded SQLite store)', []);
+// MongoDB and Redis go together (the server refuses one without the other).
+if (process.env.CPODTEST_MONGO_URI && process.env.CPODTEST_REDIS_URL) {
   engineSuite('document versions (CPODTEST_MONGO_URI)', [
     '-mongo-uri', process.env.CPODTEST_MONGO_URI,
     '-mongo-database', 'cpod_sdk_js_test',
+    '-redis-url', process.env.CPODTEST_REDIS_URL,
+    '-redis-key-prefix', `cpod-sdk-js-docver-${randomUUID().slice(0, 8)}:`,
   ]);
 } else {
-  test('document versions (CPODTEST_MONGO_URI)', { skip: 'CPODTEST_MONGO_URI is not set' }, () => {});
+  test('document versions (CPODTEST_MONGO_URI)', { skip: 'CPODTEST_MONGO_URI and CPODTEST_REDIS_URL are not both set' }, () => {});
 }
 
 describe('document conditions on the wire', () => {

@@ -207,14 +207,17 @@ function engineSuite(name, args) {
   });
 }
 
-engineSuite('kv conditions (embedded miniredis)', []);
-if (process.env.CPODTEST_REDIS_URL) {
+engineSuite('kv conditions (embedded SQLite store)', []);
+// MongoDB and Redis go together (the server refuses one without the other).
+if (process.env.CPODTEST_REDIS_URL && process.env.CPODTEST_MONGO_URI) {
   engineSuite('kv conditions (real Redis)', [
     '-redis-url', process.env.CPODTEST_REDIS_URL,
     '-redis-key-prefix', `cpod-sdk-js-test-${randomUUID().slice(0, 8)}:`,
+    '-mongo-uri', process.env.CPODTEST_MONGO_URI,
+    '-mongo-database', 'cpod_sdk_js_kv_test',
   ]);
 } else {
-  test('kv conditions (real Redis)', { skip: 'CPODTEST_REDIS_URL is not set' }, () => {});
+  test('kv conditions (real Redis)', { skip: 'CPODTEST_REDIS_URL and CPODTEST_MONGO_URI are not both set' }, () => {});
 }
 
 describe('kv conditions on the wire', () => {
