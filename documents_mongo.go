@@ -60,14 +60,7 @@ func (m mongoDocs) put(ctx context.Context, t target, key string, v docValue, co
 		return err
 	}
 	if cond.ifMatch {
-		return d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (matched bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, filter, w.set)
-				matched = err == nil && res.MatchedCount > 0
-				return err
-			})
-			return matched, err
-		})
+		return d.conditional(ctx, pc, b, t, key, cond, d.updateWhere(ctx, pc, b, w.set))
 	}
 	release, err := d.slot(ctx, b)
 	if err != nil {
@@ -109,14 +102,7 @@ func (m mongoDocs) remove(ctx context.Context, t target, key string, cond docCon
 		return err
 	}
 	if cond.ifMatch {
-		return d.conditional(ctx, pc, b, t, key, cond, func(filter bson.D) (deleted bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.DeleteOne(ctx, filter)
-				deleted = err == nil && res.DeletedCount > 0
-				return err
-			})
-			return deleted, err
-		})
+		return d.conditional(ctx, pc, b, t, key, cond, d.deleteWhere(ctx, pc, b))
 	}
 	if useClaims(b) {
 		return d.claimedDelete(ctx, pc, b, t, key)
@@ -161,14 +147,7 @@ func (m mongoDocs) patch(ctx context.Context, t target, key string, cond docCond
 		if err != nil {
 			return docValue{}, docTag{}, err
 		}
-		matched, err := d.versionedWrite(ctx, pc, b, t, key, tag, func(filter bson.D) (matched bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.UpdateMany(ctx, filter, w.set)
-				matched = err == nil && res.MatchedCount > 0
-				return err
-			})
-			return matched, err
-		})
+		matched, err := d.versionedWrite(ctx, pc, b, t, key, tag, d.updateWhere(ctx, pc, b, w.set))
 		if err != nil && !errors.Is(err, errClaimed) { // claimed: another writer is ahead, merge again
 			return docValue{}, docTag{}, translateDocsError("documents patch", err)
 		}
@@ -272,6 +251,33 @@ func (m mongoDocs) ping(ctx context.Context) error {
 	return err
 }
 
+// updateWhere is a versioned write's update (see versionedWrite): set the
+// document that filter matches, in a write slot; it reports whether one
+// matched.
+func (d *documents) updateWhere(ctx context.Context, pc *mongo.Collection, b docsBackend, set bson.D) func(bson.D) (bool, error) {
+	return func(filter bson.D) (matched bool, err error) {
+		err = d.withSlot(ctx, b, func() error {
+			res, err := pc.UpdateMany(ctx, filter, set)
+			matched = err == nil && res.MatchedCount > 0
+			return err
+		})
+		return matched, err
+	}
+}
+
+// deleteWhere is a versioned write's delete: delete the document that
+// filter matches, in a write slot; it reports whether one was deleted.
+func (d *documents) deleteWhere(ctx context.Context, pc *mongo.Collection, b docsBackend) func(bson.D) (bool, error) {
+	return func(filter bson.D) (deleted bool, err error) {
+		err = d.withSlot(ctx, b, func() error {
+			res, err := pc.DeleteOne(ctx, filter)
+			deleted = err == nil && res.DeletedCount > 0
+			return err
+		})
+		return deleted, err
+	}
+}
+
 // claimedOverwrite updates an existing document on FerretDB as a
 // versioned write from the version stored: it claims that version, so it
 // serialises with conditional writers and PATCH (see put). A document
@@ -294,14 +300,7 @@ func (d *documents) claimedOverwrite(ctx context.Context, pc *mongo.Collection, 
 		} else if err != nil {
 			return translateDocsError("documents set", err)
 		} else {
-			matched, err := d.versionedWrite(ctx, pc, b, t, key, cur, func(filter bson.D) (matched bool, err error) {
-				err = d.withSlot(ctx, b, func() error {
-					res, err := pc.UpdateMany(ctx, filter, w.set)
-					matched = err == nil && res.MatchedCount > 0
-					return err
-				})
-				return matched, err
-			})
+			matched, err := d.versionedWrite(ctx, pc, b, t, key, cur, d.updateWhere(ctx, pc, b, w.set))
 			if err != nil && !errors.Is(err, errClaimed) {
 				return translateDocsError("documents set", err)
 			}
@@ -326,14 +325,7 @@ func (d *documents) claimedDelete(ctx context.Context, pc *mongo.Collection, b d
 		if err != nil {
 			return translateDocsError("documents delete", err)
 		}
-		matched, err := d.versionedWrite(ctx, pc, b, t, key, cur, func(filter bson.D) (matched bool, err error) {
-			err = d.withSlot(ctx, b, func() error {
-				res, err := pc.DeleteOne(ctx, filter)
-				matched = err == nil && res.DeletedCount > 0
-				return err
-			})
-			return matched, err
-		})
+		matched, err := d.versionedWrite(ctx, pc, b, t, key, cur, d.deleteWhere(ctx, pc, b))
 		if err != nil && !errors.Is(err, errClaimed) {
 			return translateDocsError("documents delete", err)
 		}
