@@ -16,13 +16,16 @@ import (
 // locations come from tiers.go (tenantPrefix, userPrefix, appPrefix), the
 // same functions Resolve uses, and every one ends with '/', so erasing
 // tenant "t1" or user "u1" never touches "t10" or "u10".
+//
+// New binds them last, so that the console's routes (admin_browse.go)
+// mirror the storage routes bound before them.
 func (e *Engine) adminRoutes() []route {
-	return []route{
+	return append([]route{
 		{"DELETE", "/v1/admin/tenants/{tenant}/users/{user}/data", e.handleEraseUser},
 		{"GET", "/v1/admin/tenants/{tenant}/users/{user}/export", e.handleExportUser},
 		{"DELETE", "/v1/admin/tenants/{tenant}/apps/{app}/data", e.handleEraseApp},
 		{"DELETE", "/v1/admin/tenants/{tenant}", e.handleEraseTenant},
-	}
+	}, e.adminBrowseRoutes(e.routes)...)
 }
 
 // adminIDs authorizes an admin call and returns the path ids it names,

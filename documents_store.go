@@ -69,6 +69,17 @@ type docStore interface {
 	// prefix, collection after collection in name order (a collection's
 	// documents one after another, by key).
 	scan(ctx context.Context, prefix string, each func(coll, key string, json []byte) error) error
+	// segments lists, for the admin console (admin_browse.go), the
+	// distinct names that follow prefix up to the next '/' in the
+	// locations that hold documents (prefix "", a tenant's "t/apps/" or
+	// "t/users/"), from the driver's position pos ("" from the start), at
+	// most limit and with bounded work; next is the position to go on
+	// from, "" when no more. It fails only as every method does.
+	segments(ctx context.Context, prefix, pos string, limit int) (names []string, next string, err error)
+	// collections lists the logical collections that hold documents at
+	// the location loc, after the name after, at most limit, with
+	// bounded work; next as for segments.
+	collections(ctx context.Context, loc, after string, limit int) (names []string, next string, err error)
 	// ping checks that the store answers, for /readyz.
 	ping(ctx context.Context) error
 }

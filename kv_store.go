@@ -70,6 +70,16 @@ type kvStore interface {
 	// value and its TTL; a key that expires or goes meanwhile may be left
 	// out.
 	scan(ctx context.Context, prefix string, each func(key, value string, ttl int64) error) error
+	// segments is docStore.segments over the location keys of live kv
+	// keys (admin_browse.go).
+	segments(ctx context.Context, prefix, pos string, limit int) (names []string, next string, err error)
+	// list returns the live keys under prefix (a location followed by
+	// any text) with their TTLs, from the driver's position pos ("" from
+	// the start), at most limit (on Redis, whose SCAN takes a count as a
+	// hint, a page may hold a few more) and with bounded work; next is
+	// the position to go on from, "" when no more. An invalid pos is 400
+	// invalid_cursor; otherwise it fails only as every method does.
+	list(ctx context.Context, prefix, pos string, limit int) (entries []kvEntry, next string, err error)
 	// ping checks that the store answers, for /readyz.
 	ping(ctx context.Context) error
 }

@@ -539,6 +539,10 @@ type call struct {
 	// tenant is the caller's tenant once authorized ("" before, and for
 	// the admin API): whose share of the budgets a request takes.
 	tenant string
+	// as is the location an admin route acts on (admin_browse.go): set
+	// only after the admin token was checked, it stands in for the
+	// bearer's identity and the ?tier= of the storage handler it calls.
+	as *actAs
 	// bodies is the engine's body memory budget; held what this request
 	// holds of it, given back when the request ends (see readBody).
 	bodies         *tenantBudget

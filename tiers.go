@@ -149,8 +149,14 @@ func Resolve(id Identity, t Tier, name string) (Location, error) {
 // validID. Resolve builds the same prefixes in one allocation;
 // TestPrefixesMatchResolve keeps the two in step.
 func tenantPrefix(tenant string) string     { return tenant + "/" }
-func appPrefix(tenant, app string) string   { return tenantPrefix(tenant) + "apps/" + app + "/" }
-func userPrefix(tenant, user string) string { return tenantPrefix(tenant) + "users/" + user + "/" }
+func appPrefix(tenant, app string) string   { return appsPrefix(tenant) + app + "/" }
+func userPrefix(tenant, user string) string { return usersPrefix(tenant) + user + "/" }
+
+// appsPrefix and usersPrefix start every app's private location and
+// every user's user location of a tenant: the console's listings
+// (admin_browse.go) find the app and user ids as the segment after them.
+func appsPrefix(tenant string) string  { return tenantPrefix(tenant) + "apps/" }
+func usersPrefix(tenant string) string { return tenantPrefix(tenant) + "users/" }
 
 // validID is the id rule for tenant, app and user: 1 to 128 bytes of printable
 // ASCII (0x21 to 0x7E) except '/', '\' and '%', and not "." or "..".
