@@ -56,6 +56,7 @@ var settings = []setting{
 	{"s3-timeout", "CPOD_S3_TIMEOUT", "", "duration", false, "Server", "longest S3 wait: for an answer to a call that moves no file bytes, or for the next byte of a transfer; a stalled S3 is then 503 (default: -backend-timeout)"},
 	{"app-cache-ttl", "CPOD_APP_CACHE_TTL", "500ms", "duration", false, "Server", "how long this process remembers an app's registration: a change to an app (scopes, deletion) made through another replica applies here after at most this long (0s: every request looks its app up in MongoDB, and -app-stale-if-error has nothing to fall back on; at most 1s)"},
 	{"app-stale-if-error", "CPOD_APP_STALE_IF_ERROR", "5m", "duration", false, "Server", "while MongoDB fails, how long an app this process served before is still served as it was (0s: never)"},
+	{"console", "CPOD_CONSOLE", "", "bool", false, "Server", "serve the web console at /console/ (sign in with an admin token); true or false (default: on when -addr is a loopback address, off otherwise)"},
 	{"metrics-addr", "CPOD_METRICS_ADDR", "", "string", false, "Server", "host:port of a second, plain-HTTP listener that serves GET /metrics in the Prometheus text format, such as 127.0.0.1:9090 (default: off, no metrics)"},
 
 	// Authentication
@@ -180,6 +181,10 @@ type serverConfig struct {
 	JWTLeeway        time.Duration
 	Claims           storage.ClaimNames
 	JWTCacheTTL      time.Duration // negative: off
+
+	// Console serves the web console at /console/ (-console; default on
+	// a loopback -addr).
+	Console bool
 
 	// S3: Endpoint empty means embedded.
 	S3Endpoint     *url.URL
@@ -597,6 +602,12 @@ func checkConfig(v values) (*serverConfig, error) {
 		c.AppStaleIfError = -1 // storage.Config: negative disables, 0 means the default
 	} else if c.AppStaleIfError > time.Hour {
 		bad("%s must be at most 1h", n("app-stale-if-error"))
+	}
+	if str("console") == "" {
+		host, _, _ := net.SplitHostPort(c.Addr)
+		c.Console = loopbackHost(host)
+	} else {
+		c.Console = boolean("console")
 	}
 	if c.MetricsAddr = str("metrics-addr"); c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {

@@ -177,8 +177,12 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		return nil, err
 	}
 
+	var handler http.Handler = engine
+	if cfg.Console {
+		handler = consoleMux(cfg, engine, adminTokens, localSecret)
+	}
 	s.http = &http.Server{
-		Handler:           accessLog{next: engine, log: log, ioTimeout: cfg.IOTimeout},
+		Handler:           accessLog{next: handler, log: log, ioTimeout: cfg.IOTimeout},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		// No ReadTimeout or WriteTimeout: a large upload or download may
 		// take as long as it keeps moving; accessLog ends a transfer that
@@ -256,6 +260,9 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 	}
 	base := s.baseURL()
 	s.log.Info("cpod storage listening", "addr", s.ln.Addr().String(), "url", base, "data_dir", s.cfg.DataDir)
+	if s.cfg.Console {
+		s.log.Info("web console", "url", base+"/console/")
+	}
 
 	if s.dir == nil || s.cfg.LogFormat != "text" {
 		return

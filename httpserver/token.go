@@ -97,29 +97,36 @@ func tokenCommand(args []string, env environ, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	now := time.Now()
-	claims := jwt.MapClaims{
-		v.v["jwt-claim-tenant"]: *tenant,
-		v.v["jwt-claim-app"]:    *app,
-		v.v["jwt-claim-scope"]:  strings.Join(scopes, " "),
-		"iat":                   now.Unix(),
-		"exp":                   now.Add(*ttl).Unix(),
-	}
-	if *user != "" {
-		claims[v.v["jwt-claim-user"]] = *user
-	}
-	if iss := v.v["jwt-issuer"]; iss != "" {
-		claims["iss"] = iss
-	}
-	if aud := v.v["jwt-audience"]; aud != "" {
-		claims["aud"] = aud
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	names := storage.ClaimNames{Tenant: v.v["jwt-claim-tenant"], App: v.v["jwt-claim-app"], User: v.v["jwt-claim-user"], Scope: v.v["jwt-claim-scope"]}
+	tok, err := signDevToken(secret, names, v.v["jwt-issuer"], v.v["jwt-audience"], *tenant, *app, *user, scopes, time.Now().Add(*ttl))
 	if err != nil {
 		return fail("%v", err)
 	}
 	fmt.Fprintln(stdout, tok)
 	return 0
+}
+
+// signDevToken signs a development token with the data directory's token
+// secret (HS256), with the server's claim names, issuer and audience: the
+// token command and the console's form (console.go) both mint with it.
+func signDevToken(secret string, names storage.ClaimNames, iss, aud, tenant, app, user string, scopes []string, exp time.Time) (string, error) {
+	claims := jwt.MapClaims{
+		names.Tenant: tenant,
+		names.App:    app,
+		names.Scope:  strings.Join(scopes, " "),
+		"iat":        time.Now().Unix(),
+		"exp":        exp.Unix(),
+	}
+	if user != "" {
+		claims[names.User] = user
+	}
+	if iss != "" {
+		claims["iss"] = iss
+	}
+	if aud != "" {
+		claims["aud"] = aud
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
 
 // validID is the engine's rule for tenant, app and user ids: 1 to 128 bytes
