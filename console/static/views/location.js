@@ -278,7 +278,7 @@ async function kvTab(root, base) {
   const curl = h('div');
   const body = () => ttl.input.value ? { value: value.input.value, ttl: Number(ttl.input.value) } : { value: value.input.value };
   const showCurl = () => clear(curl).append(curlBlock(`curl -X PUT ${location.origin}${base}/kv/${encPath(key.input.value)} -H "Authorization: Bearer $ADMIN_TOKEN" -d ${shq(JSON.stringify(body()))}`));
-  const form = h('form', { class: 'card', 'aria-labelledby': 'kv-title' }, h('h2', { id: 'kv-title' }, 'Value'), key, value, ttl, cur,
+  const form = h('form', { class: 'card', 'aria-labelledby': 'kv-title' }, h('h2', { id: 'kv-title' }, 'Set a key'), key, value, ttl, cur,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Set'), h('button', { type: 'button', class: 'danger', onclick: () => del(key.input.value) }, 'Delete')), curl);
   form.addEventListener('input', showCurl);
   showCurl();

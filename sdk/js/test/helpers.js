@@ -92,6 +92,7 @@ export async function startServer(args = []) {
   return {
     url,
     dataDir,
+    adminToken,
     log: () => log,
     /**
      * registerApp declares an app and its scopes through the admin API.
