@@ -66,7 +66,8 @@ func TestUnknownEndpoint(t *testing.T) {
 		{"GET", "/"},
 		{"GET", "/v2/storage/kv/k"},
 		{"GET", "/v1/oauth/apps/a/b"},
-		{"GET", "/v1/admin/tenants"},
+		{"GET", "/v1/admin/nope"}, // GET /v1/admin/tenants lists tenants (admin_browse.go)
+		{"GET", "/v1/admin/tenants/t1/nope"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			r := do(t, srv, tc.method, tc.path, tok, nil)
