@@ -93,8 +93,10 @@ async function usage(box, tenant) {
   const inputs = {};
   for (const k of PRIMS) {
     const used = u[k] || {}, q = quota[k] || {};
-    const qb = h('input', { type: 'number', min: 0, 'aria-label': k + ' quota bytes (empty: unlimited)', value: q.bytes ?? '' });
-    const qc = h('input', { type: 'number', min: 0, 'aria-label': k + ' quota count (empty: unlimited)', value: q.count ?? '' });
+    // 0 is unlimited; an empty field sends null, which removes the
+    // tenant's own limit (the server's default applies again).
+    const qb = h('input', { type: 'number', min: 0, placeholder: 'unlimited', 'aria-label': k + ' quota bytes (empty: unlimited)', value: q.bytes || '' });
+    const qc = h('input', { type: 'number', min: 0, placeholder: 'unlimited', 'aria-label': k + ' quota count (empty: unlimited)', value: q.count || '' });
     inputs[k] = [qb, qc];
     tb.append(h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, fmtBytes(used.bytes || 0)), h('td', {}, String(used.count ?? 0)), h('td', {}, qb), h('td', {}, qc)));
   }

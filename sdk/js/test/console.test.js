@@ -98,6 +98,13 @@ test('the console registers an app, mints a token, and finds, edits and deletes 
   await page.getByRole('link', { name: 'Tenants' }).click();
   await page.getByRole('link', { name: 't-console' }).click();
   await page.getByRole('link', { name: /App app-console/ }).waitFor();
+  // Usage of what the SDK wrote, and a quota set from the console.
+  await page.getByRole('row', { name: /^documents/ }).getByText('10001').waitFor();
+  await page.getByLabel('kv quota count (empty: unlimited)').fill('50');
+  await page.getByRole('button', { name: 'Save quota' }).click();
+  await page.getByText('Saved the quota of t-console.').waitFor();
+  const quota = await (await fetch(base + '/v1/admin/tenants/t-console/quota', { headers: { Authorization: 'Bearer ' + srv.adminToken } })).json();
+  assert.equal(quota.kv.count, 50);
   await shot('04-tenant');
   await page.getByRole('link', { name: /App app-console/ }).click();
 
