@@ -77,7 +77,9 @@ async function filesTab(root, base) {
       } else {
         preview.append(h('p', {}, 'No preview for ' + ct + ': download it.'));
       }
-    } catch (e) { preview.append(h('p', { class: 'error' }, 'Preview failed: ' + e.message)); }
+    } catch (e) {
+      preview.append(e.status === 416 ? h('p', {}, 'The file is empty.') : h('p', { class: 'error' }, 'Preview failed: ' + e.message));
+    }
     preview.append(curlBlock(`curl ${location.origin}${url} -H "Authorization: Bearer $ADMIN_TOKEN" -o ${shq(f.key.split('/').pop())}`));
   }
   async function download(f, url) {
