@@ -285,6 +285,9 @@ func (s *server) announce(generated []string, stderr io.Writer) {
 		fmt.Fprintf(&b, "    export TOKEN=\"$(go run ./httpserver token%s --tenant t1 --app app-demo --user u1 --scope %s)\"\n", dirFlag, demoScopes)
 		fmt.Fprintf(&b, "    curl -X PUT %s/v1/storage/kv/hello -H \"Authorization: Bearer $TOKEN\" -d '{\"value\":\"world\"}'\n\n", base)
 	}
+	if s.cfg.Console {
+		fmt.Fprintf(&b, "  Web console: %s/console/ (sign in with the admin token)\n\n", base)
+	}
 	fmt.Fprintf(&b, "  Walk-through: README.md. Stop with Ctrl-C.\n\n")
 	_, _ = io.WriteString(stderr, b.String())
 }
