@@ -398,3 +398,62 @@ func doHeader(t testing.TB, srv *cpodtest.Server, method, path, token string, bo
 	}
 	return r
 }
+
+// TestAdminBrowseBounded: a listing request does bounded work whatever the
+// data holds: with 40 tenants and a page of 5, each request makes at most
+// a few S3 calls (one delimiter listing), one documents read per name
+// (the single layout's seeks on _id; the SQLite store is not counted) and
+// at most 10 SCAN calls on Redis (plus the kv store's own), and the pages
+// add up to every tenant.
+func TestAdminBrowseBounded(t *testing.T) {
+	t.Parallel()
+	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) { c.DocumentsLayout = storage.DocumentsLayoutSingle }))
+	srv.RegisterApp(t, "a", allScopes...)
+	want := map[string]bool{}
+	for i := 0; i < 40; i++ {
+		tenant := fmt.Sprintf("t%02d", i)
+		want[tenant] = true
+		tok := srv.Token(cpodtest.Claims{Tenant: tenant, App: "a", Scopes: allScopes})
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/files/f", tok, "x"), http.StatusOK, "")
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/c/k", tok, 1), http.StatusOK, "")
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, map[string]any{"value": 1}), http.StatusNoContent, "")
+	}
+	const limit = 5
+	got := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 40 {
+			t.Fatal("more than 40 pages of 5 for 40 tenants in three stores")
+		}
+		path := fmt.Sprintf("/v1/admin/tenants?limit=%d", limit)
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		before := srv.Calls()
+		r := do(t, srv, "GET", path, srv.AdminToken, nil)
+		after := srv.Calls()
+		wantStatus(t, r, http.StatusOK, "")
+		t.Logf("page %d: calls S3 %d, documents %d, Redis %d", pages, after.S3-before.S3, after.Documents-before.Documents, after.Redis-before.Redis)
+		if d := after.S3 - before.S3; d > 3 {
+			t.Errorf("page %d: %d S3 calls", pages, d)
+		}
+		if d := after.Documents - before.Documents; d > limit+3 {
+			t.Errorf("page %d: %d documents calls", pages, d)
+		}
+		if d := after.Redis - before.Redis; d > 10+3 {
+			t.Errorf("page %d: %d Redis calls", pages, d)
+		}
+		var p browsePage[struct{ ID string }]
+		decode(t, r, &p)
+		for _, it := range p.Items {
+			got[it.ID] = true
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		cursor = *p.NextCursor
+	}
+	if len(got) != len(want) {
+		t.Fatalf("found %d tenants, want %d: %v", len(got), len(want), got)
+	}
+}
