@@ -28,8 +28,9 @@ function signInView() {
     token.set(tok.input.value.trim());
     try {
       await loadInfo();
+      // A new hash routes through hashchange; the same hash routes here.
       if (!location.hash || location.hash === '#/') location.hash = '#/tenants';
-      route();
+      else route();
     } catch (e) {
       token.clear();
       err.textContent = e instanceof ApiError && e.status === 401 ? 'That is not an admin token of this server.' : 'Sign-in failed: ' + e.message;

@@ -94,8 +94,20 @@ test('the console registers an app, mints a token, and finds, edits and deletes 
     assert.equal(r.succeeded, 500);
   }
 
+  // A second tenant whose ids hold characters URLs treat specially.
+  const odd = new CpodClient({ baseUrl: base, token: srv.token({ tenant: 't:odd$#?.3', app: 'app-console', user: 'u&1', scopes: allScopes }) });
+  await odd.storage.kv.withTier('user').set('k?#/x', 'odd value');
+
   // Tenants, then the tenant, then its app's private location.
   await page.getByRole('link', { name: 'Tenants' }).click();
+  await page.getByRole('link', { name: 't:odd$#?.3' }).waitFor();
+  await shot('04a-tenants');
+  await page.getByRole('link', { name: 't:odd$#?.3' }).click();
+  await page.getByRole('link', { name: 'User u&1 — user tier' }).click();
+  await page.getByRole('link', { name: 'KV' }).click();
+  await page.getByRole('button', { name: 'k?#/x' }).click();
+  await page.waitForFunction(() => /** @type {HTMLTextAreaElement} */ (document.querySelector('textarea[name=kvvalue]')).value === 'odd value');
+  await page.getByRole('link', { name: 'Tenants', exact: true }).first().click();
   await page.getByRole('link', { name: 't-console' }).click();
   await page.getByRole('link', { name: /App app-console/ }).waitFor();
   // Usage of what the SDK wrote, and a quota set from the console.
