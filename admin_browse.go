@@ -175,7 +175,7 @@ func locationOf(t Tier, owner string) string {
 	return string(t) + ":" + owner
 }
 
-// prefixOf is the location prefix of an admin location, from Resolve.
+// prefix is the location prefix of an admin location, from Resolve.
 func (a *actAs) prefix() (string, error) {
 	loc, err := Resolve(a.id, a.tier, "")
 	return loc.Prefix, err
