@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -388,4 +389,36 @@ func patchBackoff(ctx context.Context, try int) error {
 	case <-ctx.Done():
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents write: %w", ctx.Err())}
 	}
+}
+
+// sizes calls each with the location and the JSON text's size of every
+// document under prefix (a tenant's or a location's), for a usage
+// recount (usage_recount.go), reading a batch at a time.
+func (d *documents) sizes(ctx context.Context, prefix string, each func(loc string, size int64)) error {
+	b, err := d.readyBounded(ctx)
+	if err != nil {
+		return err
+	}
+	line := func(doc bson.Raw) error {
+		loc, _ := doc.Lookup(fieldLoc).StringValueOK()
+		js, _ := doc.Lookup(fieldJSON).StringValueOK()
+		if strings.HasPrefix(loc, prefix) {
+			each(loc, int64(len(js)))
+		}
+		return nil
+	}
+	if !b.partitioned {
+		return d.scanDocuments(ctx, d.coll, idsUnder(prefix), line)
+	}
+	names, err := d.partitions(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	filter := bson.D{{Key: fieldLoc, Value: bson.D{{Key: "$gte", Value: prefix}, {Key: "$lt", Value: prefixEnd(prefix)}}}}
+	for _, name := range names {
+		if err := d.scanDocuments(ctx, d.e.cfg.Mongo.Collection(name), filter, line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
