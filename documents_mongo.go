@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -421,4 +422,37 @@ func (d *documents) sizes(ctx context.Context, prefix string, each func(loc stri
 		}
 	}
 	return nil
+}
+
+// sizesOf reads the JSON text's size of each document at keys that exists
+// (a batch's old values, for usage: usage_documents.go), a hundred keys
+// per query.
+func (d *documents) sizesOf(ctx context.Context, t target, keys []string) (map[string]int64, error) {
+	pc, _, err := d.open(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(keys))
+	for chunk := range slices.Chunk(keys, 100) {
+		ids := make([]string, len(chunk))
+		for i, k := range chunk {
+			ids[i] = t.id(k)
+		}
+		cur, err := pc.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetProjection(bson.D{{Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}))
+		if err != nil {
+			return nil, docsBackendError("documents read", err)
+		}
+		for cur.Next(ctx) {
+			key, _ := cur.Current.Lookup(fieldKey).StringValueOK()
+			js, _ := cur.Current.Lookup(fieldJSON).StringValueOK()
+			out[key] = int64(len(js))
+		}
+		err = cur.Err()
+		cur.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, docsBackendError("documents read", err)
+		}
+	}
+	return out, nil
 }

@@ -1,7 +1,10 @@
 // kv writes on Redis that report what they replaced, for usage (see
-// usage.go and usage_redis.go): each is one script, so the old value's
-// size and expiry are read in the same atomic step as the write, and
-// only those two numbers come back (never the old value itself).
+// usage.go and usage_redis.go): each is one command, so the old value's
+// size and expiry are read in the same atomic step as the write. A plain
+// set and a plain delete are Redis' own SET ... GET and GETDEL (which
+// return the old value: fast on every Redis, miniredis included, where a
+// script is slow); the conditional ones and INCR scripts that return only
+// the two numbers.
 
 package storage
 
@@ -9,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,11 +52,10 @@ end
 `
 
 // kvSetUScript sets KEYS[1] to ARGV[1] with a TTL of ARGV[2] ms ("0" for
-// none) when ARGV[3] allows it ("" always, "nx" when missing, "if" when
-// its text is ARGV[4]); it answers {written, old size, old expiry}.
+// none) when its text is ARGV[4] (ARGV[3] is "if"); it answers {written,
+// old size, old expiry}.
 var kvSetUScript = redis.NewScript(kvTextLua + kvMetaLua + `
 local cur = redis.call('GET', KEYS[1])
-if ARGV[3] == 'nx' and cur then return {0, -1, 0} end
 if ARGV[3] == 'if' and text(cur) ~= ARGV[4] then return {0, -1, 0} end
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -109,35 +112,66 @@ func kvReply(op string, res []any, err error) (bool, kvStored, error) {
 	return n(0) == 1, old, nil
 }
 
+// storedMeta is what usage counts of a stored value (kvMetaLua's meta).
+func storedMeta(stored string) kvStored {
+	text, exp, _ := kvDecode(stored)
+	return kvStored{ok: true, size: int64(len(text)), exp: exp}
+}
+
+// setU: a plain set is SET ... GET and an ifAbsent one SET NX, Redis' own
+// commands (Redis 6.2 or later); an ifValue one kvSetUScript.
 func (r *redisKV) setU(ctx context.Context, key, value string, ttl time.Duration, cond kvCond) (kvWrite, error) {
 	now := r.now()
 	stored := kvEncode(value, ttl, now)
-	mode, ifValue := "", ""
+	w := kvWrite{new: kvStored{ok: true, size: int64(len(value)), exp: expiry(ttl, now.UnixMilli())}}
 	switch {
 	case cond.ifAbsent:
-		mode = "nx"
-	case cond.hasValue:
-		mode, ifValue = "if", cond.ifValue
+		ok, err := r.rdb.SetNX(ctx, r.redisKey(key), stored, ttl).Result()
+		if err != nil {
+			return kvWrite{}, kvBackendError("set", err)
+		}
+		if !ok {
+			return kvWrite{}, kvConditionFailed("the key already exists; nothing was written")
+		}
+		return w, nil
+	case !cond.hasValue:
+		old, err := r.rdb.SetArgs(ctx, r.redisKey(key), stored, redis.SetArgs{TTL: ttl, Get: true}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return kvWrite{}, kvBackendError("set", err)
+		default:
+			w.old = storedMeta(old)
+		}
+		return w, nil
 	}
+	mode, ifValue := "if", cond.ifValue
 	res, err := kvSetUScript.Run(ctx, r.rdb, []string{r.redisKey(key)}, stored, ttl.Milliseconds(), mode, ifValue).Slice()
 	ok, old, err := kvReply("set", res, err)
 	if err != nil {
 		return kvWrite{}, err
 	}
 	if !ok {
-		if cond.ifAbsent {
-			return kvWrite{}, kvConditionFailed("the key already exists; nothing was written")
-		}
 		return kvWrite{}, kvConditionFailed(ifValueFailed)
 	}
-	return kvWrite{old: old, new: kvStored{ok: true, size: int64(len(value)), exp: expiry(ttl, now.UnixMilli())}}, nil
+	w.old = old
+	return w, nil
 }
 
+// removeU: a plain delete is GETDEL (Redis 6.2 or later), an ifValue one
+// kvDelUScript.
 func (r *redisKV) removeU(ctx context.Context, key string, cond kvCond) (kvWrite, error) {
-	mode := ""
-	if cond.hasValue {
-		mode = "if"
+	if !cond.hasValue {
+		old, err := r.rdb.GetDel(ctx, r.redisKey(key)).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return kvWrite{}, nil
+		case err != nil:
+			return kvWrite{}, kvBackendError("del", err)
+		}
+		return kvWrite{old: storedMeta(old)}, nil
 	}
+	mode := "if"
 	res, err := kvDelUScript.Run(ctx, r.rdb, []string{r.redisKey(key)}, mode, cond.ifValue).Slice()
 	ok, old, err := kvReply("del", res, err)
 	if err != nil {

@@ -478,7 +478,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.SQL != nil {
 		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
 		e.kv = newSQLiteKV(e.sql, cfg)
-		e.usage = sqliteUsage{e.sql}
+		e.usage = &sqliteUsage{s: e.sql}
 		e.locks = newLocalLocks()
 	} else {
 		e.kv = newRedisKV(cfg)

@@ -245,15 +245,15 @@ func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usag
 	if l.Bytes <= 0 && l.Count <= 0 {
 		return nil
 	}
-	u, err := e.usage.read(ctx, tenantPrefix(tenant))
+	u, err := e.usage.total(ctx, tenant, p)
 	if err != nil {
 		return err
 	}
 	over := func(add usageFigures) string {
 		switch {
-		case l.Bytes > 0 && add.Bytes > 0 && u[p].Bytes+add.Bytes > l.Bytes:
+		case l.Bytes > 0 && add.Bytes > 0 && u.Bytes+add.Bytes > l.Bytes:
 			return "bytes"
-		case l.Count > 0 && add.Count > 0 && u[p].Count+add.Count > l.Count:
+		case l.Count > 0 && add.Count > 0 && u.Count+add.Count > l.Count:
 			return "count"
 		}
 		return ""
@@ -287,17 +287,17 @@ func (e *Engine) headroom(ctx context.Context, tenant string, p primitive, old o
 	if l.Bytes <= 0 && l.Count <= 0 {
 		return -1, nil
 	}
-	u, err := e.usage.read(ctx, tenantPrefix(tenant))
+	u, err := e.usage.total(ctx, tenant, p)
 	if err != nil {
 		return 0, err
 	}
-	if l.Count > 0 && !old.existed && u[p].Count+1 > l.Count {
+	if l.Count > 0 && !old.existed && u.Count+1 > l.Count {
 		return 0, e.quotaError(p, "count")
 	}
 	if l.Bytes <= 0 {
 		return -1, nil
 	}
-	room := l.Bytes - u[p].Bytes
+	room := l.Bytes - u.Bytes
 	if old.existed {
 		room += old.size
 	}

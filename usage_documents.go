@@ -19,7 +19,7 @@ func (d *documents) lockDocs(ctx context.Context, t target, keys ...string) (fun
 	for i, k := range keys {
 		names[i] = "doc\x00" + t.id(k)
 	}
-	return d.e.locks.lockAll(ctx, names)
+	return d.e.locks.lockAll(ctx, t.loc+t.coll, names)
 }
 
 // oldDoc reads the document at key: its JSON text's size, or none.
@@ -65,12 +65,33 @@ func (d *documents) admitSet(ctx context.Context, t target, key string, n int64)
 func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]oldValue, error) {
 	olds := make([]oldValue, len(ops))
 	read := func(ctx context.Context) error {
-		for i, op := range ops {
+		var keys []string
+		for _, op := range ops {
 			if op.err == nil {
-				var err error
-				if olds[i], err = d.oldDoc(ctx, t, op.key); err != nil {
+				keys = append(keys, op.key)
+			}
+		}
+		var sizes map[string]int64
+		if d.e.usage.explicit(primDocuments) {
+			var err error
+			if sizes, err = d.sizesOf(ctx, t, keys); err != nil {
+				return err
+			}
+		} else {
+			sizes = map[string]int64{}
+			for _, k := range keys {
+				o, err := d.oldDoc(ctx, t, k)
+				if err != nil {
 					return err
 				}
+				if o.existed {
+					sizes[k] = o.size
+				}
+			}
+		}
+		for i, op := range ops {
+			if n, ok := sizes[op.key]; ok && op.err == nil {
+				olds[i] = oldValue{size: n, existed: true}
 			}
 		}
 		return nil

@@ -21,11 +21,12 @@ import (
 
 // keyLocks are locks by name. lock waits for the lock, at most until ctx
 // ends (then 503 backend_unavailable), and returns its release; lockAll
-// takes several at once (all or none while it waits, so two callers never
-// hold one each of the other's).
+// takes several at once, all or none (so two callers never hold one each
+// of the other's), all of one group (a documents location and collection:
+// on Redis their keys share a hash slot, so one script takes them).
 type keyLocks interface {
 	lock(ctx context.Context, name string) (func(), error)
-	lockAll(ctx context.Context, names []string) (func(), error)
+	lockAll(ctx context.Context, group string, names []string) (func(), error)
 }
 
 // localLocks are in process: the embedded store, which one process owns.
@@ -66,7 +67,7 @@ func (l *localLocks) lock(ctx context.Context, name string) (func(), error) {
 	}
 }
 
-func (l *localLocks) lockAll(ctx context.Context, names []string) (func(), error) {
+func (l *localLocks) lockAll(ctx context.Context, _ string, names []string) (func(), error) {
 	names = slices.Clone(names)
 	slices.Sort(names)
 	names = slices.Compact(names)
@@ -103,29 +104,43 @@ func newRedisLocks(cfg Config) *redisLocks {
 	return &redisLocks{rdb: cfg.Redis, prefix: cfg.RedisKeyPrefix}
 }
 
+// lockScript sets every key of KEYS to ARGV[1] with a TTL of ARGV[2] ms
+// when none is set, and answers 1; else it sets none and answers 0.
+var lockScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then return 0 end
+end
+for _, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
+return 1`)
+
+// unlockScript deletes the keys of KEYS that hold ARGV[1]; renewScript
+// gives them a TTL of ARGV[2] ms again.
 var unlockScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 1`)
 
 var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`)
-
-func (r *redisLocks) key(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return r.prefix + "lock:{" + hex.EncodeToString(sum[:12]) + "}"
-}
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end
+end
+return 1`)
 
 func (r *redisLocks) lock(ctx context.Context, name string) (func(), error) {
-	return r.lockAll(ctx, []string{name})
+	return r.lockAll(ctx, name, []string{name})
 }
 
-// lockAll sets every lock's key in one pipeline (SET NX PX); when any was
-// taken it deletes the ones it got and tries again after a pause.
-func (r *redisLocks) lockAll(ctx context.Context, names []string) (func(), error) {
+// lockAll takes the locks in one script (one round trip): the keys carry
+// the group's hash tag. While any is held by another, it waits and tries
+// again, up to 100 ms apart.
+func (r *redisLocks) lockAll(ctx context.Context, group string, names []string) (func(), error) {
+	g := sha256.Sum256([]byte(group))
+	tag := r.prefix + "lock:{" + hex.EncodeToString(g[:8]) + "}"
 	keys := make([]string, 0, len(names))
 	for _, n := range names {
-		keys = append(keys, r.key(n))
+		sum := sha256.Sum256([]byte(n))
+		keys = append(keys, tag+hex.EncodeToString(sum[:12]))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
@@ -134,29 +149,16 @@ func (r *redisLocks) lockAll(ctx context.Context, names []string) (func(), error
 	token := hex.EncodeToString(t[:])
 	wait := 2 * time.Millisecond
 	for {
-		cmds, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, k := range keys {
-				p.SetNX(ctx, k, token, redisLockTTL)
-			}
-			return nil
-		})
+		ok, err := lockScript.Run(ctx, r.rdb, keys, token, redisLockTTL.Milliseconds()).Int()
 		if err != nil {
-			r.unlock(keys, token)
 			if ctx.Err() != nil {
 				return nil, errLockWait
 			}
 			return nil, kvBackendError("lock", err)
 		}
-		all := true
-		for _, c := range cmds {
-			if ok, _ := c.(*redis.BoolCmd).Result(); !ok {
-				all = false
-			}
-		}
-		if all {
+		if ok == 1 {
 			break
 		}
-		r.unlock(keys, token)
 		select {
 		case <-time.After(wait + time.Duration(mrand.Int64N(int64(wait)))):
 			wait = min(2*wait, 100*time.Millisecond)
@@ -174,29 +176,17 @@ func (r *redisLocks) lockAll(ctx context.Context, names []string) (func(), error
 				return
 			case <-tk.C:
 				c, cancel := context.WithTimeout(context.Background(), redisLockTTL/3)
-				for _, k := range keys {
-					_ = renewScript.Run(c, r.rdb, []string{k}, token, redisLockTTL.Milliseconds()).Err()
-				}
+				_ = renewScript.Run(c, r.rdb, keys, token, redisLockTTL.Milliseconds()).Err()
 				cancel()
 			}
 		}
 	}()
 	return func() {
 		close(stop)
-		r.unlock(keys, token)
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = unlockScript.Run(c, r.rdb, keys, token).Err()
+		cancel()
 	}, nil
-}
-
-// unlock deletes the keys that hold token.
-func (r *redisLocks) unlock(keys []string, token string) {
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, _ = r.rdb.Pipelined(c, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			unlockScript.Eval(c, p, []string{k}, token) // EVAL: a pipeline cannot fall back from EVALSHA
-		}
-		return nil
-	})
 }
 
 // oldFile is the file at key before a write: its size, or none.

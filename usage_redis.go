@@ -213,6 +213,24 @@ func (r *redisUsage) read(ctx context.Context, loc string) (usageSet, error) {
 	return u, nil
 }
 
+func (r *redisUsage) total(ctx context.Context, tenant string, p primitive) (usageFigures, error) {
+	var f usageFigures
+	vals, err := r.rdb.HMGet(ctx, r.keys(tenant)[0], strconv.Itoa(int(p))+"b", strconv.Itoa(int(p))+"c").Result()
+	if err != nil {
+		return f, usageError("usage read", err)
+	}
+	for i, v := range vals {
+		s, _ := v.(string)
+		n, _ := strconv.ParseInt(s, 10, 64)
+		if i == 0 {
+			f.Bytes = n
+		} else {
+			f.Count = n
+		}
+	}
+	return f, nil
+}
+
 func (r *redisUsage) replace(ctx context.Context, tenant string, total usageSet, locs map[string]*usageSet) error {
 	ks := r.keys(tenant)
 	fields := []any{}

@@ -10,6 +10,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
+	"sync"
 
 	"modernc.org/sqlite"
 )
@@ -44,38 +45,38 @@ CREATE TABLE IF NOT EXISTS cpod_quotas (
 );
 CREATE TRIGGER IF NOT EXISTS cpod_documents_usage_insert AFTER INSERT ON cpod_documents BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(NEW.loc, 1, length(CAST(NEW.json AS BLOB)), 1),
-		(substr(NEW.loc, 1, instr(NEW.loc, '/')), 1, length(CAST(NEW.json AS BLOB)), 1)
+		(NEW.loc, 1, octet_length(NEW.json), 1),
+		(substr(NEW.loc, 1, instr(NEW.loc, '/')), 1, octet_length(NEW.json), 1)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + excluded.count;
 END;
 CREATE TRIGGER IF NOT EXISTS cpod_documents_usage_update AFTER UPDATE OF json ON cpod_documents BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(NEW.loc, 1, length(CAST(NEW.json AS BLOB)) - length(CAST(OLD.json AS BLOB)), 0),
-		(substr(NEW.loc, 1, instr(NEW.loc, '/')), 1, length(CAST(NEW.json AS BLOB)) - length(CAST(OLD.json AS BLOB)), 0)
+		(NEW.loc, 1, octet_length(NEW.json) - octet_length(OLD.json), 0),
+		(substr(NEW.loc, 1, instr(NEW.loc, '/')), 1, octet_length(NEW.json) - octet_length(OLD.json), 0)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes;
 END;
 CREATE TRIGGER IF NOT EXISTS cpod_documents_usage_delete AFTER DELETE ON cpod_documents BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(OLD.loc, 1, -length(CAST(OLD.json AS BLOB)), -1),
-		(substr(OLD.loc, 1, instr(OLD.loc, '/')), 1, -length(CAST(OLD.json AS BLOB)), -1)
+		(OLD.loc, 1, -octet_length(OLD.json), -1),
+		(substr(OLD.loc, 1, instr(OLD.loc, '/')), 1, -octet_length(OLD.json), -1)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + excluded.count;
 END;
 CREATE TRIGGER IF NOT EXISTS cpod_kv_usage_insert AFTER INSERT ON cpod_kv BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(cpod_kvloc(NEW.k), 2, length(CAST(NEW.v AS BLOB)), 1),
-		(substr(NEW.k, 1, instr(NEW.k, '/')), 2, length(CAST(NEW.v AS BLOB)), 1)
+		(cpod_kvloc(NEW.k), 2, octet_length(NEW.v), 1),
+		(substr(NEW.k, 1, instr(NEW.k, '/')), 2, octet_length(NEW.v), 1)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + excluded.count;
 END;
 CREATE TRIGGER IF NOT EXISTS cpod_kv_usage_update AFTER UPDATE OF v ON cpod_kv BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(cpod_kvloc(NEW.k), 2, length(CAST(NEW.v AS BLOB)) - length(CAST(OLD.v AS BLOB)), 0),
-		(substr(NEW.k, 1, instr(NEW.k, '/')), 2, length(CAST(NEW.v AS BLOB)) - length(CAST(OLD.v AS BLOB)), 0)
+		(cpod_kvloc(NEW.k), 2, octet_length(NEW.v) - octet_length(OLD.v), 0),
+		(substr(NEW.k, 1, instr(NEW.k, '/')), 2, octet_length(NEW.v) - octet_length(OLD.v), 0)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes;
 END;
 CREATE TRIGGER IF NOT EXISTS cpod_kv_usage_delete AFTER DELETE ON cpod_kv BEGIN
 	INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES
-		(cpod_kvloc(OLD.k), 2, -length(CAST(OLD.v AS BLOB)), -1),
-		(substr(OLD.k, 1, instr(OLD.k, '/')), 2, -length(CAST(OLD.v AS BLOB)), -1)
+		(cpod_kvloc(OLD.k), 2, -octet_length(OLD.v), -1),
+		(substr(OLD.k, 1, instr(OLD.k, '/')), 2, -octet_length(OLD.v), -1)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + excluded.count;
 END;
 `
@@ -85,13 +86,13 @@ END;
 // before it (the whole range), and by a recount.
 var usageCountSQL = []string{
 	`INSERT INTO cpod_usage (loc, prim, bytes, count)
-	SELECT loc, 1, sum(length(CAST(json AS BLOB))), count(*) FROM cpod_documents WHERE loc >= ?1 AND loc < ?2 GROUP BY loc`,
+	SELECT loc, 1, sum(octet_length(json)), count(*) FROM cpod_documents WHERE loc >= ?1 AND loc < ?2 GROUP BY loc`,
 	`INSERT INTO cpod_usage (loc, prim, bytes, count)
-	SELECT substr(loc, 1, instr(loc, '/')), 1, sum(length(CAST(json AS BLOB))), count(*) FROM cpod_documents WHERE loc >= ?1 AND loc < ?2 GROUP BY 1`,
+	SELECT substr(loc, 1, instr(loc, '/')), 1, sum(octet_length(json)), count(*) FROM cpod_documents WHERE loc >= ?1 AND loc < ?2 GROUP BY 1`,
 	`INSERT INTO cpod_usage (loc, prim, bytes, count)
-	SELECT cpod_kvloc(k), 2, sum(length(CAST(v AS BLOB))), count(*) FROM cpod_kv WHERE k >= ?1 AND k < ?2 GROUP BY 1`,
+	SELECT cpod_kvloc(k), 2, sum(octet_length(v)), count(*) FROM cpod_kv WHERE k >= ?1 AND k < ?2 GROUP BY 1`,
 	`INSERT INTO cpod_usage (loc, prim, bytes, count)
-	SELECT substr(k, 1, instr(k, '/')), 2, sum(length(CAST(v AS BLOB))), count(*) FROM cpod_kv WHERE k >= ?1 AND k < ?2 GROUP BY 1`,
+	SELECT substr(k, 1, instr(k, '/')), 2, sum(octet_length(v)), count(*) FROM cpod_kv WHERE k >= ?1 AND k < ?2 GROUP BY 1`,
 }
 
 // countUsage runs usageCountSQL over [lo, hi).
@@ -115,17 +116,22 @@ func init() {
 }
 
 // sqliteUsage is the usage driver of the embedded store.
-type sqliteUsage struct{ s *sqlStore }
+type sqliteUsage struct {
+	s *sqlStore
 
-var _ usageStore = sqliteUsage{}
+	mu    sync.Mutex
+	check *sql.Stmt // the statement of total, prepared once
+}
 
-func (sqliteUsage) explicit(p primitive) bool { return p == primFiles }
+var _ usageStore = (*sqliteUsage)(nil)
+
+func (*sqliteUsage) explicit(p primitive) bool { return p == primFiles }
 
 // upsertUsage adds to a row of cpod_usage.
 const upsertUsage = `INSERT INTO cpod_usage (loc, prim, bytes, count) VALUES (?, ?, ?, ?)
 	ON CONFLICT (loc, prim) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + excluded.count`
 
-func (q sqliteUsage) add(ctx context.Context, tenant string, chs []usageChange) error {
+func (q *sqliteUsage) add(ctx context.Context, tenant string, chs []usageChange) error {
 	return q.s.write(ctx, func() error {
 		return q.tx(ctx, "usage add", func(tx *sql.Tx) error {
 			for _, ch := range chs {
@@ -141,7 +147,7 @@ func (q sqliteUsage) add(ctx context.Context, tenant string, chs []usageChange) 
 }
 
 // tx runs f in a transaction (under the write lock, which the caller holds).
-func (q sqliteUsage) tx(ctx context.Context, op string, f func(*sql.Tx) error) error {
+func (q *sqliteUsage) tx(ctx context.Context, op string, f func(*sql.Tx) error) error {
 	tx, err := q.s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return sqlError(op, err)
@@ -153,7 +159,7 @@ func (q sqliteUsage) tx(ctx context.Context, op string, f func(*sql.Tx) error) e
 	return sqlError(op, tx.Commit())
 }
 
-func (q sqliteUsage) read(ctx context.Context, loc string) (usageSet, error) {
+func (q *sqliteUsage) read(ctx context.Context, loc string) (usageSet, error) {
 	var u usageSet
 	if err := q.s.ready(ctx); err != nil {
 		return u, err
@@ -176,9 +182,33 @@ func (q sqliteUsage) read(ctx context.Context, loc string) (usageSet, error) {
 	return u, sqlError("usage read", rows.Err())
 }
 
+func (q *sqliteUsage) total(ctx context.Context, tenant string, p primitive) (usageFigures, error) {
+	var f usageFigures
+	if err := q.s.ready(ctx); err != nil {
+		return f, err
+	}
+	q.mu.Lock()
+	st := q.check
+	if st == nil {
+		var err error
+		st, err = q.s.db.PrepareContext(context.WithoutCancel(ctx), `SELECT bytes, count FROM cpod_usage WHERE loc = ? AND prim = ?`)
+		if err != nil {
+			q.mu.Unlock()
+			return f, sqlError("usage read", err)
+		}
+		q.check = st
+	}
+	q.mu.Unlock()
+	err := st.QueryRowContext(ctx, tenantPrefix(tenant), int(p)).Scan(&f.Bytes, &f.Count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, nil
+	}
+	return f, sqlError("usage read", err)
+}
+
 // replace takes files from the recount and counts documents and kv itself,
 // in the same transaction, from the tables: exact against every write.
-func (q sqliteUsage) replace(ctx context.Context, tenant string, total usageSet, locs map[string]*usageSet) error {
+func (q *sqliteUsage) replace(ctx context.Context, tenant string, total usageSet, locs map[string]*usageSet) error {
 	lo, hi := prefixRange(tenantPrefix(tenant))
 	return q.s.write(ctx, func() error {
 		return q.tx(ctx, "usage recount", func(tx *sql.Tx) error {
@@ -214,7 +244,7 @@ func prefixRange(prefix string) (string, string) {
 	return prefix, prefix[:len(prefix)-1] + "0"
 }
 
-func (q sqliteUsage) clear(ctx context.Context, prefix string) error {
+func (q *sqliteUsage) clear(ctx context.Context, prefix string) error {
 	lo, hi := prefixRange(prefix)
 	tenant := tenantPrefix(tenantOfKey(prefix))
 	return q.s.write(ctx, func() error {
@@ -240,14 +270,14 @@ func (q sqliteUsage) clear(ctx context.Context, prefix string) error {
 	})
 }
 
-func (q sqliteUsage) quota(ctx context.Context, tenant string) (ownQuota, error) {
+func (q *sqliteUsage) quota(ctx context.Context, tenant string) (ownQuota, error) {
 	if err := q.s.ready(ctx); err != nil {
 		return ownQuota{}, err
 	}
 	return q.quotaFrom(ctx, q.s.db.QueryRowContext(ctx, `SELECT q FROM cpod_quotas WHERE tenant = ?`, tenant))
 }
 
-func (q sqliteUsage) quotaFrom(ctx context.Context, row *sql.Row) (ownQuota, error) {
+func (q *sqliteUsage) quotaFrom(ctx context.Context, row *sql.Row) (ownQuota, error) {
 	own := noOwnQuota()
 	var text string
 	err := row.Scan(&text)
@@ -263,7 +293,7 @@ func (q sqliteUsage) quotaFrom(ctx context.Context, row *sql.Row) (ownQuota, err
 	return own, nil
 }
 
-func (q sqliteUsage) updateQuota(ctx context.Context, tenant string, f func(ownQuota) ownQuota) (ownQuota, error) {
+func (q *sqliteUsage) updateQuota(ctx context.Context, tenant string, f func(ownQuota) ownQuota) (ownQuota, error) {
 	var own ownQuota
 	err := q.s.write(ctx, func() error {
 		return q.tx(ctx, "quota update", func(tx *sql.Tx) error {

@@ -30,6 +30,11 @@ type usageStore interface {
 	// read returns the usage of a location prefix ("t1/apps/a/") or, for
 	// a tenant prefix ("t1/"), the tenant's totals.
 	read(ctx context.Context, loc string) (usageSet, error)
+	// total returns the tenant's usage of p, for a quota check: one
+	// command or statement (on Redis without sweeping the expired kv
+	// values first, which the tenant's next write does: a check may count
+	// a value that expired since the tenant's last write).
+	total(ctx context.Context, tenant string, p primitive) (usageFigures, error)
 	// replace sets the tenant's usage to what a recount found: total, and
 	// locs for its locations (every other location of the tenant reads
 	// zero after it).
