@@ -107,7 +107,7 @@ func (r *keyRecorder) record(cmd redis.Cmder) {
 		for _, k := range args[3 : 3+n] {
 			keys = append(keys, fmt.Sprint(k))
 		}
-	case "get", "set", "setnx", "pttl", "ttl", "del", "expire", "pexpire", "persist", "exists", "incrby":
+	case "get", "set", "setnx", "pttl", "ttl", "del", "getdel", "expire", "pexpire", "persist", "exists", "incrby", "hmget":
 		keys = []string{fmt.Sprint(args[1])}
 	default:
 		r.t.Errorf("keyRecorder: unknown command %q: teach record its keys", name)

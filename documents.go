@@ -774,7 +774,8 @@ func (d *documents) handleSet(c *call) error {
 		return err
 	}
 	defer unlock()
-	old, err := d.admitSet(ctx, t, key, int64(len(v.json)))
+	old, release, err := d.admitSet(ctx, t, key, int64(len(v.json)))
+	defer release()
 	if err != nil {
 		return err
 	}
@@ -1004,7 +1005,8 @@ func (d *documents) handleBatch(c *call) error {
 			return err
 		}
 		defer unlock()
-		olds, err := d.admitBatch(c.ctx, t, ops)
+		olds, release, err := d.admitBatch(c.ctx, t, ops)
+		defer release()
 		if err != nil {
 			return err
 		}

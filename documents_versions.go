@@ -408,7 +408,9 @@ func (d *documents) handlePatch(c *call) error {
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
 	// A merge grows the document by at most the patch's length.
-	if err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: int64(len(patch.json))}, nil); err != nil {
+	admitted, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: int64(len(patch.json))}, nil)
+	defer admitted()
+	if err != nil {
 		return err
 	}
 	unlock, err := d.lockDocs(ctx, t, key)

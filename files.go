@@ -710,7 +710,8 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 		return err
 	}
 	tenant := tenantOfKey(key)
-	room, err := e.headroom(c.ctx, tenant, primFiles, old)
+	room, release, err := e.headroom(c.ctx, tenant, primFiles, old, c.r.ContentLength)
+	defer release()
 	if err != nil {
 		return err
 	}

@@ -120,7 +120,9 @@ func (e *Engine) handleKVSet(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.admitKV(ctx, k, int64(len(value))); err != nil {
+	release, err := e.admitKV(ctx, k, int64(len(value)))
+	defer release()
+	if err != nil {
 		return err
 	}
 	if err := e.kvSetCounted(c, ctx, k, value, ttl, kvCond{ifAbsent: ifAbsent, hasValue: hasIfValue, ifValue: ifValue}); err != nil {
@@ -290,7 +292,9 @@ func (e *Engine) handleKVIncr(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.admitKV(ctx, k, kvMaxIntText); err != nil {
+	release, err := e.admitKV(ctx, k, kvMaxIntText)
+	defer release()
+	if err != nil {
 		return err
 	}
 	n, err := e.kvIncrCounted(c, ctx, k, by)

@@ -336,6 +336,7 @@ type Engine struct {
 	rt          *realtime        // the change feeds (realtime.go)
 	usage       usageStore       // usage and quotas (usage.go)
 	quotas      quotaCache       // the quotas, cached (usage.go)
+	inflight    inflight         // writes admitted against a quota, not yet accounted (usage.go)
 	locks       keyLocks         // one writer per file or document, for usage (usage_files.go)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -234,22 +235,34 @@ func (e *Engine) quotaError(p primitive, what string) error {
 // admit checks that a write of p that adds add (a set: its new size and
 // one) keeps tenant within its quota. Over a limit, old (when given) reads
 // what the write would free (the value it replaces), and only the
-// difference counts. It costs
-// nothing for a tenant without a limit on p.
-func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usageFigures, old func(context.Context) (usageFigures, error)) error {
+// difference counts. It costs nothing for a tenant without a limit on p.
+//
+// An admitted write is held in flight in this process until release
+// (after its account): the writes of a tenant that one process admits at
+// once are checked against each other too, so the overshoot a quota
+// allows comes only from writes in flight on other replicas.
+func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usageFigures, old func(context.Context) (usageFigures, error)) (release func(), err error) {
 	q, err := e.quotaOf(ctx, tenant)
 	if err != nil {
-		return err
+		return noRelease, err
 	}
 	l := q.of(p)
 	if l.Bytes <= 0 && l.Count <= 0 {
-		return nil
+		return noRelease, nil
 	}
-	u, err := e.usage.total(ctx, tenant, p)
-	if err != nil {
-		return err
+	var u usageFigures
+	for try := 0; ; try++ {
+		// A write accounted between this read and the reservation is in
+		// neither: read again when one was (up to three times).
+		gen := e.inflight.gen.Load()
+		if u, err = e.usage.total(ctx, tenant, p); err != nil {
+			return noRelease, err
+		}
+		if e.inflight.gen.Load() == gen || try == 2 {
+			break
+		}
 	}
-	over := func(add usageFigures) string {
+	over := func(u, add usageFigures) string {
 		switch {
 		case l.Bytes > 0 && add.Bytes > 0 && u.Bytes+add.Bytes > l.Bytes:
 			return "bytes"
@@ -258,50 +271,105 @@ func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usag
 		}
 		return ""
 	}
-	what := over(add)
-	if what == "" {
-		return nil
-	}
-	if old != nil {
+	if old != nil && over(e.inflight.with(tenant, p, u), add) != "" {
 		freed, err := old(ctx)
 		if err != nil {
-			return err
+			return noRelease, err
 		}
 		add.Bytes -= freed.Bytes
 		add.Count -= freed.Count
-		if what = over(add); what == "" {
-			return nil
-		}
 	}
-	return e.quotaError(p, what)
+	return e.inflight.reserve(tenant, p, u, add, func(u usageFigures) string { return over(u, add) }, e.quotaError)
 }
 
-// headroom is how many bytes of p tenant may still add (old: the size of
-// what the write replaces, freed by it), or -1 for no limit.
-func (e *Engine) headroom(ctx context.Context, tenant string, p primitive, old oldValue) (int64, error) {
+func noRelease() {}
+
+// inflight are the writes this process admitted against a quota and has
+// not yet accounted, per tenant and primitive.
+type inflight struct {
+	mu sync.Mutex
+	m  map[inflightKey]usageFigures
+	// gen counts releases: a usage read while it moved may miss a write
+	// that was just accounted and released.
+	gen atomic.Uint64
+}
+
+type inflightKey struct {
+	tenant string
+	p      primitive
+}
+
+// with is u plus what is in flight for tenant's p.
+func (f *inflight) with(tenant string, p primitive, u usageFigures) usageFigures {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.m[inflightKey{tenant, p}]
+	return usageFigures{Bytes: u.Bytes + d.Bytes, Count: u.Count + d.Count}
+}
+
+// reserve admits add when over(u + in flight) is "", and holds it in
+// flight until the release it returns; else it answers refuse(p, what).
+func (f *inflight) reserve(tenant string, p primitive, u, add usageFigures, over func(usageFigures) string, refuse func(primitive, string) error) (func(), error) {
+	k := inflightKey{tenant, p}
+	add = usageFigures{Bytes: max(add.Bytes, 0), Count: max(add.Count, 0)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[inflightKey]usageFigures{}
+	}
+	d := f.m[k]
+	if what := over(usageFigures{Bytes: u.Bytes + d.Bytes, Count: u.Count + d.Count}); what != "" {
+		return noRelease, refuse(p, what)
+	}
+	f.m[k] = usageFigures{Bytes: d.Bytes + add.Bytes, Count: d.Count + add.Count}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.gen.Add(1)
+		d := f.m[k]
+		d.Bytes -= add.Bytes
+		d.Count -= add.Count
+		if d == (usageFigures{}) {
+			delete(f.m, k)
+		} else {
+			f.m[k] = d
+		}
+	}, nil
+}
+
+// headroom is how many bytes of p tenant may still add (old: what the
+// write replaces, freed by it), or -1 for no limit; a file's upload,
+// whose size may be unknown until its end. It holds size (the
+// Content-Length, when known) and one count in flight until release.
+func (e *Engine) headroom(ctx context.Context, tenant string, p primitive, old oldValue, size int64) (int64, func(), error) {
 	q, err := e.quotaOf(ctx, tenant)
 	if err != nil {
-		return 0, err
+		return 0, noRelease, err
 	}
 	l := q.of(p)
 	if l.Bytes <= 0 && l.Count <= 0 {
-		return -1, nil
+		return -1, noRelease, nil
 	}
 	u, err := e.usage.total(ctx, tenant, p)
 	if err != nil {
-		return 0, err
+		return 0, noRelease, err
 	}
-	if l.Count > 0 && !old.existed && u.Count+1 > l.Count {
-		return 0, e.quotaError(p, "count")
+	add := usageFigures{Bytes: max(size, 0) - old.freed().Bytes, Count: 1 - old.freed().Count}
+	release, err := e.inflight.reserve(tenant, p, u, add, func(u usageFigures) string {
+		switch {
+		case l.Count > 0 && add.Count > 0 && u.Count+add.Count > l.Count:
+			return "count"
+		case l.Bytes > 0 && add.Bytes > 0 && u.Bytes+add.Bytes > l.Bytes:
+			return "bytes"
+		}
+		return ""
+	}, e.quotaError)
+	if err != nil || l.Bytes <= 0 {
+		return -1, release, err
 	}
-	if l.Bytes <= 0 {
-		return -1, nil
-	}
-	room := l.Bytes - u.Bytes
-	if old.existed {
-		room += old.size
-	}
-	return max(room, 0), nil
+	u = e.inflight.with(tenant, p, u) // this upload's reservation included
+	room := l.Bytes - u.Bytes + max(add.Bytes, 0) + old.freed().Bytes
+	return max(room, 0), release, nil
 }
 
 // account adds the changes of a write that the backend acknowledged. It

@@ -44,11 +44,11 @@ func (d *documents) oldForUsage(ctx context.Context, t target, key string) (oldV
 }
 
 // admitSet checks the quota for a set of n bytes at key and returns what it
-// replaces (oldForUsage).
-func (d *documents) admitSet(ctx context.Context, t target, key string, n int64) (oldValue, error) {
+// replaces (oldForUsage), and the release of its admission (usage.go).
+func (d *documents) admitSet(ctx context.Context, t target, key string, n int64) (oldValue, func(), error) {
 	old, err := d.oldForUsage(ctx, t, key)
 	if err != nil {
-		return old, err
+		return old, noRelease, err
 	}
 	read := func(ctx context.Context) (usageFigures, error) {
 		if d.e.usage.explicit(primDocuments) {
@@ -57,12 +57,13 @@ func (d *documents) admitSet(ctx context.Context, t target, key string, n int64)
 		o, err := d.oldDoc(ctx, t, key)
 		return o.freed(), err
 	}
-	return old, d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: n, Count: 1}, read)
+	release, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: n, Count: 1}, read)
+	return old, release, err
 }
 
 // admitBatch checks the quota for a batch's sets together and returns what
 // each valid op replaces (on MongoDB; by index).
-func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]oldValue, error) {
+func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]oldValue, func(), error) {
 	olds := make([]oldValue, len(ops))
 	read := func(ctx context.Context) error {
 		var keys []string
@@ -99,7 +100,7 @@ func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]
 	explicit := d.e.usage.explicit(primDocuments)
 	if explicit {
 		if err := read(ctx); err != nil {
-			return nil, err
+			return nil, noRelease, err
 		}
 	}
 	var add usageFigures
@@ -109,7 +110,7 @@ func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]
 			add.Count++
 		}
 	}
-	err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, add, func(ctx context.Context) (usageFigures, error) {
+	release, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, add, func(ctx context.Context) (usageFigures, error) {
 		if !explicit {
 			if err := read(ctx); err != nil {
 				return usageFigures{}, err
@@ -128,7 +129,7 @@ func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]
 		}
 		return freed, nil
 	})
-	return olds, err
+	return olds, release, err
 }
 
 // batchAccount adds the ops that succeeded (on MongoDB).

@@ -16,7 +16,7 @@ import (
 const kvMaxIntText = 20
 
 // admitKV checks the quota for a set of n bytes at k.
-func (e *Engine) admitKV(ctx context.Context, k string, n int64) error {
+func (e *Engine) admitKV(ctx context.Context, k string, n int64) (func(), error) {
 	return e.admit(ctx, tenantOfKey(k), primKV, usageFigures{Bytes: n, Count: 1}, func(ctx context.Context) (usageFigures, error) {
 		text, _, found, err := e.kv.get(ctx, k)
 		if err != nil || !found {

@@ -320,3 +320,57 @@ func TestUsageAfterErase(t *testing.T) {
 	sameUsage(t, "t1 after the tenant's erase", tenantUsage(t, srv, "t1"), usageJSON{})
 	sameUsage(t, "t1 recounted", recountUsage(t, srv, "t1"), usageJSON{})
 }
+
+// TestQuotaOvershoot: 64 writers at once against a count quota of 16 (kv
+// and documents, each writer its own key): every write is admitted or
+// refused with 507 quota_exceeded; at least the limit's worth get in, at
+// most the limit plus the other writes in flight (63: README's bound), and
+// usage counts exactly those that got in.
+func TestQuotaOvershoot(t *testing.T) {
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: allScopes})
+	const limit, writers = 16, 64
+	wantStatus(t, setQuota(t, srv, "t1", fmt.Sprintf(`{"documents":{"count":%d},"kv":{"count":%d}}`, limit, limit)), http.StatusOK, "")
+	for _, p := range []struct{ what, path, body string }{
+		{"kv", "/v1/storage/kv/k", `{"value":"v"}`},
+		{"documents", "/v1/storage/db/c/k", `{"v":1}`},
+	} {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		start := make(chan struct{})
+		for i := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := do(t, srv, "PUT", fmt.Sprint(p.path, i), tok, p.body)
+				if r.status == http.StatusInsufficientStorage {
+					wantStatus(t, r, r.status, "quota_exceeded")
+				}
+				mu.Lock()
+				codes[r.status]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		in := codes[http.StatusOK] + codes[http.StatusNoContent]
+		if in+codes[http.StatusInsufficientStorage] != writers {
+			t.Fatalf("%s: answers %v, want only successes and 507", p.what, codes)
+		}
+		if in < limit || in > limit+writers-1 {
+			t.Fatalf("%s: %d writes got in against a limit of %d with %d writers", p.what, in, limit, writers)
+		}
+		u := tenantUsage(t, srv, "t1")
+		got := u.KV.Count
+		if p.what == "documents" {
+			got = u.Documents.Count
+		}
+		if got != int64(in) {
+			t.Fatalf("%s: usage counts %d, %d got in", p.what, got, in)
+		}
+		t.Logf("%s: %d of %d writers got in against a limit of %d: overshoot %d", p.what, in, writers, limit, in-limit)
+	}
+}

@@ -92,6 +92,7 @@ export async function startServer(args = []) {
   return {
     url,
     dataDir,
+    /** The admin token the server generated, for /v1/oauth/apps and /v1/admin/... */
     adminToken,
     log: () => log,
     /**
