@@ -188,7 +188,7 @@ func TestQuotaExceeded(t *testing.T) {
 	// kv: bytes.
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"12345678"}`), http.StatusNoContent, "")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/j", tok, `{"value":"1"}`), http.StatusInsufficientStorage, "quota_exceeded")
-	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n/incr", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/j", tok, nil), http.StatusNotFound, "not_found")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"abcdefgh"}`), http.StatusNoContent, "") // same size
 
@@ -271,7 +271,7 @@ func TestUsageEqualsRecount(t *testing.T) {
 				case 9:
 					do(t, srv, "DELETE", "/v1/storage/kv/"+key+q, tok, nil)
 				case 10:
-					do(t, srv, "POST", "/v1/storage/kv/n"+key+"/incr"+q, tok, map[string]int{"by": rng.IntN(2000) - 1000})
+					do(t, srv, "POST", "/v1/storage/kv/n"+key+q, tok, map[string]int{"by": rng.IntN(2000) - 1000})
 				case 11:
 					ttl := any(nil)
 					if rng.IntN(2) == 0 {
@@ -373,4 +373,35 @@ func TestQuotaOvershoot(t *testing.T) {
 		}
 		t.Logf("%s: %d of %d writers got in against a limit of %d: overshoot %d", p.what, in, writers, limit, in-limit)
 	}
+}
+
+// TestQuotaAtTheLimit: at a bytes limit, a PATCH that shrinks a document
+// and an INCR whose text keeps its length still work (they add nothing);
+// growing ones are refused.
+func TestQuotaAtTheLimit(t *testing.T) {
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/c/k", tok, `{"a":"0123456789","b":1}`), http.StatusOK, "")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/n", tok, `{"value":"5"}`), http.StatusNoContent, "")
+	u := tenantUsage(t, srv, "t1")
+	wantStatus(t, setQuota(t, srv, "t1", fmt.Sprintf(`{"documents":{"bytes":%d},"kv":{"bytes":%d}}`, u.Documents.Bytes, u.KV.Bytes)), http.StatusOK, "")
+	patch := func(body string) resp {
+		req, _ := http.NewRequest("PATCH", srv.URL+"/v1/storage/db/c/k", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+		res, err := srv.HTTP.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return resp{res.StatusCode, res.Header, b}
+	}
+	wantStatus(t, patch(`{"b":2,"c":3}`), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, patch(`{"a":null}`), http.StatusOK, "")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, `{"by":4}`), http.StatusOK, "") // 9
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, `{"by":1}`), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/m", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
+	sameUsage(t, "t1", tenantUsage(t, srv, "t1"), recountUsage(t, srv, "t1"))
 }
