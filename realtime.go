@@ -286,6 +286,22 @@ func (e *Engine) stream(c *call, f feed) error {
 		return rtUnavailable(err)
 	}
 	defer sub.done()
+	var sent rtPos // the newest event sent: live events up to it are repeats
+	if after != nil {
+		sent = *after
+	}
+	reset := tooOld || resetFirst
+	if reset {
+		// Continue from the topic's tail: nothing written before the
+		// reset comes after it.
+		ctx, cancel := e.backendCtx(c)
+		sent, err = e.rt.hub.resync(ctx, sub)
+		cancel()
+		if err != nil {
+			return rtUnavailable(err)
+		}
+		backlog = nil
+	}
 
 	h := c.w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -304,12 +320,7 @@ func (e *Engine) stream(c *call, f feed) error {
 	w := &sseWriter{w: c.w, rc: rc}
 	w.comment("ok")
 
-	var sent rtPos // the newest event sent: live events up to it are repeats
-	if after != nil {
-		sent = *after
-	}
-	if tooOld || resetFirst {
-		sent = sub.resync()
+	if reset {
 		w.event(sent, "reset", []byte("{}"))
 	}
 	for _, ev := range backlog {
@@ -341,8 +352,20 @@ func (e *Engine) stream(c *call, f feed) error {
 			}
 		case <-sub.wake:
 			if sub.lagged.Load() {
-				// Fell behind by more than its buffer: start over from now.
-				sent = sub.resync()
+				// Fell behind by more than its buffer: start over from
+				// now, the topic's tail. Without it (the backend failed)
+				// the stream ends without a reset: the client resumes
+				// from the last event it got.
+				ctx, cancel := e.backendCtx(c)
+				pos, err := e.rt.hub.resync(ctx, sub)
+				cancel()
+				if err != nil {
+					if c.ctx.Err() == nil {
+						e.log.Warn("storage: realtime: a stream that fell behind could not start over", "request_id", c.reqID, "err", err)
+					}
+					return nil
+				}
+				sent = pos
 				w.event(sent, "reset", []byte("{}"))
 			}
 		case <-tick:

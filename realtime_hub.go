@@ -39,6 +39,11 @@ type rtHub interface {
 	// subscribe follows topic. With after, the events after it come back
 	// as backlog, or tooOld when the hub no longer has all of them.
 	subscribe(ctx context.Context, topic string, after *rtPos) (s *rtSub, backlog []rtEvent, tooOld bool, err error)
+	// resync starts s over from the topic's tail, for a reset: what s has
+	// buffered is dropped and no event at or before the returned position
+	// (the reset's id) reaches it afterwards. Called by the stream (tooOld,
+	// an id it did not give, or s lagged).
+	resync(ctx context.Context, s *rtSub) (rtPos, error)
 }
 
 // Retention and buffers.
@@ -110,6 +115,9 @@ type rtSub struct {
 	lagged atomic.Bool
 	wake   chan struct{}
 	done   func()
+	// from: events at or before it are not delivered (set by a reset,
+	// guarded by t.mu).
+	from rtPos
 }
 
 // deliver hands ev to every stream of t without ever blocking: a stream
@@ -118,7 +126,7 @@ type rtSub struct {
 func (t *rtTopic) deliver(ev *rtEvent) {
 	t.last = ev.pos
 	for s := range t.subs {
-		if s.lagged.Load() {
+		if s.lagged.Load() || !s.from.less(ev.pos) {
 			continue
 		}
 		select {
@@ -134,15 +142,25 @@ func (t *rtTopic) deliver(ev *rtEvent) {
 }
 
 // resync clears a lagged stream and returns the position it continues
-// from: the events it missed are dropped, the stream is told to reset.
-func (s *rtSub) resync() rtPos {
+// from: the newest of tail (the topic's newest event in the backend) and
+// the newest event delivered here. The events it missed or buffered are
+// dropped, and none up to that position is delivered to it any more: the
+// stream is told to reset and continues with what comes after.
+func (s *rtSub) resync(tail rtPos) rtPos {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
 	for len(s.ch) > 0 {
 		<-s.ch
 	}
 	s.lagged.Store(false)
-	return s.t.last
+	pos := s.t.last
+	if pos.less(tail) {
+		pos = tail
+	}
+	if s.from.less(pos) {
+		s.from = pos
+	}
+	return pos
 }
 
 // ---------------------------------------------------------------------------
@@ -232,6 +250,12 @@ func (h *memHub) reset(_ context.Context, prefix string) error {
 		t.mu.Unlock()
 	}
 	return nil
+}
+
+// resync: the memory hub delivers every event as it is published, under
+// the topic's lock, so the newest delivered is the tail.
+func (h *memHub) resync(_ context.Context, s *rtSub) (rtPos, error) {
+	return s.resync(rtPos{}), nil
 }
 
 func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSub, []rtEvent, bool, error) {
