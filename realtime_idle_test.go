@@ -1,0 +1,345 @@
+package storage_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	storage "github.com/cpod/storage"
+	"github.com/cpod/storage/cpodtest"
+)
+
+// The idle-streams test: how much memory an idle change feed costs the
+// server, and whether every one of many gets its heartbeats on time.
+const (
+	// envIdleStreams sets the number of streams of
+	// TestRealtimeIdleStreams; at envIdleGoal or more it also holds the
+	// server to idleGoalKiB of RSS per stream (the issue's figures: 10,000
+	// streams, under 16 KiB each). Default: defaultIdleStreams, which
+	// checks the heartbeats and logs the memory only (too few streams for
+	// RSS to say much).
+	envIdleStreams     = "CPODTEST_IDLE_STREAMS"
+	defaultIdleStreams = 200
+	envIdleGoal        = 5000
+	idleGoalKiB        = 16
+	// envIdleClient makes the test binary the client side (a child
+	// process, see idleClient): the streams' client ends do not count in
+	// the server's memory, and each process holds one descriptor per
+	// stream (RLIMIT_NOFILE may be 20,000 and cannot always be raised).
+	envIdleClient = "CPODTEST_IDLE_CLIENT"
+	// idleHeartbeat and idleCheck are the feeds' intervals in the test;
+	// a stream's heartbeats may be at most idleHeartbeat+idleSlack apart.
+	idleHeartbeat = 2 * time.Second
+	idleCheck     = 500 * time.Millisecond
+	idleSlack     = idleCheck + 500*time.Millisecond
+	idleWatch     = 3 * idleHeartbeat
+)
+
+// idleJob is what the parent tells the client process.
+type idleJob struct {
+	Addr  string   `json:"addr"`
+	Paths []string `json:"paths"` // one request path per tenant
+	Toks  []string `json:"toks"`  // its token
+	N     int      `json:"n"`     // streams, spread over the tenants
+}
+
+// idleReport is the client process's answer after watching the streams.
+type idleReport struct {
+	Streams  int     `json:"streams"`
+	Errors   int     `json:"errors"`
+	FirstErr string  `json:"first_err,omitempty"`
+	MaxGapMS float64 `json:"max_gap_ms"` // the longest time a stream went without a heartbeat
+	P99GapMS float64 `json:"p99_gap_ms"` // over the streams' longest gaps
+	MinBeats int     `json:"min_beats"`  // the fewest heartbeats a stream got while watched
+	Other    int     `json:"other"`      // lines other than comments (an idle stream sends none)
+}
+
+// TestRealtimeIdleStreams opens CPODTEST_IDLE_STREAMS (default 200) idle
+// change feeds on one server (the embedded store, its in-process hub),
+// spread over tenants at most 100 each (Limits.MaxStreamsPerTenant's
+// default), from a child process over plain HTTP/1.1 connections. It
+// reports the server's RSS, heap and stack growth per stream, then watches
+// every stream for 3 heartbeat intervals: each must get a heartbeat at
+// least every idleHeartbeat+idleSlack, and nothing else.
+//
+//	CPODTEST_IDLE_STREAMS=10000 go test -run TestRealtimeIdleStreams -v .
+func TestRealtimeIdleStreams(t *testing.T) {
+	if os.Getenv(envIdleClient) != "" {
+		idleClient(t)
+		return
+	}
+	n := defaultIdleStreams
+	if v := os.Getenv(envIdleStreams); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("%s=%q: want a number of streams", envIdleStreams, v)
+		}
+	}
+	srv := cpodtest.NewServer(t, cpodtest.WithSQLite(), cpodtest.WithContractCheck(false), cpodtest.WithConfig(func(c *storage.Config) {
+		c.Limits.MaxStreams = n + 1
+	}))
+	storage.SetRealtimeIntervals(srv.Engine, idleHeartbeat, idleCheck)
+	srv.RegisterApp(t, "app-a", allScopes...)
+	job := idleJob{Addr: strings.TrimPrefix(srv.URL, "http://"), N: n}
+	for i := range (n + 99) / 100 {
+		job.Toks = append(job.Toks, srv.Token(cpodtest.Claims{Tenant: fmt.Sprintf("t%d", i), App: "app-a", Scopes: allScopes}))
+		job.Paths = append(job.Paths, "/v1/storage/db/idle/changes")
+	}
+	// Warm up (the first stream starts the shared tick and the hub).
+	warm := follow(t, srv, "/v1/storage/db/idle/changes", srv.Token(cpodtest.Claims{Tenant: "warm", App: "app-a", Scopes: allScopes}), "")
+	defer warm.close()
+
+	spec, _ := json.Marshal(job)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRealtimeIdleStreams$", "-test.count=1", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), envIdleClient+"="+string(spec))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	// The client reads the heartbeats from the start; the server's memory
+	// does not depend on it.
+	before, rssBefore := idleMem()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	out := bufio.NewReader(stdout)
+	line := idleLine(t, out) // "open" once every stream answered ": ok"
+	if line != "open" {
+		t.Fatalf("client: %q", line)
+	}
+	opened := time.Since(start)
+	after, rssAfter := idleMem()
+	perStream := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) / 1024 }
+	rss := perStream(rssAfter, rssBefore)
+	t.Logf("%d idle streams over %d tenants, opened in %v: per stream %.1f KiB RSS, %.1f KiB heap+stack in use (%.1f KiB stacks), %.2f goroutines",
+		n, len(job.Toks), opened.Round(time.Millisecond), rss,
+		perStream(after.HeapInuse+after.StackInuse, before.HeapInuse+before.StackInuse),
+		perStream(after.StackInuse, before.StackInuse), float64(runtime.NumGoroutine())/float64(n))
+
+	if _, err := io.WriteString(stdin, "watch\n"); err != nil {
+		t.Fatal(err)
+	}
+	var rep idleReport
+	if err := json.Unmarshal([]byte(idleLine(t, out)), &rep); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("heartbeats every %v (checks every %v), watched %v: longest gap %.0f ms (p99 of the streams' longest %.0f ms), fewest heartbeats %d, errors %d",
+		idleHeartbeat, idleCheck, idleWatch, rep.MaxGapMS, rep.P99GapMS, rep.MinBeats, rep.Errors)
+	if rep.Streams != n || rep.Errors != 0 {
+		t.Fatalf("%d of %d streams watched, %d failed (first: %s)", rep.Streams, n, rep.Errors, rep.FirstErr)
+	}
+	if rep.Other != 0 {
+		t.Fatalf("idle streams sent %d lines other than comments", rep.Other)
+	}
+	if limit := idleHeartbeat + idleSlack; time.Duration(rep.MaxGapMS*float64(time.Millisecond)) > limit {
+		t.Errorf("a stream went %.0f ms without a heartbeat (at most %v)", rep.MaxGapMS, limit)
+	}
+	if n >= envIdleGoal && rss >= idleGoalKiB {
+		t.Errorf("%.1f KiB RSS per idle stream, want under %d KiB", rss, idleGoalKiB)
+	}
+}
+
+// idleMem collects garbage (three times: each shrinks idle goroutine stacks
+// by half at most, as a running server's GCs would) and returns the memory
+// statistics and the RSS in bytes.
+func idleMem() (runtime.MemStats, uint64) {
+	for range 3 {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m, uint64(rssKiB()) * 1024
+}
+
+// idleLine reads the client's next "idle: " line.
+func idleLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("client process: %v", err)
+		}
+		if s, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "idle: "); ok {
+			return s
+		}
+	}
+}
+
+// idleClient is the client process: it opens the job's streams (raw
+// HTTP/1.1 connections, one goroutine each reading), says "open", and on
+// "watch" on stdin watches them for idleWatch and prints an idleReport.
+func idleClient(t *testing.T) {
+	var job idleJob
+	if err := json.Unmarshal([]byte(os.Getenv(envIdleClient)), &job); err != nil {
+		t.Fatal(err)
+	}
+	type stream struct {
+		mu      sync.Mutex
+		beats   []time.Time
+		other   int
+		err     error
+		watchAt time.Time
+	}
+	streams := make([]*stream, job.N)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64) // connections being opened at once
+	for i := range streams {
+		s := &stream{}
+		streams[i] = s
+		tenant := i % len(job.Toks)
+		req := "GET " + job.Paths[tenant] + " HTTP/1.1\r\nHost: " + job.Addr + "\r\nAuthorization: Bearer " + job.Toks[tenant] + "\r\nAccept: text/event-stream\r\n\r\n"
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			c, err := net.DialTimeout("tcp", job.Addr, 30*time.Second)
+			if err == nil {
+				_, err = io.WriteString(c, req)
+			}
+			var rd *bufio.Reader
+			if err == nil {
+				rd = bufio.NewReaderSize(c, 512)
+				err = idleHeader(rd)
+			}
+			<-sem
+			wg.Done()
+			if err != nil {
+				s.err = err
+				return
+			}
+			for {
+				// Chunked encoding: a size line, the chunk, an empty line.
+				// Each of the server's flushes is one chunk.
+				size, err := rd.ReadString('\n')
+				if err != nil {
+					s.mu.Lock()
+					s.err = err
+					s.mu.Unlock()
+					return
+				}
+				m, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
+				if err != nil || m == 0 {
+					s.mu.Lock()
+					s.err = fmt.Errorf("chunk size %q: %v", size, err)
+					s.mu.Unlock()
+					return
+				}
+				chunk := make([]byte, m+2)
+				if _, err := io.ReadFull(rd, chunk); err != nil {
+					s.mu.Lock()
+					s.err = err
+					s.mu.Unlock()
+					return
+				}
+				now := time.Now()
+				s.mu.Lock()
+				for _, l := range bytes.Split(bytes.TrimSuffix(chunk, []byte("\r\n")), []byte("\n")) {
+					switch {
+					case len(l) == 0:
+					case l[0] == ':':
+						s.beats = append(s.beats, now)
+					default:
+						s.other++
+					}
+				}
+				s.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Println("idle: open")
+	in := bufio.NewReader(os.Stdin)
+	if l, _ := in.ReadString('\n'); l != "watch\n" {
+		t.Fatalf("parent said %q", l)
+	}
+	from := time.Now()
+	time.Sleep(idleWatch)
+	to := time.Now()
+	rep := idleReport{Streams: len(streams), MinBeats: -1}
+	var gaps []float64
+	for _, s := range streams {
+		s.mu.Lock()
+		if s.err != nil {
+			rep.Errors++
+			if rep.FirstErr == "" {
+				rep.FirstErr = s.err.Error()
+			}
+		}
+		rep.Other += s.other
+		// The longest time without a heartbeat within [from, to].
+		prev, beats, gap := from, 0, time.Duration(0)
+		for _, b := range s.beats {
+			if b.Before(from) {
+				continue
+			}
+			if b.After(to) {
+				break
+			}
+			beats++
+			gap = max(gap, b.Sub(prev))
+			prev = b
+		}
+		gap = max(gap, to.Sub(prev))
+		s.mu.Unlock()
+		gaps = append(gaps, float64(gap)/1e6)
+		if rep.MinBeats < 0 || beats < rep.MinBeats {
+			rep.MinBeats = beats
+		}
+	}
+	slices.Sort(gaps)
+	rep.MaxGapMS = gaps[len(gaps)-1]
+	rep.P99GapMS = gaps[int(0.99*float64(len(gaps)-1))]
+	b, _ := json.Marshal(rep)
+	fmt.Printf("idle: %s\n", b)
+}
+
+// idleHeader reads a stream's response header and its first chunk (the
+// ": ok" comment).
+func idleHeader(rd *bufio.Reader) error {
+	status, err := rd.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 200 ") {
+		rest, _ := rd.Peek(rd.Buffered())
+		return fmt.Errorf("status %q %q", status, rest)
+	}
+	chunked := false
+	for {
+		l, err := rd.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if strings.EqualFold(strings.TrimSpace(l), "Transfer-Encoding: chunked") {
+			chunked = true
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	if !chunked {
+		return fmt.Errorf("the stream is not chunked")
+	}
+	for _, want := range []string{"6\r\n", ": ok\n\n\r\n"} {
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(rd, got); err != nil {
+			return err
+		}
+		if string(got) != want {
+			return fmt.Errorf("stream began %q, want %q", got, want)
+		}
+	}
+	return nil
+}
