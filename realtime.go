@@ -314,7 +314,11 @@ type rtStream struct {
 	beats  int // heartbeat every beats ticks
 	ticks  int
 	finish func()
+	spare  []*rtEvent // an emptied queue of the hub's, for the next (see pending)
 }
+
+// rtSpareQueue is the largest queue of events a stream keeps for reuse.
+const rtSpareQueue = 16
 
 func (st *rtStream) close() { st.finish() }
 
@@ -412,10 +416,8 @@ func (e *Engine) follow(c *call, st *rtStream) {
 		select {
 		case <-done:
 			return
-		case ev := <-st.sub.ch:
-			st.live(ev)
 		case <-st.sub.wake:
-			if !e.caughtUp(c, st) {
+			if !e.pending(c, st) {
 				return
 			}
 		case <-e.rt.tick():
@@ -439,12 +441,27 @@ func (st *rtStream) live(ev *rtEvent) {
 	}
 }
 
-// caughtUp handles a stream that fell behind by more than its buffer: it
-// starts over from now, the topic's tail, with a reset. false ends the
-// stream: without the tail (the backend failed) it ends without a reset,
-// and the client resumes from the last event it got.
-func (e *Engine) caughtUp(c *call, st *rtStream) bool {
-	if !st.sub.lagged.Load() {
+// pending sends the events the hub queued for the stream. One that fell
+// behind by more than its buffer starts over from now, the topic's tail,
+// with a reset. false ends the stream: without the tail (the backend
+// failed) it ends without a reset, and the client resumes from the last
+// event it got.
+func (e *Engine) pending(c *call, st *rtStream) bool {
+	evs, lagged := st.sub.take(st.spare)
+	for _, ev := range evs {
+		st.live(ev)
+		if st.w.err != nil {
+			return false
+		}
+	}
+	// The queue is reused while it is small; a large one (a burst) is
+	// let go, so that an idle stream holds none.
+	st.spare = nil
+	if cap(evs) <= rtSpareQueue {
+		clear(evs)
+		st.spare = evs[:0]
+	}
+	if !lagged {
 		return true
 	}
 	ctx, cancel := e.backendCtx(c)

@@ -304,7 +304,6 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 	// The stream is registered with its topic before h.mu is let go, so
 	// that the last stream of the topic leaving meanwhile cannot remove the
 	// topic under it (it would never be read again).
-	s := &rtSub{ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	h.start()
 	t := h.topics[key]
@@ -313,7 +312,7 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 		t = &rtTopic{name: key, subs: map[*rtSub]struct{}{}, ready: make(chan struct{})}
 		h.topics[key] = t
 	}
-	s.t = t
+	s := newSub(t)
 	t.mu.Lock()
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
