@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"net/http"
 )
 
@@ -77,6 +78,12 @@ func (e *Engine) handleEraseTenant(c *call) error {
 func (e *Engine) answerErase(c *call, prefix string) error {
 	n, err := e.erase(c.ctx, prefix, eraseOptions{})
 	e.erased(c, prefix)
+	if err == nil {
+		// Nothing is left under prefix: neither is its usage (usage.go).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), e.cfg.BackendTimeout)
+		err = e.usage.clear(ctx, prefix)
+		cancel()
+	}
 	if err != nil {
 		ee := toError(err)
 		cp := *ee

@@ -130,6 +130,21 @@
 // API and the operations are not limited. See ratelimit.go for the keys,
 // the clock and what happens when Redis fails.
 //
+// # Quotas and usage
+//
+// The engine keeps each location's usage (the bytes of the values and the
+// count of files, documents and kv keys; names are not counted) in the
+// store, so every replica reads the same figures: GET /v1/storage/usage
+// answers the caller's location, GET /v1/admin/tenants/{tenant}/usage a
+// tenant's totals with its quota, and POST .../usage/recount recomputes
+// them from what is stored. [Config.DefaultQuota] (a [Quota], zero fields
+// unlimited) limits every tenant without limits of its own, which PUT
+// /v1/admin/tenants/{tenant}/quota sets (null: back to the default). A
+// write that would take its tenant over a limit is 507 quota_exceeded
+// without Retry-After and stores nothing; deletes are never refused. The
+// check precedes the write, so with concurrent writers a tenant may
+// overshoot a limit by at most the writes in flight; see usage.go.
+//
 // # Documents layout
 //
 // Each logical document is one MongoDB document, the same in every layout:

@@ -769,9 +769,20 @@ func (d *documents) handleSet(c *call) error {
 	g := newTag(d.e.now())
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
+	unlock, err := d.lockDocs(ctx, t, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, release, err := d.admitSet(ctx, t, key, int64(len(v.json)))
+	defer release()
+	if err != nil {
+		return err
+	}
 	if err := d.store.put(ctx, t, key, v, cond, g); err != nil {
 		return err
 	}
+	d.e.account(ctx, c.reqID, tenantOfKey(t.loc), old.change(t.loc, primDocuments, int64(len(v.json))))
 	d.docChanged(c, t, key, v.json, g)
 	setETag(c, g)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))
@@ -805,9 +816,19 @@ func (d *documents) handleDelete(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
+	unlock, err := d.lockDocs(ctx, t, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := d.oldForUsage(ctx, t, key)
+	if err != nil {
+		return err
+	}
 	if err := d.store.remove(ctx, t, key, cond); err != nil {
 		return err
 	}
+	d.e.account(ctx, c.reqID, tenantOfKey(t.loc), old.change(t.loc, primDocuments, -1))
 	d.docChanged(c, t, key, nil, docTag{})
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -973,9 +994,26 @@ func (d *documents) handleBatch(c *call) error {
 	}
 	if valid > 0 {
 		g := newTag(d.e.now())
+		var keys []string
+		for _, op := range ops {
+			if op.err == nil {
+				keys = append(keys, op.key)
+			}
+		}
+		unlock, err := d.lockDocs(c.ctx, t, keys...)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		olds, release, err := d.admitBatch(c.ctx, t, ops)
+		defer release()
+		if err != nil {
+			return err
+		}
 		if err := d.store.batch(c.ctx, c.reqID, t, ops, g); err != nil {
 			return err
 		}
+		d.batchAccount(c, t, ops, olds)
 		d.batchChanged(c, t, ops, g)
 	}
 	res := struct {

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -388,4 +390,69 @@ func patchBackoff(ctx context.Context, try int) error {
 	case <-ctx.Done():
 		return &Error{Code: CodeBackendUnavailable, Message: "a storage backend is unavailable, try again", Err: fmt.Errorf("documents write: %w", ctx.Err())}
 	}
+}
+
+// sizes calls each with the location and the JSON text's size of every
+// document under prefix (a tenant's or a location's), for a usage
+// recount (usage_recount.go), reading a batch at a time.
+func (d *documents) sizes(ctx context.Context, prefix string, each func(loc string, size int64)) error {
+	b, err := d.readyBounded(ctx)
+	if err != nil {
+		return err
+	}
+	line := func(doc bson.Raw) error {
+		loc, _ := doc.Lookup(fieldLoc).StringValueOK()
+		js, _ := doc.Lookup(fieldJSON).StringValueOK()
+		if strings.HasPrefix(loc, prefix) {
+			each(loc, int64(len(js)))
+		}
+		return nil
+	}
+	if !b.partitioned {
+		return d.scanDocuments(ctx, d.coll, idsUnder(prefix), line)
+	}
+	names, err := d.partitions(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	filter := bson.D{{Key: fieldLoc, Value: bson.D{{Key: "$gte", Value: prefix}, {Key: "$lt", Value: prefixEnd(prefix)}}}}
+	for _, name := range names {
+		if err := d.scanDocuments(ctx, d.e.cfg.Mongo.Collection(name), filter, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sizesOf reads the JSON text's size of each document at keys that exists
+// (a batch's old values, for usage: usage_documents.go), a hundred keys
+// per query.
+func (d *documents) sizesOf(ctx context.Context, t target, keys []string) (map[string]int64, error) {
+	pc, _, err := d.open(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(keys))
+	for chunk := range slices.Chunk(keys, 100) {
+		ids := make([]string, len(chunk))
+		for i, k := range chunk {
+			ids[i] = t.id(k)
+		}
+		cur, err := pc.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetProjection(bson.D{{Key: fieldKey, Value: 1}, {Key: fieldJSON, Value: 1}}))
+		if err != nil {
+			return nil, docsBackendError("documents read", err)
+		}
+		for cur.Next(ctx) {
+			key, _ := cur.Current.Lookup(fieldKey).StringValueOK()
+			js, _ := cur.Current.Lookup(fieldJSON).StringValueOK()
+			out[key] = int64(len(js))
+		}
+		err = cur.Err()
+		cur.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, docsBackendError("documents read", err)
+		}
+	}
+	return out, nil
 }

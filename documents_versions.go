@@ -407,11 +407,27 @@ func (d *documents) handlePatch(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
+	// A merge grows the document by at most the patch's length.
+	admitted, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: int64(len(patch.json))}, nil)
+	defer admitted()
+	if err != nil {
+		return err
+	}
+	unlock, err := d.lockDocs(ctx, t, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := d.oldForUsage(ctx, t, key)
+	if err != nil {
+		return err
+	}
 	merge := func(stored []byte) (docValue, error) { return d.parseValue(mergePatch(stored, patch.json)) }
 	v, g, err := d.store.patch(ctx, t, key, cond, merge, func() docTag { return newTag(d.e.now()) })
 	if err != nil {
 		return err
 	}
+	d.e.account(ctx, c.reqID, tenantOfKey(t.loc), old.change(t.loc, primDocuments, int64(len(v.json))))
 	d.docChanged(c, t, key, v.json, g)
 	setETag(c, g)
 	return writeRawJSON(c, http.StatusOK, itemJSON(nil, key, v.json))

@@ -36,7 +36,11 @@ const (
 	// disk, a full bucket); nothing was stored. Never sent with
 	// Retry-After: retrying does not help until someone frees space.
 	CodeInsufficientStorage Code = "insufficient_storage"
-	CodeRateLimited         Code = "rate_limited"
+	// CodeQuotaExceeded (507): the write would take its tenant over a
+	// quota (Config.DefaultQuota, PUT /v1/admin/tenants/{tenant}/quota);
+	// nothing was stored. Never sent with Retry-After: deletes free room.
+	CodeQuotaExceeded Code = "quota_exceeded"
+	CodeRateLimited   Code = "rate_limited"
 )
 
 // Status is the one place that maps an error code to its HTTP status.
@@ -58,7 +62,7 @@ func (c Code) Status() int {
 		return http.StatusTooManyRequests
 	case CodeBackendUnavailable:
 		return http.StatusServiceUnavailable
-	case CodeInsufficientStorage:
+	case CodeInsufficientStorage, CodeQuotaExceeded:
 		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
@@ -134,6 +138,8 @@ var (
 	// ErrInsufficientStorage: a write the backend refused for lack of space.
 	ErrInsufficientStorage = &Error{Code: CodeInsufficientStorage}
 	ErrRateLimited         = &Error{Code: CodeRateLimited}
+	// ErrQuotaExceeded: a write over its tenant's quota (usage.go).
+	ErrQuotaExceeded = &Error{Code: CodeQuotaExceeded}
 )
 
 // errorf builds an *Error with a message for the caller.

@@ -17,7 +17,8 @@ const IncrNoncesPerGeneration = incrNoncesPerGeneration
 // IncrWithNonce increments the Redis key k by one as POST /kv does, with a
 // given nonce, so a test can replay a request.
 func IncrWithNonce(ctx context.Context, e *Engine, k, nonce string) (int64, error) {
-	return e.kv.(*redisKV).incrNonce(ctx, k, 1, nonce)
+	n, _, err := e.kv.(*redisKV).incrNonce(ctx, k, 1, nonce)
+	return n, err
 }
 
 // WithoutVersionClaims makes versioned document writes use MongoDB's

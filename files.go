@@ -698,6 +698,30 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	if c.r.ContentLength > limit {
 		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
 	}
+	// Usage (usage_files.go): one writer of the file at a time, from the
+	// old size to the usage added; a quota's room caps the body.
+	unlock, err := e.locks.lock(c.ctx, "file\x00"+key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := e.oldFile(c.ctx, key)
+	if err != nil {
+		return err
+	}
+	tenant := tenantOfKey(key)
+	room, release, err := e.headroom(c.ctx, tenant, primFiles, old, c.r.ContentLength)
+	defer release()
+	if err != nil {
+		return err
+	}
+	capped := room >= 0 && room < limit
+	if capped {
+		if c.r.ContentLength > room {
+			return e.quotaError(primFiles, "bytes") // before its body
+		}
+		limit = room
+	}
 	body := &uploadBody{r: c.r.Body, max: limit}
 	info, guard, err := e.upload(c.ctx, key, body, c.r.ContentLength, ct)
 	st := body.state()
@@ -709,9 +733,16 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 			// read it before answering, held up by an idle client.
 			c.w.Header().Set("Connection", "close")
 		}
-		return uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
+		err = uploadError(err, guard, st, c.r.ContentLength, c.ctx, limit)
+		if capped && errors.Is(err, ErrTooLarge) {
+			c.w.Header().Set("Connection", "close")
+			return e.quotaError(primFiles, "bytes")
+		}
+		return err
 	}
 	n := st.n
+	loc, _, _ := splitLocation(key)
+	e.account(c.ctx, c.reqID, tenant, old.change(loc, primFiles, n))
 	res := fileResult{Key: name, Tier: tier, Size: n, ContentType: ct, ETag: quoteETag(info.ETag), LastModified: jsonTime(e.now())}
 	// S3's own ETag and Last-Modified, so that the write, GET and list agree
 	// (a multipart ETag is not always the one S3 reports later). If the file
@@ -1155,6 +1186,15 @@ func (e *Engine) handleFileDelete(c *call) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := e.locks.lock(c.ctx, "file\x00"+loc.Key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := e.oldFile(c.ctx, loc.Key)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := e.s3Ctx(c)
 	defer cancel()
 	if err := e.cfg.S3.RemoveObject(ctx, e.cfg.Bucket, loc.Key, minio.RemoveObjectOptions{}); err != nil {
@@ -1162,6 +1202,7 @@ func (e *Engine) handleFileDelete(c *call) error {
 			return err
 		}
 	}
+	e.account(c.ctx, c.reqID, id.Tenant, old.change(loc.Prefix, primFiles, -1))
 	e.fileChanged(c, loc.Key, c.params["path"], -1, "")
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -120,7 +120,12 @@ func (e *Engine) handleKVSet(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.kv.set(ctx, k, value, ttl, kvCond{ifAbsent: ifAbsent, hasValue: hasIfValue, ifValue: ifValue}); err != nil {
+	release, err := e.admitKV(ctx, k, int64(len(value)))
+	defer release()
+	if err != nil {
+		return err
+	}
+	if err := e.kvSetCounted(c, ctx, k, value, ttl, kvCond{ifAbsent: ifAbsent, hasValue: hasIfValue, ifValue: ifValue}); err != nil {
 		return err
 	}
 	e.kvSet(c, k, value)
@@ -287,7 +292,12 @@ func (e *Engine) handleKVIncr(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	n, err := e.kv.incr(ctx, k, by)
+	release, err := e.admitKV(ctx, k, kvMaxIntText)
+	defer release()
+	if err != nil {
+		return err
+	}
+	n, err := e.kvIncrCounted(c, ctx, k, by)
 	if err != nil {
 		return err
 	}
@@ -336,7 +346,7 @@ func (e *Engine) handleKVDel(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	if err := e.kv.remove(ctx, k, kvCond{hasValue: hasIfValue, ifValue: ifValue}); err != nil {
+	if err := e.kvRemoveCounted(c, ctx, k, kvCond{hasValue: hasIfValue, ifValue: ifValue}); err != nil {
 		return err
 	}
 	e.kvDeleted(c, k)
@@ -371,7 +381,7 @@ func (e *Engine) handleKVExpire(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	found, err := e.kv.expire(ctx, k, ttl)
+	found, err := e.kvExpireCounted(c, ctx, k, ttl)
 	if err != nil {
 		return err
 	}

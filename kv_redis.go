@@ -5,7 +5,6 @@ package storage
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -190,83 +189,58 @@ func (r *redisKV) pttl(ctx context.Context, k string) (int64, bool, error) {
 	return ttlSeconds(d), true, nil
 }
 
-// set is one command: SET, SET NX for ifAbsent, setIfScript for ifValue.
+// set is one script (setU), which also reports what it replaced.
 func (r *redisKV) set(ctx context.Context, key, value string, ttl time.Duration, cond kvCond) error {
-	k := r.redisKey(key)
-	stored := kvEncode(value, ttl, r.now())
-	switch {
-	case cond.ifAbsent:
-		ok, err := r.rdb.SetNX(ctx, k, stored, ttl).Result()
-		if err != nil {
-			return kvBackendError("set", err)
-		}
-		if !ok {
-			return kvConditionFailed("the key already exists; nothing was written")
-		}
-	case cond.hasValue:
-		n, err := setIfScript.Run(ctx, r.rdb, []string{k}, cond.ifValue, stored, ttl.Milliseconds()).Int64()
-		if err != nil {
-			return kvBackendError("set", err)
-		}
-		if n != 1 {
-			return kvConditionFailed(ifValueFailed)
-		}
-	default:
-		if err := r.rdb.Set(ctx, k, stored, ttl).Err(); err != nil {
-			return kvBackendError("set", err)
-		}
-	}
-	return nil
+	_, err := r.setU(ctx, key, value, ttl, cond)
+	return err
 }
 
-// incr runs incrScript with a new nonce: 64 random bits, unique among the
-// at most 2*incrNoncesPerGeneration nonces a counter remembers.
+// incr runs incrScript with a new nonce (see incrU).
 func (r *redisKV) incr(ctx context.Context, key string, by int64) (int64, error) {
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
-	return r.incrNonce(ctx, r.redisKey(key), by, hex.EncodeToString(nonce[:]))
+	n, _, err := r.incrU(ctx, key, by)
+	return n, err
 }
 
 // incrNonce runs incrScript on the Redis key k with the nonce.
-func (r *redisKV) incrNonce(ctx context.Context, k string, by int64, nonce string) (int64, error) {
+func (r *redisKV) incrNonce(ctx context.Context, k string, by int64, nonce string) (int64, kvWrite, error) {
 	keep := r.timeout + time.Second
 	res, err := incrScript.Run(ctx, r.rdb,
 		[]string{k, k + ":nonces", k + ":nonces:prev", k + ":incr"},
-		strconv.FormatInt(by, 10), nonce, incrNoncesPerGeneration, keep.Milliseconds()).Text()
+		strconv.FormatInt(by, 10), nonce, incrNoncesPerGeneration, keep.Milliseconds()).Slice()
 	if err != nil {
-		return 0, kvBackendError("incrby", err)
+		return 0, kvWrite{}, kvBackendError("incrby", err)
 	}
-	n, err := strconv.ParseInt(res, 10, 64)
+	if len(res) != 3 {
+		return 0, kvWrite{}, &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("incrby: %d values in the answer", len(res))}
+	}
+	vs, _ := res[0].(string)
+	n, err := strconv.ParseInt(vs, 10, 64)
 	if err != nil {
-		return 0, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+		return 0, kvWrite{}, &Error{Code: CodeInternal, Message: "internal error", Err: err}
 	}
-	return n, nil
+	size, _ := res[1].(int64)
+	exp, _ := res[2].(int64)
+	if size == -2 { // a resend: counted by the first run
+		return n, kvWrite{}, nil
+	}
+	w := kvWrite{new: kvStored{ok: true, size: int64(len(vs)), exp: exp}}
+	if size >= 0 {
+		w.old = kvStored{ok: true, size: size, exp: exp}
+	}
+	return n, w, nil
 }
 
-// remove is one DEL, or delIfScript for ifValue.
+// remove is one script (removeU).
 func (r *redisKV) remove(ctx context.Context, key string, cond kvCond) error {
-	k := r.redisKey(key)
-	if !cond.hasValue {
-		return kvBackendError("del", r.rdb.Del(ctx, k).Err())
-	}
-	n, err := delIfScript.Run(ctx, r.rdb, []string{k}, cond.ifValue).Int64()
-	if err != nil {
-		return kvBackendError("del", err)
-	}
-	if n != 1 {
-		return kvConditionFailed(ifValueFailed)
-	}
-	return nil
+	_, err := r.removeU(ctx, key, cond)
+	return err
 }
 
-// expire is one script (expireScript: the expiry is part of the stored
-// value, see kv_values.go).
+// expire is one script (expireU: the expiry is part of the stored value,
+// see kv_values.go).
 func (r *redisKV) expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	n, err := expireScript.Run(ctx, r.rdb, []string{r.redisKey(key)}, kvPrefix(ttl, r.now()), ttl.Milliseconds()).Int64()
-	if err != nil {
-		return false, kvBackendError("expire", err)
-	}
-	return n == 1, nil
+	found, _, err := r.expireU(ctx, key, ttl)
+	return found, err
 }
 
 // ping is a real GET, the command requests use most.

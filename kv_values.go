@@ -106,44 +106,6 @@ local function integer(s)
 end
 `
 
-// setIfScript sets KEYS[1] to ARGV[2] only when its text is exactly ARGV[1],
-// with a TTL of ARGV[3] ms, or none for "0" (a set replaces the TTL, as a
-// plain SET does). It answers 1 when it wrote, 0 otherwise. A missing key
-// reads as false, which equals no string. One key, so it runs on Redis
-// Cluster as well.
-var setIfScript = redis.NewScript(kvTextLua + `
-if text(redis.call('GET', KEYS[1])) ~= ARGV[1] then return 0 end
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-`)
-
-// delIfScript deletes KEYS[1] only when its text is exactly ARGV[1]; it
-// answers 1 when it deleted, 0 otherwise.
-var delIfScript = redis.NewScript(kvTextLua + `
-if text(redis.call('GET', KEYS[1])) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-`)
-
-// expireScript gives KEYS[1] a new TTL, keeping its text: it stores ARGV[1]
-// (kvPrefix of the new TTL) followed by the text, with a TTL of ARGV[2] ms,
-// or none for "0". It answers 0 when the key is missing, 1 otherwise. A
-// value of the legacy form is stored in the current one.
-var expireScript = redis.NewScript(kvTextLua + `
-local v = text(redis.call('GET', KEYS[1]))
-if not v then return 0 end
-if ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1] .. v)
-else
-  redis.call('SET', KEYS[1], ARGV[1] .. v, 'PX', ARGV[2])
-end
-return 1
-`)
-
 // incrScript increments KEYS[1] by ARGV[1] at most once per nonce ARGV[2].
 // go-redis resends a command whose reply was lost (the connection dropped
 // after Redis ran it); the resend must return the first result instead of
@@ -173,12 +135,15 @@ return 1
 // Redis refuses them, and every backend must answer the same 409.
 //
 // The value travels as a string: Lua numbers are doubles and would round
-// integers above 2^53.
-var incrScript = redis.NewScript(kvTextLua + kvIntegerLua + `
+// integers above 2^53. The answer is {value, the old value's size and
+// expiry (kvMetaLua; -1 when it was missing, -2 for a resend, whose first
+// run counted it)}, for usage (kv_redis_usage.go).
+var incrScript = redis.NewScript(kvTextLua + kvIntegerLua + kvMetaLua + `
 local done = redis.call('HGET', KEYS[2], ARGV[2])
 if not done then done = redis.call('HGET', KEYS[3], ARGV[2]) end
-if done then return done end
+if done then return {done, -2, 0} end
 local cur = redis.call('GET', KEYS[1])
+local os, oe = meta(cur)
 local v
 if not cur then
   v = ARGV[1]
@@ -207,5 +172,5 @@ if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
 end
 redis.call('HSET', KEYS[2], ARGV[2], v)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return v
+return {v, os, oe}
 `)

@@ -21,6 +21,7 @@ import (
 //	cpod_storage_backend_errors_total{backend}                counter
 //	cpod_storage_bytes_total{primitive,direction}             counter
 //	cpod_storage_rate_limited_total                           counter
+//	cpod_storage_quota_rejections_total{primitive}            counter
 //
 // Every label value comes from a small fixed set, never from the request:
 // route is the pattern of the route table without its declared query names
@@ -55,6 +56,9 @@ import (
 // Config.RateLimit (see ratelimit.go), whichever allowance was spent. It
 // has no label: which tenant is limited is what one would ask, and a tenant
 // is never a label (requests_total{code="429"} has the routes).
+//
+// quota_rejections_total counts the writes answered 507 quota_exceeded
+// (usage.go), by primitive; no tenant, for the same reason.
 //
 // Two engines given the same Registerer share the collectors: the second
 // finds them already registered (prometheus.AlreadyRegisteredError) and
@@ -94,6 +98,7 @@ type metrics struct {
 	backends *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	limited  prometheus.Counter
+	quota    *prometheus.CounterVec
 
 	s3Errors, mongoErrors, redisErrors, sqliteErrors prometheus.Counter
 	filesIn, filesOut                                prometheus.Counter
@@ -171,6 +176,10 @@ func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, e
 			Name: "cpod_storage_rate_limited_total",
 			Help: "Requests refused with 429 rate_limited by the rate limits per tenant and per app (Config.RateLimit).",
 		}),
+		quota: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cpod_storage_quota_rejections_total",
+			Help: "Writes refused with 507 quota_exceeded by a tenant's quota, by primitive: files, documents, kv.",
+		}, []string{"primitive"}),
 	}
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
@@ -186,6 +195,9 @@ func newMetrics(reg prometheus.Registerer, docs string, redis bool) (*metrics, e
 		return nil, err
 	}
 	if m.limited, err = register(reg, m.limited); err != nil {
+		return nil, err
+	}
+	if m.quota, err = register(reg, m.quota); err != nil {
 		return nil, err
 	}
 	m.s3Errors = m.backends.WithLabelValues(backendS3)
@@ -354,6 +366,13 @@ func (m *metrics) backendError(backend string) {
 func (m *metrics) rateLimitedInc() {
 	if m != nil {
 		m.limited.Inc()
+	}
+}
+
+// quotaRejected counts a write refused by a quota. A nil m counts nothing.
+func (m *metrics) quotaRejected(p primitive) {
+	if m != nil {
+		m.quota.WithLabelValues(p.String()).Inc()
 	}
 }
 

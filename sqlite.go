@@ -121,7 +121,7 @@ func (s *sqlStore) ready(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
+	if err := s.createSchema(ctx); err != nil {
 		return sqlError("sqlite schema", err)
 	}
 	if err := s.indexes.load(ctx); err != nil {
@@ -129,6 +129,31 @@ func (s *sqlStore) ready(ctx context.Context) error {
 	}
 	s.created = true
 	return nil
+}
+
+// createSchema creates the tables, and the usage triggers (usage_sqlite.go)
+// in the same transaction: a database written before cpod_usage existed
+// gets its documents and kv counted then, once.
+func (s *sqlStore) createSchema(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	var had int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'cpod_usage'`).Scan(&had); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, sqliteSchema+usageSchema); err != nil {
+		return err
+	}
+	if had == 0 {
+		// Every tenant: '/' < '0' ... and no location key starts past U+10FFFF.
+		if err := countUsage(ctx, tx, "", "\U0010ffff\U0010ffff"); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // write runs f under the engine's write lock, after ready; waiting for

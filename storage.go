@@ -105,6 +105,13 @@ type Config struct {
 	// Limits caps request sizes. Zero fields take their defaults.
 	Limits Limits
 
+	// DefaultQuota is the quota of every tenant that has none of its own
+	// (PUT /v1/admin/tenants/{tenant}/quota), field by field: a write that
+	// would take a tenant's usage of a primitive over a limit is 507
+	// quota_exceeded and stores nothing (see usage.go). Usage is kept
+	// whatever the quotas. Default zero: every limit unlimited.
+	DefaultQuota Quota
+
 	// RateLimit limits the requests of each tenant, and of each app within
 	// a tenant, per second (GCRA; see ratelimit.go): over either, a request
 	// is 429 rate_limited with Retry-After, and every rate-limited answer
@@ -327,6 +334,10 @@ type Engine struct {
 	kv          kvStore          // Redis, or SQLite with Config.SQL
 	limiter     *rateLimiter     // nil without Config.RateLimit
 	rt          *realtime        // the change feeds (realtime.go)
+	usage       usageStore       // usage and quotas (usage.go)
+	quotas      quotaCache       // the quotas, cached (usage.go)
+	inflight    inflight         // writes admitted against a quota, not yet accounted (usage.go)
+	locks       keyLocks         // one writer per file or document, for usage (usage_files.go)
 }
 
 var _ http.Handler = (*Engine)(nil)
@@ -468,9 +479,14 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.SQL != nil {
 		e.sql = newSQLStore(cfg.SQL, cfg.Logger)
 		e.kv = newSQLiteKV(e.sql, cfg)
+		e.usage = &sqliteUsage{s: e.sql}
+		e.locks = newLocalLocks()
 	} else {
 		e.kv = newRedisKV(cfg)
+		e.usage = newRedisUsage(cfg)
+		e.locks = newRedisLocks(cfg)
 	}
+	e.quotas.m = map[string]cachedQuota{}
 	e.apps = newAppRegistry(cfg, e.sql)
 	// Route groups are bound here, in one place; each area file lists its own.
 	e.routes = append(e.routes,
@@ -486,6 +502,7 @@ func New(cfg Config) (*Engine, error) {
 	e.routes = append(e.routes, e.filesRoutes()...)
 	e.routes = append(e.routes, e.documentsRoutes()...)
 	e.routes = append(e.routes, e.adminRoutes()...)
+	e.routes = append(e.routes, e.usageRoutes()...)
 	e.router = compileRoutes(e.routes)
 	if cfg.Metrics != nil {
 		if e.metrics, err = newMetrics(cfg.Metrics, e.apps.backend(), cfg.Redis != nil); err != nil {

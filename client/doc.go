@@ -72,6 +72,19 @@
 // not hold: a lock is SetIfAbsent with a TTL and a token of your own,
 // released with DeleteIf (see the SetIfAbsent example).
 //
+// # Usage and quotas
+//
+// [Client.Usage] tells how many bytes and items of files, documents and kv
+// the caller's location holds in a tier (bytes of the values only: file
+// contents, documents' JSON text, kv values' text):
+//
+//	u, err := c.Usage(ctx, client.TierPrivate)
+//	fmt.Println(u.Files.Bytes, u.Documents.Count, u.KV.Count)
+//
+// The server's operator may give each tenant quotas of the same figures.
+// A write that would take the tenant over one fails with
+// [ErrQuotaExceeded] (507) and stores nothing; deletes always work.
+//
 // # Errors
 //
 // Every failure reported by the server is an [*Error] with the HTTP status,
@@ -84,6 +97,7 @@
 //	case errors.Is(err, client.ErrInsufficientScope): // 403: the token lacks it
 //	case errors.Is(err, client.ErrBackendUnavailable): // 503: retry after (*Error).RetryAfter
 //	case errors.Is(err, client.ErrInsufficientStorage): // 507: the server is out of space; do not retry
+//	case errors.Is(err, client.ErrQuotaExceeded):     // 507: over the tenant's quota; delete, or ask for more
 //	case errors.Is(err, client.ErrRateLimited):       // 429: over the rate limit; retry after (*Error).RetryAfter
 //	}
 //

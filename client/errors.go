@@ -115,6 +115,13 @@ var (
 	// full disk); the write stored nothing. It carries no RetryAfter:
 	// retrying does not help until space is freed. Reads keep working.
 	ErrInsufficientStorage = &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage", Message: "insufficient storage"}
+	// ErrQuotaExceeded (507): the write would take the tenant over one of
+	// its quotas (bytes or count of files, documents or kv, set by the
+	// server's operator); it stored nothing. Same status as
+	// ErrInsufficientStorage, another code: errors.Is tells them apart. No
+	// RetryAfter: retrying helps only once something is deleted or the
+	// quota raised. Reads and deletes keep working; see [Client.Usage].
+	ErrQuotaExceeded = &Error{Status: http.StatusInsufficientStorage, Code: "quota_exceeded", Message: "quota exceeded"}
 )
 
 // localError is the error for a call rejected before it is sent.

@@ -329,6 +329,65 @@ func TestTierQuery(t *testing.T) {
 	}
 }
 
+// TestUsageWire: Usage is GET /v1/storage/usage with the tier in the query
+// (none for the default) and an Accept of JSON, and decodes the three
+// primitives' figures.
+func TestUsageWire(t *testing.T) {
+	rec := newRecorder(t, jsonReply(200, `{"files":{"bytes":17,"count":1},"documents":{"bytes":40,"count":2},"kv":{"bytes":5,"count":3}}`))
+	c := newClient(t, rec.URL, client.WithToken("tok"))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		tier  client.Tier
+		query string
+	}{{"", ""}, {client.TierPrivate, "tier=private"}, {client.TierUser, "tier=user"}, {client.TierShared, "tier=shared"}} {
+		u, err := c.Usage(ctx, tc.tier)
+		if err != nil {
+			t.Fatalf("Usage(%q): %v", tc.tier, err)
+		}
+		want := client.Usage{
+			Files:     client.UsageFigures{Bytes: 17, Count: 1},
+			Documents: client.UsageFigures{Bytes: 40, Count: 2},
+			KV:        client.UsageFigures{Bytes: 5, Count: 3},
+		}
+		if u != want {
+			t.Errorf("Usage(%q) = %+v, want %+v", tc.tier, u, want)
+		}
+		r := rec.last(t)
+		if r.Method != "GET" || r.Path != "/v1/storage/usage" || r.Query != tc.query || r.Body != "" {
+			t.Errorf("Usage(%q) sent %s %s?%s %q, want GET /v1/storage/usage?%s", tc.tier, r.Method, r.Path, r.Query, r.Body, tc.query)
+		}
+		if a := r.Header.Get("Accept"); a != "application/json" {
+			t.Errorf("Accept = %q", a)
+		}
+		if a := r.Header.Get("Authorization"); a != "Bearer tok" {
+			t.Errorf("Authorization = %q", a)
+		}
+	}
+}
+
+// TestQuotaExceededIsNotInsufficientStorage: both are 507; only the code
+// tells a tenant over its quota from a server out of space, and a 507
+// without a contract body (a proxy's) is neither.
+func TestQuotaExceededIsNotInsufficientStorage(t *testing.T) {
+	ctx := context.Background()
+	rec := newRecorder(t, jsonReply(507, `{"error":"quota_exceeded","message":"over the quota files.bytes"}`))
+	err := newClient(t, rec.URL).Storage.KV.Set(ctx, "k", "v", nil)
+	var e *client.Error
+	if !errors.As(err, &e) || !errors.Is(err, client.ErrQuotaExceeded) || errors.Is(err, client.ErrInsufficientStorage) {
+		t.Fatalf("quota_exceeded: %v", err)
+	}
+	if e.Status != 507 || e.RetryAfter != 0 {
+		t.Errorf("quota_exceeded: status %d RetryAfter %v, want 507 and none", e.Status, e.RetryAfter)
+	}
+	rec = newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "disk quota exceeded", http.StatusInsufficientStorage)
+	})
+	err = newClient(t, rec.URL).Storage.KV.Set(ctx, "k", "v", nil)
+	if !errors.As(err, &e) || e.Status != 507 || errors.Is(err, client.ErrQuotaExceeded) || errors.Is(err, client.ErrInsufficientStorage) {
+		t.Errorf("a proxy's 507: %#v, want status 507 matching no sentinel", err)
+	}
+}
+
 func TestListQuery(t *testing.T) {
 	rec := newRecorder(t, jsonReply(200, `{"items":[{"key":"exports/a.pdf","size":3,"lastModified":"2025-01-02T03:04:05Z","etag":"\"e1\""}],"nextCursor":"c2"}`))
 	c := newClient(t, rec.URL)
@@ -593,6 +652,7 @@ var allCodes = []struct {
 	{"backend_unavailable", 503, client.ErrBackendUnavailable},
 	{"internal", 500, client.ErrInternal},
 	{"insufficient_storage", 507, client.ErrInsufficientStorage},
+	{"quota_exceeded", 507, client.ErrQuotaExceeded},
 }
 
 func TestEveryErrorCodeMatchesItsSentinel(t *testing.T) {

@@ -304,10 +304,13 @@ func (s *Server) AdvanceClock(d time.Duration) { s.offset.Add(int64(d)) }
 // SQLite store is used.
 func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 
-// RedisKeys lists the Redis keys this server's engine has written, on
-// miniredis or a real Redis alike. On the SQLite store, which keeps kv in
-// its table cpod_kv instead, it skips the calling test, naming the reason:
-// call it from the test's goroutine.
+// RedisKeys lists the Redis keys of this server's kv data (values, and
+// counters' nonce hashes), on miniredis or a real Redis alike: the
+// engine's own bookkeeping in Redis (usage, locks, rate limits: keys that
+// start with "usage:", "lock:" or "rate:" after the key prefix) is left
+// out. On the SQLite store, which keeps kv in its table cpod_kv instead,
+// it skips the calling test, naming the reason: call it from the test's
+// goroutine.
 func (s *Server) RedisKeys(t testing.TB) []string {
 	t.Helper()
 	if s.Redis == nil {
@@ -318,8 +321,12 @@ func (s *Server) RedisKeys(t testing.TB) []string {
 	err := forEachNode(context.Background(), s.Redis, func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, s.keyPrefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
+			k := iter.Val()
+			if rest := strings.TrimPrefix(k, s.keyPrefix); strings.HasPrefix(rest, "usage:") || strings.HasPrefix(rest, "lock:") || strings.HasPrefix(rest, "rate:") {
+				continue
+			}
 			mu.Lock()
-			keys = append(keys, iter.Val())
+			keys = append(keys, k)
 			mu.Unlock()
 		}
 		return iter.Err()

@@ -165,6 +165,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		S3PresignedURLs: cfg.S3Presigned,
 		Limits:          cfg.Limits,
 		RateLimit:       cfg.RateLimit,
+		DefaultQuota:    cfg.DefaultQuota,
 		BackendTimeout:  cfg.BackendTimeout,
 		S3Timeout:       cfg.S3Timeout,
 		AppCacheTTL:     cfg.AppCacheTTL,

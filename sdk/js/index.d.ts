@@ -105,7 +105,7 @@ export declare class CpodClient {
   static fromEnv(options?: Partial<CpodClientOptions>): CpodClient;
   /** The base URL calls go to, without a trailing slash. */
   readonly baseUrl: string;
-  /** The three storage primitives. */
+  /** The three storage primitives, and what they hold (`usage`). */
   readonly storage: Storage;
 }
 
@@ -116,6 +116,38 @@ export interface Storage {
   readonly db: Db;
   /** Ephemeral string values (Redis) with TTLs and atomic counters. */
   readonly kv: Kv;
+  /**
+   * What the caller's location holds in a tier: this app's private data (the
+   * default), the token's user's data across apps (`tier: 'user'`), or the
+   * tenant's shared data (`tier: 'shared'`). Needs the tier's read scope.
+   * Exact when no writes are in flight.
+   *
+   * ```ts
+   * const u = await sdk.storage.usage({ tier: 'user' })
+   * console.log(u.files.bytes, u.documents.count, u.kv.count)
+   * ```
+   *
+   * The server's operator may give the tenant quotas of the same figures; a
+   * write over one rejects with a CpodError of code `quota_exceeded` (507).
+   */
+  usage(options?: TierOptions): Promise<Usage>;
+}
+
+/** How much a location holds, per primitive (`sdk.storage.usage`). */
+export interface Usage {
+  files: UsageFigures;
+  documents: UsageFigures;
+  kv: UsageFigures;
+}
+
+/**
+ * Bytes and count of one primitive. Bytes are those of the values only: a
+ * file's contents, a document's JSON text as `get` answers it, a kv value's
+ * text; names (paths, keys, collections) are not counted.
+ */
+export interface UsageFigures {
+  bytes: number;
+  count: number;
 }
 
 // ---------------------------------------------------------------- files
@@ -642,6 +674,13 @@ export type CpodErrorCode =
   | 'internal'
   /** 507: the server is out of space (a full disk); the write stored nothing. No Retry-After. */
   | 'insufficient_storage'
+  /**
+   * 507: the write would take the tenant over one of its quotas (bytes or
+   * count of files, documents or kv, set by the server's operator); it stored
+   * nothing. No Retry-After: delete something, or ask for a higher quota.
+   * Same status as `insufficient_storage`: tell them apart by `code`.
+   */
+  | 'quota_exceeded'
   | 'rate_limited';
 
 /**

@@ -3,6 +3,7 @@ import { CpodError, errorFromResponse, localError } from './errors.js';
 import { Files } from './files.js';
 import { Db } from './db.js';
 import { Kv } from './kv.js';
+import { usage } from './usage.js';
 
 /** @typedef {import('../index.js').CpodClientOptions} CpodClientOptions */
 /** @typedef {import('../index.js').Tier} Tier */
@@ -155,11 +156,14 @@ export class CpodClient {
     this.#t = new Transport(base, token, (input, init) => f(input, init));
     /** The base URL calls go to, without a trailing slash. */
     this.baseUrl = base;
-    /** The storage primitives, as in the seed: files, db and kv. */
+    /** The storage primitives, as in the seed: files, db and kv; and usage. */
+    const t = this.#t;
     this.storage = Object.freeze({
-      files: new Files(this.#t),
-      db: new Db(this.#t),
-      kv: new Kv(this.#t),
+      files: new Files(t),
+      db: new Db(t),
+      kv: new Kv(t),
+      /** @param {import('../index.js').TierOptions} [options] */
+      usage: (options) => usage(t, options),
     });
   }
 

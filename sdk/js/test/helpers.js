@@ -92,6 +92,8 @@ export async function startServer(args = []) {
   return {
     url,
     dataDir,
+    /** The admin token the server generated, for /v1/oauth/apps and /v1/admin/... */
+    adminToken,
     log: () => log,
     /**
      * registerApp declares an app and its scopes through the admin API.

@@ -4,6 +4,7 @@
 import { CpodClient, CpodError, uploadToSignedUrl } from '@cpod/sdk';
 import type { FileWriteResult, Tier, QueryResult, BatchResult, CpodErrorCode, FileUploadUrlOptions } from '@cpod/sdk';
 import type { DocWithEtag, DocEtag, DocSetIfOptions } from '@cpod/sdk';
+import type { Usage, UsageFigures } from '@cpod/sdk';
 
 declare const baseUrl: string;
 declare function refresh(): Promise<string>;
@@ -201,6 +202,20 @@ async function kvConditions(flag: boolean, maybe: string | undefined): Promise<v
   void sure;
 }
 
+async function usage(): Promise<void> {
+  const u: Usage = await sdk.storage.usage();
+  const f: UsageFigures = u.files;
+  const n: number = f.bytes + f.count + u.documents.bytes + u.kv.count;
+  await sdk.storage.usage({ tier: 'shared', signal: AbortSignal.timeout(1000) });
+  void n;
+  // @ts-expect-error no such tier
+  await sdk.storage.usage({ tier: 'public' });
+  // @ts-expect-error the options are an object, not a tier
+  await sdk.storage.usage('user');
+  // @ts-expect-error no quota in an app's usage: that is the admin API's
+  void u.quota;
+}
+
 function errors(e: unknown): void {
   if (e instanceof CpodError) {
     const status: number = e.status;
@@ -208,7 +223,9 @@ function errors(e: unknown): void {
     const id: string | null = e.requestId;
     const retry: number | null = e.retryAfter;
     if (e.code === 'not_integer' || e.code === 'backend_unavailable' || e.code === 'insufficient_storage') void [status, code, id, retry, e.detail, e.message];
+    const over: CpodErrorCode = 'quota_exceeded';
+    if (e.code === over && e.status === 507) void e.detail;
   }
 }
 
-void [files, uploads, documents, documentVersions, kv, kvConditions, errors];
+void [files, uploads, documents, documentVersions, kv, kvConditions, usage, errors];
