@@ -407,8 +407,22 @@ func (d *documents) handlePatch(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	// A merge grows the document by at most the patch's length.
-	admitted, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: int64(len(patch.json))}, nil)
+	// A merge grows the document by at most the patch's length; at a
+	// limit, by what merging it into the stored value does.
+	admitted, err := d.e.admit(ctx, tenantOfKey(t.loc), primDocuments, usageFigures{Bytes: int64(len(patch.json))}, func(ctx context.Context) (usageFigures, error) {
+		js, _, err := d.store.get(ctx, t, key)
+		if err != nil {
+			if isDocNotFound(err) {
+				err = nil // the patch answers 404 (or 412) itself
+			}
+			return usageFigures{}, err
+		}
+		v, err := d.parseValue(mergePatch(js, patch.json))
+		if err != nil {
+			return usageFigures{}, nil // the patch answers the merge's error itself
+		}
+		return usageFigures{Bytes: int64(len(patch.json)) - (int64(len(v.json)) - int64(len(js)))}, nil
+	})
 	defer admitted()
 	if err != nil {
 		return err

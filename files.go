@@ -700,7 +700,7 @@ func (e *Engine) storeFile(c *call, key, name string, tier Tier, ct string, limi
 	}
 	// Usage (usage_files.go): one writer of the file at a time, from the
 	// old size to the usage added; a quota's room caps the body.
-	unlock, err := e.locks.lock(c.ctx, "file\x00"+key)
+	unlock, err := e.lockFile(c, key)
 	if err != nil {
 		return err
 	}
@@ -1186,7 +1186,7 @@ func (e *Engine) handleFileDelete(c *call) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := e.locks.lock(c.ctx, "file\x00"+loc.Key)
+	unlock, err := e.lockFile(c, loc.Key)
 	if err != nil {
 		return err
 	}

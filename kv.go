@@ -292,7 +292,7 @@ func (e *Engine) handleKVIncr(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
-	release, err := e.admitKV(ctx, k, kvMaxIntText)
+	release, err := e.admitIncr(ctx, k, by)
 	defer release()
 	if err != nil {
 		return err

@@ -189,6 +189,14 @@ func (r *redisLocks) lockAll(ctx context.Context, group string, names []string) 
 	}, nil
 }
 
+// lockFile takes the usage lock of the file at key, waiting at most
+// S3Timeout for another write of it to end (then 503).
+func (e *Engine) lockFile(c *call, key string) (func(), error) {
+	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.S3Timeout)
+	defer cancel()
+	return e.locks.lock(ctx, "file\x00"+key)
+}
+
 // oldFile is the file at key before a write: its size, or none.
 func (e *Engine) oldFile(ctx context.Context, key string) (oldValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.S3Timeout)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -26,7 +27,29 @@ func (e *Engine) admitKV(ctx context.Context, k string, n int64) (func(), error)
 	})
 }
 
-// kvUsageWriter is the store's when the engine counts kv.
+// admitIncr checks the quota for an INCR of k by by: at most kvMaxIntText
+// bytes and one key; at a limit, what the sum's text adds exactly.
+func (e *Engine) admitIncr(ctx context.Context, k string, by int64) (func(), error) {
+	most := usageFigures{Bytes: kvMaxIntText, Count: 1}
+	return e.admit(ctx, tenantOfKey(k), primKV, most, func(ctx context.Context) (usageFigures, error) {
+		text, _, found, err := e.kv.get(ctx, k)
+		if err != nil {
+			return usageFigures{}, err
+		}
+		if !found { // a new counter: the text of by
+			return usageFigures{Bytes: kvMaxIntText - int64(len(strconv.FormatInt(by, 10)))}, nil
+		}
+		n, ok := kvInt(text)
+		sum, ok2 := kvAdd(n, by)
+		if !ok || !ok2 {
+			return most, nil // the INCR answers 409 not_integer itself
+		}
+		grow := int64(len(strconv.FormatInt(sum, 10)) - len(text))
+		return usageFigures{Bytes: kvMaxIntText - grow, Count: 1}, nil
+	})
+}
+
+// kvCounter is the store's usage writer when the engine counts kv.
 func (e *Engine) kvCounter() kvUsageWriter {
 	if !e.usage.explicit(primKV) {
 		return nil

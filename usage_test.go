@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cpod/storage/cpodtest"
 )
@@ -188,7 +189,7 @@ func TestQuotaExceeded(t *testing.T) {
 	// kv: bytes.
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"12345678"}`), http.StatusNoContent, "")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/j", tok, `{"value":"1"}`), http.StatusInsufficientStorage, "quota_exceeded")
-	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n/incr", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
 	wantStatus(t, do(t, srv, "GET", "/v1/storage/kv/j", tok, nil), http.StatusNotFound, "not_found")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"abcdefgh"}`), http.StatusNoContent, "") // same size
 
@@ -210,7 +211,8 @@ func TestQuotaExceeded(t *testing.T) {
 
 // TestUsageEqualsRecount is the property: after any mix of concurrent
 // writes, overwrites, deletes, batches, patches, increments, TTL changes,
-// chunked and failed uploads of a few keys, the usage kept equals a recount.
+// chunked, multipart, upload-URL and failed uploads of a few keys, the
+// usage kept equals a recount.
 func TestUsageEqualsRecount(t *testing.T) {
 	srv := cpodtest.NewServer(t)
 	srv.RegisterApp(t, "a", allScopes...)
@@ -232,7 +234,7 @@ func TestUsageEqualsRecount(t *testing.T) {
 				q := "?tier=" + tiers[rng.IntN(len(tiers))]
 				key := fmt.Sprint(rng.IntN(4))
 				val := strings.Repeat("v", rng.IntN(40))
-				switch rng.IntN(12) {
+				switch rng.IntN(14) {
 				case 0:
 					do(t, srv, "PUT", "/v1/storage/files/"+key+q, tok, val)
 				case 1:
@@ -271,7 +273,26 @@ func TestUsageEqualsRecount(t *testing.T) {
 				case 9:
 					do(t, srv, "DELETE", "/v1/storage/kv/"+key+q, tok, nil)
 				case 10:
-					do(t, srv, "POST", "/v1/storage/kv/n"+key+"/incr"+q, tok, map[string]int{"by": rng.IntN(2000) - 1000})
+					do(t, srv, "POST", "/v1/storage/kv/n"+key+q, tok, map[string]int{"by": rng.IntN(2000) - 1000})
+				case 12: // an upload URL, used once
+					tier := tiers[rng.IntN(len(tiers))]
+					r := do(t, srv, "POST", "/v1/storage/signed-urls", tok, map[string]any{"key": key, "tier": tier, "method": "PUT", "maxSize": 100})
+					var out struct{ URL string }
+					if json.Unmarshal(r.body, &out) == nil && out.URL != "" {
+						if res, err := http.DefaultClient.Do(must(http.NewRequest("PUT", out.URL, strings.NewReader(val)))); err == nil {
+							io.Copy(io.Discard, res.Body)
+							res.Body.Close()
+						}
+					}
+				case 13: // a multipart upload: chunked, over one part
+					body := io.MultiReader(bytes.NewReader(make([]byte, 1<<20)), strings.NewReader(val))
+					req, _ := http.NewRequest("PUT", srv.URL+"/v1/storage/files/"+key+q, body)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					req.ContentLength = -1
+					if res, err := srv.HTTP.Client().Do(req); err == nil {
+						io.Copy(io.Discard, res.Body)
+						res.Body.Close()
+					}
 				case 11:
 					ttl := any(nil)
 					if rng.IntN(2) == 0 {
@@ -299,6 +320,13 @@ func TestUsageEqualsRecount(t *testing.T) {
 	}
 	j, _ := json.Marshal(kept)
 	t.Logf("usage after %d ops: %s", workers*opsEach, j)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // TestUsageAfterErase: the admin erase routes bring usage to zero.
@@ -373,4 +401,65 @@ func TestQuotaOvershoot(t *testing.T) {
 		}
 		t.Logf("%s: %d of %d writers got in against a limit of %d: overshoot %d", p.what, in, writers, limit, in-limit)
 	}
+}
+
+// TestQuotaAtTheLimit: at a bytes limit, a PATCH that shrinks a document
+// and an INCR whose text keeps its length still work (they add nothing);
+// growing ones are refused.
+func TestQuotaAtTheLimit(t *testing.T) {
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/c/k", tok, `{"a":"0123456789","b":1}`), http.StatusOK, "")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/n", tok, `{"value":"5"}`), http.StatusNoContent, "")
+	u := tenantUsage(t, srv, "t1")
+	wantStatus(t, setQuota(t, srv, "t1", fmt.Sprintf(`{"documents":{"bytes":%d},"kv":{"bytes":%d}}`, u.Documents.Bytes, u.KV.Bytes)), http.StatusOK, "")
+	patch := func(body string) resp {
+		req, _ := http.NewRequest("PATCH", srv.URL+"/v1/storage/db/c/k", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+		res, err := srv.HTTP.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return resp{res.StatusCode, res.Header, b}
+	}
+	wantStatus(t, patch(`{"b":2,"c":3}`), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, patch(`{"a":null}`), http.StatusOK, "")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, `{"by":4}`), http.StatusOK, "") // 9
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/n", tok, `{"by":1}`), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, do(t, srv, "POST", "/v1/storage/kv/m", tok, nil), http.StatusInsufficientStorage, "quota_exceeded")
+	sameUsage(t, "t1", tenantUsage(t, srv, "t1"), recountUsage(t, srv, "t1"))
+}
+
+// TestUsageKVExpiry: a kv value whose TTL ends leaves usage without any
+// write of its own: on Redis at the tenant's next usage read or write, on
+// SQLite when the purge deletes it (within kvPurgeIdle of its expiry; the
+// test waits up to 15 s).
+func TestUsageKVExpiry(t *testing.T) {
+	srv := cpodtest.NewServer(t)
+	srv.RegisterApp(t, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: allScopes, TTL: time.Hour})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/short", tok, `{"value":"gone soon","ttl":2}`), http.StatusNoContent, "")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/long", tok, `{"value":"stays","ttl":3600}`), http.StatusNoContent, "")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/moved", tok, `{"value":"ttl taken off","ttl":2}`), http.StatusNoContent, "")
+	wantStatus(t, do(t, srv, "PATCH", "/v1/storage/kv/moved", tok, `{"ttl":null}`), http.StatusNoContent, "")
+	sameUsage(t, "before", myUsage(t, srv, tok, "private"), usageJSON{KV: figures{9 + 5 + 13, 3}})
+	srv.FastForward(3 * time.Second)
+	want := usageJSON{KV: figures{5 + 13, 2}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		u := myUsage(t, srv, tok, "private")
+		if u.KV == want.KV {
+			break
+		}
+		if time.Now().After(deadline) {
+			sameUsage(t, "after the TTL ended", u, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sameUsage(t, "the tenant's", tenantUsage(t, srv, "t1"), want)
+	sameUsage(t, "recounted", recountUsage(t, srv, "t1"), want)
 }

@@ -118,8 +118,8 @@ var settings = []setting{
 	{"max-body-memory", "CPOD_MAX_BODY_MEMORY", "128MiB", "size", false, "Limits", "memory of the JSON request bodies read at once, counted twice (the body and its decoding; one tenant at most a quarter); a request past it waits, then 503 after the backend timeout"},
 	{"max-upload-memory", "CPOD_MAX_UPLOAD_MEMORY", "256MiB", "size", false, "Limits", "part buffers of all uploads together (one tenant at most a quarter); an upload past it waits for a buffer, 503 when none is given back within the S3 timeout"},
 	{"rate-limit", "CPOD_RATE_LIMIT", "", "string", false, "Limits", "requests per second of each tenant, and of each app within a tenant, written <n>/s[,burst=<m>], such as 100/s,burst=200 (burst: n rounded up); a request over either is 429 rate_limited with Retry-After (default: off)"},
-	{"default-quota", "CPOD_DEFAULT_QUOTA", "", "string", false, "Limits", "the quota of every tenant without its own (PUT /v1/admin/tenants/{tenant}/quota), comma-separated <files|documents|kv>.<bytes|count>=<n>, bytes with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB), such as files.bytes=1GiB,files.count=1e5,kv.bytes=64MiB; a write over a limit is 507 quota_exceeded (default: none, every limit unlimited)"},
 	{"rate-limit-app", "CPOD_RATE_LIMIT_APP", "", "string", false, "Limits", "a lower limit for each app within its tenant, in the same form, so that no app takes its whole tenant's allowance (needs -rate-limit; default: -rate-limit's)"},
+	{"default-quota", "CPOD_DEFAULT_QUOTA", "", "string", false, "Limits", "the quota of every tenant without its own (PUT /v1/admin/tenants/{tenant}/quota), comma-separated <files|documents|kv>.<bytes|count>=<n>, bytes with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB), such as files.bytes=1GiB,files.count=1e5,kv.bytes=64MiB; a write over a limit is 507 quota_exceeded (default: none, every limit unlimited)"},
 }
 
 // name names a setting in messages: the variable and the flag.

@@ -284,3 +284,47 @@ func TestDiskFloorWarning(t *testing.T) {
 		t.Fatalf("readyz: %s", r.body)
 	}
 }
+
+// TestDiskFullWithQuotas: the same 24 MiB disk with -default-quota
+// files.bytes=8MiB. One tenant uploads until its quota refuses it (507
+// quota_exceeded, long before the disk is full); every other tenant's
+// files, documents and kv writes keep working, and the full tenant can
+// still delete.
+func TestDiskFullWithQuotas(t *testing.T) {
+	dir := tmpfstest.Mount(t, 24<<20)
+	srv := startServer(t, dir, "-min-free-space", "2MiB", "-default-quota", "files.bytes=8MiB")
+	full := setupApp(t, srv, dir)
+	other := mintToken(t, dir, "--tenant", "t2", "--app", "app-demo", "--user", "u1", "--scope", "storage.private.read,storage.private.write")
+	data := bytes.Repeat([]byte("x"), 1<<20)
+	put := func(token, path string, body []byte) response {
+		return call(t, "PUT", srv.URL+path, token, map[string]string{"Content-Type": "application/octet-stream"}, body)
+	}
+	n := 0
+	for ; ; n++ {
+		r := put(full, fmt.Sprintf("/v1/storage/files/f%02d.bin", n), data)
+		if r.status == http.StatusOK {
+			if n > 8 {
+				t.Fatal("the 8 MiB quota took more than 8 files of 1 MiB")
+			}
+			continue
+		}
+		conforms(t, "PUT", "/v1/storage/files/f.bin", r)
+		var e struct{ Error string }
+		decodeBody(t, "refusal", r, &e)
+		if r.status != http.StatusInsufficientStorage || e.Error != "quota_exceeded" || r.header.Get("Retry-After") != "" {
+			t.Fatalf("upload %d over the quota: %d %s", n, r.status, r.body)
+		}
+		break
+	}
+	if n != 8 {
+		t.Fatalf("%d files of 1 MiB fit an 8 MiB quota, want 8", n)
+	}
+	for i := range 8 {
+		want(t, "another tenant's file", put(other, fmt.Sprintf("/v1/storage/files/g%02d.bin", i), data), 200)
+	}
+	want(t, "another tenant's document", call(t, "PUT", srv.URL+"/v1/storage/db/notes/n", other, nil, []byte(`{"text":"still writing"}`)), 200)
+	want(t, "another tenant's kv", call(t, "PUT", srv.URL+"/v1/storage/kv/k", other, nil, []byte(`{"value":"v"}`)), 204)
+	want(t, "the full tenant's document", call(t, "PUT", srv.URL+"/v1/storage/db/notes/n", full, nil, []byte(`{"text":"no files quota on documents"}`)), 200)
+	want(t, "the full tenant deletes", call(t, "DELETE", srv.URL+"/v1/storage/files/f00.bin", full, nil, nil), 204)
+	want(t, "and writes again", put(full, "/v1/storage/files/f00.bin", data), 200)
+}
