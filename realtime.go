@@ -162,7 +162,7 @@ type feed struct {
 	admin  bool   // an admin's stream (admin_browse.go): no token expiry, no app to check
 }
 
-func (f feed) wants(ev rtEvent) bool {
+func (f *feed) wants(ev *rtEvent) bool {
 	switch {
 	case ev.typ == "reset":
 		return true
@@ -173,67 +173,94 @@ func (f feed) wants(ev rtEvent) bool {
 	}
 }
 
+// The handlers build the feed in a function of its own and then stream
+// it: what the building needed is off the stack while the stream waits
+// (see stream).
 func (e *Engine) handleDocChanges(c *call) error {
-	id, tier, err := e.authorizeCall(c, Read)
+	f, err := e.docFeed(c)
 	if err != nil {
 		return err
+	}
+	return e.stream(c, f)
+}
+
+func (e *Engine) docFeed(c *call) (*feed, error) {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return nil, err
 	}
 	coll := c.params["collection"]
 	if err := validCollection(coll); err != nil {
-		return err
+		return nil, err
 	}
 	key, given, err := queryValue(c.r, "key")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if given {
 		if err := validDocKey(key); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	loc, err := Resolve(id, tier, coll)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.stream(c, feed{topic: docTopic(loc.Prefix, coll), tier: tier, id: id, key: key, admin: c.as != nil})
+	return &feed{topic: docTopic(loc.Prefix, coll), tier: tier, id: id, key: key, admin: c.as != nil}, nil
 }
 
 func (e *Engine) handleKVChanges(c *call) error {
-	id, tier, err := e.authorizeCall(c, Read)
+	f, err := e.kvFeed(c)
 	if err != nil {
 		return err
+	}
+	return e.stream(c, f)
+}
+
+func (e *Engine) kvFeed(c *call) (*feed, error) {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return nil, err
 	}
 	prefix, err := queryParam(c.r, "prefix")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(prefix) > maxKVKey || !validText(prefix) {
-		return errorf(CodeInvalidRequest, "a kv prefix must be at most %d bytes of UTF-8 without control characters", maxKVKey)
+		return nil, errorf(CodeInvalidRequest, "a kv prefix must be at most %d bytes of UTF-8 without control characters", maxKVKey)
 	}
 	loc, err := Resolve(id, tier, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.stream(c, feed{topic: kvTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil})
+	return &feed{topic: kvTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil}, nil
 }
 
 func (e *Engine) handleFileChanges(c *call) error {
-	id, tier, err := e.authorizeCall(c, Read)
+	f, err := e.fileFeed(c)
 	if err != nil {
 		return err
+	}
+	return e.stream(c, f)
+}
+
+func (e *Engine) fileFeed(c *call) (*feed, error) {
+	id, tier, err := e.authorizeCall(c, Read)
+	if err != nil {
+		return nil, err
 	}
 	prefix, err := queryParam(c.r, "prefix")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkListPrefix(prefix); err != nil {
-		return err
+		return nil, err
 	}
 	loc, err := Resolve(id, tier, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.stream(c, feed{topic: fileTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil})
+	return &feed{topic: fileTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil}, nil
 }
 
 // acceptsEventStream reports whether the Accept header lists
@@ -258,15 +285,56 @@ func acceptsEventStream(r *http.Request) bool {
 
 // stream serves one change feed until the client leaves, the token
 // expires or the app loses the scope.
-func (e *Engine) stream(c *call, f feed) error {
+//
+// An idle stream waits on its connection's goroutine under net/http's
+// frames, so what its frames hold is what each idle stream's stack costs:
+// the garbage collector halves a goroutine's stack only while less than a
+// quarter of it is in use. The work is therefore split: openStream (large
+// frame) answers and sends what comes first, then returns; the state lives
+// in an rtStream on the heap; follow, which waits, keeps a small frame and
+// calls out for everything else. With it the stack of an idle stream's
+// goroutine shrinks from 16 KiB to 8 KiB (TestRealtimeIdleStreams).
+func (e *Engine) stream(c *call, f *feed) error {
+	st, err := e.openStream(c, f)
+	if st == nil {
+		return err
+	}
+	defer st.close()
+	e.follow(c, st)
+	return nil
+}
+
+// rtStream is a change feed being served.
+type rtStream struct {
+	f      *feed
+	sub    *rtSub
+	w      sseWriter
+	sent   rtPos // the newest event sent: live events up to it are repeats
+	exp    time.Time
+	scope  string
+	beats  int // heartbeat every beats ticks
+	ticks  int
+	finish func()
+	spare  []*rtEvent // an emptied queue of the hub's, for the next (see pending)
+}
+
+// rtSpareQueue is the largest queue of events a stream keeps for reuse.
+const rtSpareQueue = 16
+
+func (st *rtStream) close() { st.finish() }
+
+// openStream checks and subscribes, answers 200 and sends the stream's
+// start (its reset, or the backlog after Last-Event-ID). A nil stream
+// with nil error: the client left meanwhile.
+func (e *Engine) openStream(c *call, f *feed) (*rtStream, error) {
 	if !acceptsEventStream(c.r) {
-		return errorf(CodeInvalidRequest, `this is a change feed: send Accept: text/event-stream (to read a document, kv key or file named "changes", percent-encode a letter of it, such as %%63hanges)`)
+		return nil, errorf(CodeInvalidRequest, `this is a change feed: send Accept: text/event-stream (to read a document, kv key or file named "changes", percent-encode a letter of it, such as %%63hanges)`)
 	}
 	// The token's expiry, for the error event that ends the stream.
-	var exp time.Time
-	if !f.admin {
+	st := &rtStream{f: f, scope: Scope(f.tier, Read)}
+	if !f.admin { // an admin's stream: the admin tokens do not expire
 		tok, _ := bearer(c.r)
-		exp = e.verifier.expiry(tok)
+		st.exp = e.verifier.expiry(tok)
 	}
 	var after *rtPos
 	last := c.r.Header.Get("Last-Event-ID")
@@ -280,16 +348,38 @@ func (e *Engine) stream(c *call, f feed) error {
 	}
 	release, err := e.rt.acquire(c, f.id.Tenant, &e.cfg.Limits)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer release()
 	ctx, cancel := e.backendCtx(c)
 	sub, backlog, tooOld, err := e.rt.hub.subscribe(ctx, f.topic, after)
 	cancel()
 	if err != nil {
-		return rtUnavailable(err)
+		release()
+		return nil, rtUnavailable(err)
 	}
-	defer sub.done()
+	st.sub = sub
+	rc := http.NewResponseController(c.w)
+	st.finish = func() {
+		sub.done()
+		release()
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	if after != nil {
+		st.sent = *after
+	}
+	reset := tooOld || resetFirst
+	if reset {
+		// Continue from the topic's tail: nothing written before the
+		// reset comes after it.
+		ctx, cancel := e.backendCtx(c)
+		st.sent, err = e.rt.hub.resync(ctx, sub)
+		cancel()
+		if err != nil {
+			st.close()
+			return nil, rtUnavailable(err)
+		}
+		backlog = nil
+	}
 
 	h := c.w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -297,78 +387,119 @@ func (e *Engine) stream(c *call, f feed) error {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	c.w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(c.w)
 	// A stream has no request body and may last hours: no read deadline
 	// (a server's, or a middleware's such as httpserver's I/O timeout,
 	// would end it); a client that stops taking bytes is dropped by the
 	// write deadline of each event instead. Nothing is left behind for a
 	// next request on the connection.
 	_ = rc.SetReadDeadline(time.Time{})
-	defer rc.SetWriteDeadline(time.Time{})
-	w := &sseWriter{w: c.w, rc: rc}
-	w.comment("ok")
+	st.w = sseWriter{w: c.w, rc: rc}
+	st.w.comment("ok")
+	if reset {
+		st.w.event(st.sent, "reset", []byte("{}"))
+	}
+	for i := range backlog {
+		if f.wants(&backlog[i]) {
+			st.w.event(backlog[i].pos, backlog[i].typ, backlog[i].data)
+		}
+		st.sent = backlog[i].pos
+	}
+	if st.w.err != nil {
+		st.close()
+		return nil, nil
+	}
+	st.beats = max(1, int(e.rt.heartbeat/e.rt.check))
+	return st, nil
+}
 
-	var sent rtPos // the newest event sent: live events up to it are repeats
-	if after != nil {
-		sent = *after
-	}
-	if tooOld || resetFirst {
-		sent = sub.resync()
-		w.event(sent, "reset", []byte("{}"))
-	}
-	for _, ev := range backlog {
-		if f.wants(ev) {
-			w.event(ev.pos, ev.typ, ev.data)
-		}
-		sent = ev.pos
-	}
-	if w.err != nil {
-		return nil
-	}
-	scope := Scope(f.tier, Read)
-	beats := int(e.rt.heartbeat / e.rt.check)
-	if beats < 1 {
-		beats = 1
-	}
-	ticks := 0
+// follow waits for events and ticks until the stream ends. It is the
+// frame an idle stream waits in: keep it small (see stream).
+func (e *Engine) follow(c *call, st *rtStream) {
+	done := c.ctx.Done()
 	for {
-		tick := e.rt.tick()
 		select {
-		case <-c.ctx.Done():
-			return nil
-		case ev := <-sub.ch:
-			if sent.less(ev.pos) {
-				sent = ev.pos
-				if f.wants(*ev) {
-					w.event(ev.pos, ev.typ, ev.data)
-				}
+		case <-done:
+			return
+		case <-st.sub.wake:
+			if !e.pending(c, st) {
+				return
 			}
-		case <-sub.wake:
-			if sub.lagged.Load() {
-				// Fell behind by more than its buffer: start over from now.
-				sent = sub.resync()
-				w.event(sent, "reset", []byte("{}"))
-			}
-		case <-tick:
-			ticks++
-			if code, msg := e.streamRevoked(c.ctx, f, exp, scope); code != "" {
-				w.errorEvent(code, msg)
-				return nil
-			}
-			if ticks%beats == 0 {
-				w.comment("")
+		case <-e.rt.tick():
+			if !e.checkStream(c, st) {
+				return
 			}
 		}
-		if w.err != nil {
-			return nil // the client is gone
+		if st.w.err != nil {
+			return // the client is gone
 		}
 	}
+}
+
+// live sends an event from the hub, unless it was sent already.
+func (st *rtStream) live(ev *rtEvent) {
+	if st.sent.less(ev.pos) {
+		st.sent = ev.pos
+		if st.f.wants(ev) {
+			st.w.event(ev.pos, ev.typ, ev.data)
+		}
+	}
+}
+
+// pending sends the events the hub queued for the stream. One that fell
+// behind by more than its buffer starts over from now, the topic's tail,
+// with a reset. false ends the stream: without the tail (the backend
+// failed) it ends without a reset, and the client resumes from the last
+// event it got.
+func (e *Engine) pending(c *call, st *rtStream) bool {
+	evs, lagged := st.sub.take(st.spare)
+	for _, ev := range evs {
+		st.live(ev)
+		if st.w.err != nil {
+			return false
+		}
+	}
+	// The queue is reused while it is small; a large one (a burst) is
+	// let go, so that an idle stream holds none.
+	st.spare = nil
+	if cap(evs) <= rtSpareQueue {
+		clear(evs)
+		st.spare = evs[:0]
+	}
+	if !lagged {
+		return true
+	}
+	ctx, cancel := e.backendCtx(c)
+	pos, err := e.rt.hub.resync(ctx, st.sub)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
+			e.log.Warn("storage: realtime: a stream that fell behind could not start over", "request_id", c.reqID, "err", err)
+		}
+		return false
+	}
+	st.sent = pos
+	st.w.event(pos, "reset", []byte("{}"))
+	return true
+}
+
+// checkStream runs at each tick: it ends the stream when its token expired
+// or the app lost the scope (false), and sends the heartbeat when due.
+func (e *Engine) checkStream(c *call, st *rtStream) bool {
+	st.ticks++
+	if code, msg := e.streamRevoked(c.ctx, st.f, st.exp, st.scope); code != "" {
+		st.w.errorEvent(code, msg)
+		return false
+	}
+	if st.ticks%st.beats == 0 {
+		st.w.comment("")
+	}
+	return true
 }
 
 // streamRevoked reports why a stream must end: its token expired (on the
 // engine's clock, with the verifier's leeway), or the app no longer
 // declares the scope or is gone. A failing registry does not end it.
-func (e *Engine) streamRevoked(ctx context.Context, f feed, exp time.Time, scope string) (Code, string) {
+func (e *Engine) streamRevoked(ctx context.Context, f *feed, exp time.Time, scope string) (Code, string) {
 	if f.admin {
 		return "", "" // the admin tokens are the engine's configuration
 	}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,6 +11,26 @@ import (
 // heartbeat and check their token and app; call it before any stream.
 func SetRealtimeIntervals(e *Engine, heartbeat, check time.Duration) {
 	e.rt.heartbeat, e.rt.check = heartbeat, check
+}
+
+// HoldRealtimeReaders stops the engine's readers of Redis streams before
+// their next read until release is called, so that its change feeds fall
+// behind what Redis holds. ok is false on the in-process hub, which has no
+// reader (an event reaches the streams as it is published).
+func HoldRealtimeReaders(e *Engine) (release func(), ok bool) {
+	h, ok := e.rt.hub.(*redisHub)
+	if !ok {
+		return nil, false
+	}
+	ch := make(chan struct{})
+	h.hold.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.hold.Store(nil)
+			close(ch)
+		})
+	}, true
 }
 
 // IsRealtimePublish reports whether cmd runs the change feeds' publish

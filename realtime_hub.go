@@ -39,13 +39,18 @@ type rtHub interface {
 	// subscribe follows topic. With after, the events after it come back
 	// as backlog, or tooOld when the hub no longer has all of them.
 	subscribe(ctx context.Context, topic string, after *rtPos) (s *rtSub, backlog []rtEvent, tooOld bool, err error)
+	// resync starts s over from the topic's tail, for a reset: what s has
+	// buffered is dropped and no event at or before the returned position
+	// (the reset's id) reaches it afterwards. Called by the stream (tooOld,
+	// an id it did not give, or s lagged).
+	resync(ctx context.Context, s *rtSub) (rtPos, error)
 }
 
 // Retention and buffers.
 const (
 	rtRetainEvents = 1000             // at least this many events per topic
 	rtRetention    = 10 * time.Minute // and kept this long after the last stream left
-	rtSubBuffer    = 256              // events buffered per stream (pointers) before it is reset
+	rtSubBuffer    = 256              // events pending per stream before it is reset
 	// rtMaxInlineValue is the largest value an event carries: a document
 	// or kv value over it is sent without "value" (the client reads it),
 	// so that the retained events of a topic stay small.
@@ -103,46 +108,71 @@ type rtTopic struct {
 	dirty    bool
 }
 
-// rtSub is one stream's subscription.
+// rtSub is one stream's subscription. Its pending events are a queue
+// that grows as events come and is handed over whole to the stream, so an
+// idle stream holds no buffer (a channel of rtSubBuffer pointers cost each
+// stream 2 KiB, idle or not).
 type rtSub struct {
-	t      *rtTopic
-	ch     chan *rtEvent
-	lagged atomic.Bool
-	wake   chan struct{}
-	done   func()
+	t    *rtTopic
+	wake chan struct{} // a token: events are queued, or the stream lagged
+	done func()
+
+	// Guarded by t.mu:
+	q      []*rtEvent // delivered, not yet taken by the stream
+	lagged bool       // the queue overflowed: dropped, the stream resets
+	// from: events at or before it are not delivered (set by a reset).
+	from rtPos
 }
 
+func newSub(t *rtTopic) *rtSub { return &rtSub{t: t, wake: make(chan struct{}, 1)} }
+
 // deliver hands ev to every stream of t without ever blocking: a stream
-// whose buffer is full is marked lagged (it will get a reset) and gets
-// nothing more until it caught up. Called with t.mu held.
+// with rtSubBuffer events pending is marked lagged (it will get a reset)
+// and gets nothing more until it caught up. Called with t.mu held.
 func (t *rtTopic) deliver(ev *rtEvent) {
 	t.last = ev.pos
 	for s := range t.subs {
-		if s.lagged.Load() {
+		if s.lagged || !s.from.less(ev.pos) {
 			continue
 		}
+		if len(s.q) >= rtSubBuffer {
+			s.lagged, s.q = true, nil
+		} else {
+			s.q = append(s.q, ev)
+		}
 		select {
-		case s.ch <- ev:
+		case s.wake <- struct{}{}:
 		default:
-			s.lagged.Store(true)
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
 		}
 	}
 }
 
-// resync clears a lagged stream and returns the position it continues
-// from: the events it missed are dropped, the stream is told to reset.
-func (s *rtSub) resync() rtPos {
+// take hands the stream its pending events, in order, and whether it
+// lagged. spare (emptied, or nil) becomes the new queue.
+func (s *rtSub) take(spare []*rtEvent) (evs []*rtEvent, lagged bool) {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
-	for len(s.ch) > 0 {
-		<-s.ch
+	evs, s.q = s.q, spare[:0]
+	return evs, s.lagged
+}
+
+// resync clears a lagged stream and returns the position it continues
+// from: the newest of tail (the topic's newest event in the backend) and
+// the newest event delivered here. The events it missed or has pending
+// are dropped, and none up to that position is delivered to it any more:
+// the stream is told to reset and continues with what comes after.
+func (s *rtSub) resync(tail rtPos) rtPos {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	s.q, s.lagged = nil, false
+	pos := s.t.last
+	if pos.less(tail) {
+		pos = tail
 	}
-	s.lagged.Store(false)
-	return s.t.last
+	if s.from.less(pos) {
+		s.from = pos
+	}
+	return pos
 }
 
 // ---------------------------------------------------------------------------
@@ -234,6 +264,12 @@ func (h *memHub) reset(_ context.Context, prefix string) error {
 	return nil
 }
 
+// resync: the memory hub delivers every event as it is published, under
+// the topic's lock, so the newest delivered is the tail.
+func (h *memHub) resync(_ context.Context, s *rtSub) (rtPos, error) {
+	return s.resync(rtPos{}), nil
+}
+
 func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSub, []rtEvent, bool, error) {
 	h.mu.Lock()
 	now := h.now()
@@ -253,7 +289,7 @@ func (h *memHub) subscribe(_ context.Context, topic string, after *rtPos) (*rtSu
 		t = &rtTopic{name: topic, subs: map[*rtSub]struct{}{}, last: start, floor: start}
 		h.topics[topic] = t
 	}
-	s := &rtSub{t: t, ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
+	s := newSub(t)
 	s.done = func() {
 		t.mu.Lock()
 		delete(t.subs, s)

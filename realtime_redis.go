@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,6 +45,9 @@ type redisHub struct {
 	// stop ends the subscription and the poll; nil while no stream
 	// follows a topic in this process.
 	stop func()
+	// hold, when set (by a test), stops the readers before each read
+	// until it is closed: the streams of the process fall behind Redis.
+	hold atomic.Pointer[chan struct{}]
 }
 
 const (
@@ -223,6 +227,9 @@ func (h *redisHub) fetch(t *rtTopic) {
 			t.dirty = false
 			from := t.last
 			t.mu.Unlock()
+			if hold := h.hold.Load(); hold != nil {
+				<-*hold
+			}
 			evs, err := h.read(context.Background(), t.name, "("+from.String(), "+", rtFetchSize)
 			t.mu.Lock()
 			if err != nil {
@@ -265,6 +272,30 @@ func (h *redisHub) read(ctx context.Context, key, from, to string, count int64) 
 	return evs, nil
 }
 
+// resync starts s over from the stream's newest entry in Redis: this
+// process's reader of the stream may still be behind it (it reads in steps
+// of rtFetchSize), and the entries it has yet to deliver were written
+// before the reset, so they must not follow it.
+func (h *redisHub) resync(ctx context.Context, s *rtSub) (rtPos, error) {
+	tail, err := h.tail(ctx, s.t.name)
+	if err != nil {
+		return rtPos{}, err
+	}
+	return s.resync(tail), nil
+}
+
+// tail is the id of a stream's newest entry (zero when it has none).
+func (h *redisHub) tail(ctx context.Context, key string) (rtPos, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	msgs, err := h.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return rtPos{}, err
+	}
+	pos, _ := parsePos(msgs[0].ID)
+	return pos, nil
+}
+
 func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*rtSub, []rtEvent, bool, error) {
 	key := h.streamKey(topic)
 	if err := h.watch(ctx, key); err != nil {
@@ -273,7 +304,6 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 	// The stream is registered with its topic before h.mu is let go, so
 	// that the last stream of the topic leaving meanwhile cannot remove the
 	// topic under it (it would never be read again).
-	s := &rtSub{ch: make(chan *rtEvent, rtSubBuffer), wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	h.start()
 	t := h.topics[key]
@@ -282,7 +312,7 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 		t = &rtTopic{name: key, subs: map[*rtSub]struct{}{}, ready: make(chan struct{})}
 		h.topics[key] = t
 	}
-	s.t = t
+	s := newSub(t)
 	t.mu.Lock()
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
@@ -303,13 +333,7 @@ func (h *redisHub) subscribe(ctx context.Context, topic string, after *rtPos) (*
 	}
 	if creator {
 		// The reader starts after the newest entry.
-		var pos rtPos
-		rctx, cancel := context.WithTimeout(ctx, h.timeout)
-		msgs, err := h.rdb.XRevRangeN(rctx, key, "+", "-", 1).Result()
-		cancel()
-		if err == nil && len(msgs) == 1 {
-			pos, _ = parsePos(msgs[0].ID)
-		}
+		pos, err := h.tail(ctx, key)
 		t.mu.Lock()
 		t.last, t.initErr = pos, err
 		close(t.ready)
