@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	storage "github.com/cpod/storage"
 	"github.com/cpod/storage/cpodtest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // figures is one primitive's usage on the wire.
@@ -462,4 +464,28 @@ func TestUsageKVExpiry(t *testing.T) {
 	}
 	sameUsage(t, "the tenant's", tenantUsage(t, srv, "t1"), want)
 	sameUsage(t, "recounted", recountUsage(t, srv, "t1"), want)
+}
+
+// TestQuotaMetrics: each 507 quota_exceeded counts once in
+// cpod_storage_quota_rejections_total, by primitive and nothing else.
+func TestQuotaMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) {
+		c.Metrics = reg
+		c.DefaultQuota = storage.Quota{Files: storage.Limit{Count: 1}, KV: storage.Limit{Bytes: 3}}
+	}))
+	srv.RegisterApp(t, "a", allScopes...)
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "a", User: "u1", Scopes: allScopes})
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/files/a", tok, "x"), http.StatusOK, "")
+	for range 2 {
+		wantStatus(t, do(t, srv, "PUT", "/v1/storage/files/b", tok, "x"), http.StatusInsufficientStorage, "quota_exceeded")
+	}
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"four"}`), http.StatusInsufficientStorage, "quota_exceeded")
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/db/c/k", tok, `{}`), http.StatusOK, "") // no documents limit
+	got := series(t, reg, "cpod_storage_quota_rejections_total")
+	if len(got) != 2 {
+		t.Fatalf("cpod_storage_quota_rejections_total has series %v, want files and kv", got)
+	}
+	wantSeries(t, got, "primitive=files", 2)
+	wantSeries(t, got, "primitive=kv", 1)
 }
