@@ -77,17 +77,20 @@ func (r *redisUsage) keys(tenant string) []string {
 
 // usageLua defines bump(loc, p, bytes, count) and sweep() for the scripts
 // below: KEYS are the tenant's three keys, ARGV[1] the engine's now (ms).
+// A field that comes back to zero is deleted, so a location whose data all
+// went leaves nothing behind (nor does a tenant: an empty hash is no key).
 const usageLua = `
 local U, X, N = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[1])
+local function incr(f, n)
+  if n ~= 0 and redis.call('HINCRBY', U, f, n) == 0 then redis.call('HDEL', U, f) end
+end
 local function bump(loc, p, b, c)
-  if b ~= 0 then
-    redis.call('HINCRBY', U, p .. 'b', b)
-    if loc ~= '' then redis.call('HINCRBY', U, p .. 'b ' .. loc, b) end
-  end
-  if c ~= 0 then
-    redis.call('HINCRBY', U, p .. 'c', c)
-    if loc ~= '' then redis.call('HINCRBY', U, p .. 'c ' .. loc, c) end
+  incr(p .. 'b', b)
+  incr(p .. 'c', c)
+  if loc ~= '' then
+    incr(p .. 'b ' .. loc, b)
+    incr(p .. 'c ' .. loc, c)
   end
 end
 local function parse(id)
