@@ -448,3 +448,22 @@ func (q *sqliteKV) purgeStep(ctx context.Context) (deleted, next int64, err erro
 	}
 	return deleted, min.Int64, nil
 }
+
+// storedSize is the size of the value in k's row, expired or not: what the
+// usage triggers count until the purge deletes it (usage_kv.go's quota
+// check, which must free what a write over it frees).
+func (q *sqliteKV) storedSize(ctx context.Context, k string) (int64, bool, error) {
+	st, err := q.stmt(ctx, `SELECT octet_length(v) FROM cpod_kv WHERE k = ?`)
+	if err != nil {
+		return 0, false, err
+	}
+	var n int64
+	err = st.QueryRowContext(ctx, k).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, sqlError("kv read", err)
+	}
+	return n, true, nil
+}

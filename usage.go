@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -250,17 +249,13 @@ func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usag
 	if l.Bytes <= 0 && l.Count <= 0 {
 		return noRelease, nil
 	}
-	var u usageFigures
-	for try := 0; ; try++ {
-		// A write accounted between this read and the reservation is in
-		// neither: read again when one was (up to three times).
-		gen := e.inflight.gen.Load()
-		if u, err = e.usage.total(ctx, tenant, p); err != nil {
-			return noRelease, err
-		}
-		if e.inflight.gen.Load() == gen || try == 2 {
-			break
-		}
+	// Writes accounted and released while the usage is read may or may
+	// not be in it: reserve counts them again (at worst refusing early,
+	// never letting them through twice).
+	since := e.inflight.released(tenant, p)
+	u, err := e.usage.total(ctx, tenant, p)
+	if err != nil {
+		return noRelease, err
 	}
 	over := func(u, add usageFigures) string {
 		switch {
@@ -279,19 +274,26 @@ func (e *Engine) admit(ctx context.Context, tenant string, p primitive, add usag
 		add.Bytes -= freed.Bytes
 		add.Count -= freed.Count
 	}
-	return e.inflight.reserve(tenant, p, u, add, func(u usageFigures) string { return over(u, add) }, e.quotaError)
+	if over(e.inflight.with(tenant, p, u), add) != "" {
+		// Before refusing: the full read, which on Redis first takes the
+		// kv values whose TTL ended out of usage (total does not).
+		all, err := e.usage.read(ctx, tenantPrefix(tenant))
+		if err != nil {
+			return noRelease, err
+		}
+		u = all[p]
+	}
+	return e.inflight.reserve(tenant, p, u, since, add, func(u usageFigures) string { return over(u, add) }, e.quotaError)
 }
 
 func noRelease() {}
 
 // inflight are the writes this process admitted against a quota and has
-// not yet accounted, per tenant and primitive.
+// not yet accounted, per tenant and primitive, and what it released since
+// it started (a running sum, for admit's reads).
 type inflight struct {
 	mu sync.Mutex
-	m  map[inflightKey]usageFigures
-	// gen counts releases: a usage read while it moved may miss a write
-	// that was just accounted and released.
-	gen atomic.Uint64
+	m  map[inflightKey]*inflightState
 }
 
 type inflightKey struct {
@@ -299,41 +301,71 @@ type inflightKey struct {
 	p      primitive
 }
 
+type inflightState struct {
+	held, released usageFigures
+}
+
+// maxInflightKeys bounds the map: past it, the states of keys with nothing
+// held go (their released sums with them: a read in progress then counts
+// nothing twice, and may miss one write).
+const maxInflightKeys = 100000
+
+// released is the running sum of the releases of tenant's p.
+func (f *inflight) released(tenant string, p primitive) usageFigures {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st := f.m[inflightKey{tenant, p}]; st != nil {
+		return st.released
+	}
+	return usageFigures{}
+}
+
 // with is u plus what is in flight for tenant's p.
 func (f *inflight) with(tenant string, p primitive, u usageFigures) usageFigures {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d := f.m[inflightKey{tenant, p}]
-	return usageFigures{Bytes: u.Bytes + d.Bytes, Count: u.Count + d.Count}
+	if st := f.m[inflightKey{tenant, p}]; st != nil {
+		return usageFigures{Bytes: u.Bytes + st.held.Bytes, Count: u.Count + st.held.Count}
+	}
+	return u
 }
 
-// reserve admits add when over(u + in flight) is "", and holds it in
-// flight until the release it returns; else it answers refuse(p, what).
-func (f *inflight) reserve(tenant string, p primitive, u, add usageFigures, over func(usageFigures) string, refuse func(primitive, string) error) (func(), error) {
+// reserve admits add when over(u + in flight + released since since) is
+// "", and holds it in flight until the release it returns; else it
+// answers refuse(p, what).
+func (f *inflight) reserve(tenant string, p primitive, u, since, add usageFigures, over func(usageFigures) string, refuse func(primitive, string) error) (func(), error) {
 	k := inflightKey{tenant, p}
 	add = usageFigures{Bytes: max(add.Bytes, 0), Count: max(add.Count, 0)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
-		f.m = map[inflightKey]usageFigures{}
+		f.m = map[inflightKey]*inflightState{}
 	}
-	d := f.m[k]
-	if what := over(usageFigures{Bytes: u.Bytes + d.Bytes, Count: u.Count + d.Count}); what != "" {
+	st := f.m[k]
+	if st == nil {
+		if len(f.m) >= maxInflightKeys {
+			for k, st := range f.m {
+				if st.held == (usageFigures{}) {
+					delete(f.m, k)
+				}
+			}
+		}
+		st = &inflightState{}
+		f.m[k] = st
+	}
+	extra := usageFigures{Bytes: max(st.released.Bytes-since.Bytes, 0), Count: max(st.released.Count-since.Count, 0)}
+	if what := over(usageFigures{Bytes: u.Bytes + st.held.Bytes + extra.Bytes, Count: u.Count + st.held.Count + extra.Count}); what != "" {
 		return noRelease, refuse(p, what)
 	}
-	f.m[k] = usageFigures{Bytes: d.Bytes + add.Bytes, Count: d.Count + add.Count}
+	st.held.Bytes += add.Bytes
+	st.held.Count += add.Count
 	return func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.gen.Add(1)
-		d := f.m[k]
-		d.Bytes -= add.Bytes
-		d.Count -= add.Count
-		if d == (usageFigures{}) {
-			delete(f.m, k)
-		} else {
-			f.m[k] = d
-		}
+		st.held.Bytes -= add.Bytes
+		st.held.Count -= add.Count
+		st.released.Bytes += add.Bytes
+		st.released.Count += add.Count
 	}, nil
 }
 
@@ -350,12 +382,14 @@ func (e *Engine) headroom(ctx context.Context, tenant string, p primitive, old o
 	if l.Bytes <= 0 && l.Count <= 0 {
 		return -1, noRelease, nil
 	}
-	u, err := e.usage.total(ctx, tenant, p)
+	since := e.inflight.released(tenant, p)
+	all, err := e.usage.read(ctx, tenantPrefix(tenant)) // an upload is slow anyway: the sweeping read
 	if err != nil {
 		return 0, noRelease, err
 	}
+	u := all[p]
 	add := usageFigures{Bytes: max(size, 0) - old.freed().Bytes, Count: 1 - old.freed().Count}
-	release, err := e.inflight.reserve(tenant, p, u, add, func(u usageFigures) string {
+	release, err := e.inflight.reserve(tenant, p, u, since, add, func(u usageFigures) string {
 		switch {
 		case l.Count > 0 && add.Count > 0 && u.Count+add.Count > l.Count:
 			return "count"
@@ -556,6 +590,13 @@ func (e *Engine) handleQuotaPut(c *call) error {
 	}
 	ctx, cancel := e.backendCtx(c)
 	defer cancel()
+	// One update of a tenant's quota at a time, on every replica: FerretDB
+	// does not make the store's compare-and-set atomic.
+	unlock, err := e.locks.lock(ctx, "quota\x00"+ids[0])
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	own, err := e.usage.updateQuota(ctx, ids[0], func(own ownQuota) ownQuota {
 		for _, ch := range changes {
 			own[ch.p][ch.field] = ch.v

@@ -103,9 +103,16 @@ func (d *documents) admitBatch(ctx context.Context, t target, ops []batchOp) ([]
 			return nil, noRelease, err
 		}
 	}
+	// What the batch stores: the last op of each key decides.
 	var add usageFigures
-	for _, op := range ops {
-		if op.err == nil && op.op == "set" {
+	last := map[string]int{}
+	for i, op := range ops {
+		if op.err == nil {
+			last[op.key] = i
+		}
+	}
+	for _, i := range last {
+		if op := ops[i]; op.op == "set" {
 			add.Bytes += int64(len(op.value.json))
 			add.Count++
 		}

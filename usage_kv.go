@@ -19,6 +19,13 @@ const kvMaxIntText = 20
 // admitKV checks the quota for a set of n bytes at k.
 func (e *Engine) admitKV(ctx context.Context, k string, n int64) (func(), error) {
 	return e.admit(ctx, tenantOfKey(k), primKV, usageFigures{Bytes: n, Count: 1}, func(ctx context.Context) (usageFigures, error) {
+		if q, ok := e.kv.(*sqliteKV); ok { // an expired row counts until the purge
+			size, found, err := q.storedSize(ctx, k)
+			if err != nil || !found {
+				return usageFigures{}, err
+			}
+			return usageFigures{Bytes: size, Count: 1}, nil
+		}
 		text, _, found, err := e.kv.get(ctx, k)
 		if err != nil || !found {
 			return usageFigures{}, err

@@ -352,10 +352,10 @@ func TestUsageAfterErase(t *testing.T) {
 }
 
 // TestQuotaOvershoot: 64 writers at once against a count quota of 16 (kv
-// and documents, each writer its own key): every write is admitted or
-// refused with 507 quota_exceeded; at least the limit's worth get in, at
-// most the limit plus the other writes in flight (63: README's bound), and
-// usage counts exactly those that got in.
+// and documents, each writer its own key) on one server: every write is
+// admitted or refused with 507 quota_exceeded, none past the limit (the
+// overshoot README allows comes from other replicas' writes in flight),
+// and usage counts exactly those that got in.
 func TestQuotaOvershoot(t *testing.T) {
 	srv := cpodtest.NewServer(t)
 	srv.RegisterApp(t, "a", allScopes...)
@@ -390,7 +390,10 @@ func TestQuotaOvershoot(t *testing.T) {
 		if in+codes[http.StatusInsufficientStorage] != writers {
 			t.Fatalf("%s: answers %v, want only successes and 507", p.what, codes)
 		}
-		if in < limit || in > limit+writers-1 {
+		// One server: the writes it admits are held against each other, so
+		// none gets past the limit (a write counted while another's usage
+		// read was on its way counts twice for it: it may refuse early).
+		if in > limit || in < limit/2 {
 			t.Fatalf("%s: %d writes got in against a limit of %d with %d writers", p.what, in, limit, writers)
 		}
 		u := tenantUsage(t, srv, "t1")
