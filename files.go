@@ -362,6 +362,18 @@ func fileLocation(id Identity, t Tier, p string) (Location, error) {
 }
 
 // s3Error translates a minio-go error once, here in the adapter.
+// s3OutOfSpace reports S3's answers for lack of space: MinIO (and the
+// embedded S3) past its free-space threshold, a full bucket or account
+// quota (Ceph RGW, versitygw), or any 507.
+func s3OutOfSpace(err error) bool {
+	r := minio.ToErrorResponse(err)
+	switch r.Code {
+	case "XMinioStorageFull", "InsufficientStorage", "StorageFull", "QuotaExceeded":
+		return true
+	}
+	return r.StatusCode == http.StatusInsufficientStorage
+}
+
 func s3Error(op string, err error) (out error) {
 	defer markBackend(backendS3, &out)
 	if err == nil {
@@ -386,12 +398,8 @@ func s3Error(op string, err error) (out error) {
 		// The embedded S3 found the object's stored bytes damaged (they
 		// do not match their checksums): 500, not a retryable 503.
 		return &Error{Code: CodeInternal, Message: "internal error", Err: err}
-	case "XMinioStorageFull", "InsufficientStorage", "StorageFull", "QuotaExceeded":
-		// Out of space: MinIO (and the embedded S3) past its free-space
-		// threshold, a full bucket or account quota (Ceph RGW, versitygw).
-		return errOutOfSpace("s3 "+op, err)
 	}
-	if r.StatusCode == http.StatusInsufficientStorage {
+	if s3OutOfSpace(err) {
 		return errOutOfSpace("s3 "+op, err)
 	}
 	if r.StatusCode >= 500 {
@@ -775,6 +783,11 @@ func uploadError(err error, g *stallGuard, st uploadState, size int64, reqCtx co
 		return errS3Unavailable("put")
 	case st.over || errors.Is(err, errFileTooLarge):
 		return errorf(CodeTooLarge, "the file is larger than the limit of %d bytes", limit)
+	case s3OutOfSpace(err):
+		// S3 refused the write for lack of space: that is the answer, even
+		// if reading the client's body also failed once S3 stopped taking
+		// it (TestDiskFull saw a 400 for a full disk in a loaded CI run).
+		return s3Error("put", err)
 	case st.readErr != nil:
 		unread.Err = st.readErr
 		return unread
