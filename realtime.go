@@ -77,12 +77,20 @@ type realtime struct {
 	tickMu sync.Mutex
 	tickCh chan struct{}
 	ticker bool
+
+	// closing is closed by Engine.CloseStreams: every stream ends.
+	closing     chan struct{}
+	closingOnce sync.Once
+	// idle serves the HTTP/1.1 streams without a goroutine each, once
+	// they have hijacked their connection (realtime_idle.go).
+	idle idleHub
 }
 
 // newRealtime picks the hub: in process on the embedded store (shared by
 // every engine over the same database), Redis Streams otherwise.
 func (e *Engine) newRealtime() *realtime {
-	rt := &realtime{heartbeat: rtHeartbeat, check: rtCheck, byTenant: map[string]int{}}
+	rt := &realtime{heartbeat: rtHeartbeat, check: rtCheck, byTenant: map[string]int{}, closing: make(chan struct{})}
+	rt.idle.e = e
 	if e.cfg.SQL != nil || e.cfg.Redis == nil {
 		rt.hub = memHubFor(e.cfg.SQL)
 	} else {
@@ -299,6 +307,9 @@ func (e *Engine) stream(c *call, f *feed) error {
 	if st == nil {
 		return err
 	}
+	if e.detach(c, st) {
+		return nil // served by the idle scheduler from now on
+	}
 	defer st.close()
 	e.follow(c, st)
 	return nil
@@ -315,7 +326,9 @@ type rtStream struct {
 	beats  int // heartbeat every beats ticks
 	ticks  int
 	finish func()
-	spare  []*rtEvent // an emptied queue of the hub's, for the next (see pending)
+	// release frees the stream's slot (part of finish).
+	release func()
+	spare   []*rtEvent // an emptied queue of the hub's, for the next (see pending)
 }
 
 // rtSpareQueue is the largest queue of events a stream keeps for reuse.
@@ -358,6 +371,7 @@ func (e *Engine) openStream(c *call, f *feed) (*rtStream, error) {
 		return nil, rtUnavailable(err)
 	}
 	st.sub = sub
+	st.release = release
 	rc := http.NewResponseController(c.w)
 	st.finish = func() {
 		sub.done()
@@ -420,6 +434,8 @@ func (e *Engine) follow(c *call, st *rtStream) {
 		select {
 		case <-done:
 			return
+		case <-e.rt.closing:
+			return // Engine.CloseStreams: the handler's return ends the stream
 		case <-st.sub.wake:
 			if !e.pending(c, st) {
 				return
