@@ -49,3 +49,7 @@ func IsRealtimePublish(cmd redis.Cmder) bool {
 	}
 	return false
 }
+
+// RealtimeHandoffs is how many writes or resyncs of hijacked streams the
+// idle scheduler gave a goroutine of their own (realtime_idle.go).
+func RealtimeHandoffs(e *Engine) int64 { return e.rt.idle.handoffs.Load() }

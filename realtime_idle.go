@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -130,6 +131,8 @@ type idleHub struct {
 	closing  bool          // CloseStreams was called
 	checkBuf []*idleStream
 	wake     chan struct{} // a token: ready is not empty
+	// handoffs counts the writes and resyncs given a goroutine (tests).
+	handoffs atomic.Int64
 
 	// The scheduler's own (no lock).
 	batch []*idleStream
@@ -432,13 +435,30 @@ func (h *idleHub) write(st *idleStream, data []byte, last bool) {
 	}
 	rest := append([]byte(nil), out[n:]...)
 	h.handoff(st, func() bool {
-		_ = st.conn.SetWriteDeadline(time.Now().Add(rtWriteTimeout))
-		if _, err := st.conn.Write(rest); err != nil {
+		if !st.writeAll(rest) {
 			return false
 		}
 		st.bytes += int64(len(data))
 		return true
 	}, last)
+}
+
+// rtWriteStep is what writeAll writes under one write deadline.
+const rtWriteStep = 64 << 10
+
+// writeAll writes b, blocking: a client that takes no bytes of a step for
+// rtWriteTimeout is dropped (false), as sseWriter drops one that takes no
+// event for as long, however much is pending.
+func (st *idleStream) writeAll(b []byte) bool {
+	for len(b) > 0 {
+		step := b[:min(len(b), rtWriteStep)]
+		_ = st.conn.SetWriteDeadline(time.Now().Add(rtWriteTimeout))
+		if _, err := st.conn.Write(step); err != nil {
+			return false
+		}
+		b = b[len(step):]
+	}
+	return true
 }
 
 // resync starts a stream that fell behind over from the topic's tail, on
@@ -466,8 +486,7 @@ func (h *idleHub) resync(st *idleStream, sse []byte) {
 		chunk = append(chunk, "\r\n"...)
 		chunk = append(chunk, data...)
 		chunk = append(chunk, "\r\n"...)
-		_ = st.conn.SetWriteDeadline(time.Now().Add(rtWriteTimeout))
-		if _, err := st.conn.Write(chunk); err != nil {
+		if !st.writeAll(chunk) {
 			return false
 		}
 		st.bytes += int64(len(data))
@@ -482,6 +501,7 @@ func (h *idleHub) handoff(st *idleStream, f func() bool, last bool) {
 	h.mu.Lock()
 	st.busy = true
 	h.mu.Unlock()
+	h.handoffs.Add(1)
 	go func() {
 		ok := f()
 		h.mu.Lock()
