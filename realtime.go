@@ -400,6 +400,12 @@ func (e *Engine) openStream(c *call, f *feed) (*rtStream, error) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	if c.r.ProtoMajor == 1 && c.r.ProtoMinor == 1 {
+		// The stream will hijack its connection (realtime_idle.go) and
+		// close it after the last chunk: no client may reuse it for
+		// another request.
+		h.Set("Connection", "close")
+	}
 	c.w.WriteHeader(http.StatusOK)
 	// A stream has no request body and may last hours: no read deadline
 	// (a server's, or a middleware's such as httpserver's I/O timeout,
