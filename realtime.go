@@ -522,13 +522,19 @@ func (e *Engine) checkStream(c *call, st *rtStream) bool {
 // engine's clock, with the verifier's leeway), or the app no longer
 // declares the scope or is gone. A failing registry does not end it.
 func (e *Engine) streamRevoked(ctx context.Context, f *feed, exp time.Time, scope string) (Code, string) {
+	return e.streamRevokedBy(ctx, f, exp, scope, e.apps.lookup)
+}
+
+// streamRevokedBy is streamRevoked with lookup finding the app (the idle
+// scheduler's checker shares one lookup between the streams of an app).
+func (e *Engine) streamRevokedBy(ctx context.Context, f *feed, exp time.Time, scope string, lookup func(context.Context, string) (App, error)) (Code, string) {
 	if f.admin {
 		return "", "" // the admin tokens are the engine's configuration
 	}
 	if !exp.IsZero() && !e.now().Before(exp.Add(e.verifier.leeway)) {
 		return CodeInvalidToken, "the token expired: reconnect with a fresh token"
 	}
-	app, err := e.apps.lookup(ctx, f.id.App)
+	app, err := lookup(ctx, f.id.App)
 	if err != nil {
 		if ee := toError(err); ee.Code == CodeInvalidToken {
 			return ee.Code, ee.Message

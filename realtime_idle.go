@@ -38,7 +38,10 @@ import (
 //     (rtWriteTimeout): a slow client never holds the others up;
 //   - one checker goroutine runs streamRevoked for every stream on the same
 //     cadence as a stream's own loop does (realtime.check), apart from the
-//     writes, since an expired app cache makes it wait on the registry;
+//     writes, since an expired app cache makes it wait on the registry.
+//     The streams of an app share one lookup per round. A registry that
+//     stalls delays the next rounds (a round starts at a tick once the
+//     last one is done), never the heartbeats or events;
 //   - a stream that fell behind is resynced by a goroutine of its own (a
 //     backend round trip), then comes back.
 //
@@ -244,8 +247,12 @@ func (h *idleHub) add(st *idleStream) {
 func (h *idleHub) enqueue(st *idleStream) {
 	h.mu.Lock()
 	h.enqueueLocked(st)
+	wake := h.wake
 	h.mu.Unlock()
-	h.signal()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
 }
 
 func (h *idleHub) enqueueLocked(st *idleStream) {
@@ -317,6 +324,13 @@ func (h *idleHub) serveReady() {
 		batch[i] = nil
 	}
 	h.batch = batch[:0]
+	// A burst's buffers are not kept.
+	if cap(h.sse) > rtWriteStep {
+		h.sse = nil
+	}
+	if cap(h.out) > rtWriteStep {
+		h.out = nil
+	}
 }
 
 // pending sends the events queued for st, as realtime.go's pending does.
@@ -386,11 +400,26 @@ func (h *idleHub) tick(now time.Time) bool {
 }
 
 // check runs streamRevoked for each stream of list (the checker): a
-// stream revoked is given its error event and signalled.
+// stream revoked is given its error event and signalled. The streams of
+// an app share one lookup of it per round: a round costs a lookup per
+// app, not per stream, even without an app cache (AppCacheTTL < 0).
 func (h *idleHub) check(list []*idleStream) {
+	type found struct {
+		app App
+		err error
+	}
+	apps := map[string]found{}
+	lookup := func(ctx context.Context, id string) (App, error) {
+		r, ok := apps[id]
+		if !ok {
+			r.app, r.err = h.e.apps.lookup(ctx, id)
+			apps[id] = r
+		}
+		return r.app, r.err
+	}
 	for i, st := range list {
 		list[i] = nil
-		if code, msg := h.e.streamRevoked(context.Background(), st.f, st.exp, st.scope); code != "" {
+		if code, msg := h.e.streamRevokedBy(context.Background(), st.f, st.exp, st.scope, lookup); code != "" {
 			h.mu.Lock()
 			if st.why == nil {
 				st.why = &Error{Code: code, Message: msg}
