@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"strings"
 	"sync"
@@ -48,6 +50,9 @@ func TestRealtimeHijackedMetrics(t *testing.T) {
 	s := follow(t, srv, "/v1/storage/kv/changes", tok, "")
 	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"one"}`), 204, "")
 	s.expect(`set {"key":"k","value":"one"}`)
+	if n := storage.RealtimeHijacked(srv.Engine); n != 1 {
+		t.Fatalf("%d streams hijacked, want 1 (HTTP/1.1)", n)
+	}
 	if got := series(t, reg, "cpod_storage_requests_total")[key]; got != 0 {
 		t.Fatalf("an open stream counted %v times", got)
 	}
@@ -147,4 +152,41 @@ func TestRealtimeSlowClient(t *testing.T) {
 		next, events = i+1, events+1
 	}
 	t.Logf("slow stream: %d of %d events, %d resets, %d writes given a goroutine", events, n, resets, storage.RealtimeHandoffs(srv.Engine)-handoffs)
+}
+
+// TestRealtimeHTTP2: over HTTP/2, which cannot hijack, a feed keeps its
+// goroutine: events reach it, and CloseStreams ends it cleanly.
+func TestRealtimeHTTP2(t *testing.T) {
+	t.Parallel()
+	srv := rtServer(t, cpodtest.WithSQLite())
+	h2 := httptest.NewUnstartedServer(srv.Engine)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	req, _ := http.NewRequest("GET", h2.URL+"/v1/storage/kv/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := h2.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.ProtoMajor != 2 || res.StatusCode != 200 {
+		t.Fatalf("%s %d, want HTTP/2 200", res.Proto, res.StatusCode)
+	}
+	s := &sseStream{t: t, res: res, rd: bufio.NewReader(res.Body), cancel: func() {}}
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"v"}`), 204, "")
+	s.expect(`set {"key":"k","value":"v"}`)
+	if n := storage.RealtimeHijacked(srv.Engine); n != 0 {
+		t.Fatalf("%d streams hijacked over HTTP/2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Engine.CloseStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.nextErr(); err != io.EOF {
+		t.Fatalf("after CloseStreams: %v, want io.EOF", err)
+	}
 }
