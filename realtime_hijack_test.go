@@ -190,3 +190,45 @@ func TestRealtimeHTTP2(t *testing.T) {
 		t.Fatalf("after CloseStreams: %v, want io.EOF", err)
 	}
 }
+
+// TestRealtimeTLS: over HTTP/1.1 with TLS a feed is hijacked too (every
+// write of it goes through a goroutine of its own: no raw socket), gets
+// its events, and its slot comes back once its client left (seen at a
+// heartbeat at the latest).
+func TestRealtimeTLS(t *testing.T) {
+	t.Parallel()
+	srv := rtServer(t, cpodtest.WithSQLite())
+	storage.SetRealtimeIntervals(srv.Engine, 300*time.Millisecond, 20*time.Millisecond)
+	ts := httptest.NewUnstartedServer(srv.Engine)
+	ts.StartTLS()
+	defer ts.Close()
+	tok := srv.Token(cpodtest.Claims{Tenant: "t1", App: "app-a", Scopes: allScopes})
+	req, _ := http.NewRequest("GET", ts.URL+"/v1/storage/kv/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ProtoMajor != 1 || res.TLS == nil || res.StatusCode != 200 {
+		t.Fatalf("%s %d (TLS %v), want HTTP/1.1 200 over TLS", res.Proto, res.StatusCode, res.TLS != nil)
+	}
+	s := &sseStream{t: t, res: res, rd: bufio.NewReader(res.Body), cancel: func() {}}
+	handoffs := storage.RealtimeHandoffs(srv.Engine)
+	wantStatus(t, do(t, srv, "PUT", "/v1/storage/kv/k", tok, `{"value":"v"}`), 204, "")
+	s.expect(`set {"key":"k","value":"v"}`)
+	if n := storage.RealtimeHijacked(srv.Engine); n != 1 {
+		t.Fatalf("%d streams hijacked, want 1", n)
+	}
+	if storage.RealtimeHandoffs(srv.Engine) == handoffs {
+		t.Fatal("a TLS stream's event was written without a goroutine")
+	}
+	res.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for storage.RealtimeHijacked(srv.Engine) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream still runs 5 s after its client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -57,12 +57,14 @@ import (
 // FIN at once. At each check tick the scheduler peeks at the socket
 // without blocking (recv MSG_PEEK on unix): end of file or an error ends
 // the stream, so a client that closed is seen within realtime.check (1 s
-// by default) and its slot is freed then. Without a raw socket (TLS) the
-// peek is made on the TCP connection under TLS when there is one;
-// otherwise a client that left is seen when a write fails: the heartbeat
-// after its FIN is accepted by the kernel and the next one fails, so
-// within two heartbeat intervals (20 s by default). A peer that vanished
-// without a FIN is seen when a write stalls for rtWriteTimeout, as today.
+// by default) and its slot is freed then. Under TLS the peek is made on
+// the TCP connection beneath: a client whose last bytes were a TLS alert
+// (close_notify) looks alive to it until a heartbeat after its FIN draws
+// a reset, which the next peek sees: within a heartbeat interval and a
+// check (11 s by default). Without any socket (a listener's own conn
+// type) a client that left is seen when a write fails, within two
+// heartbeat intervals. A peer that vanished without a FIN is seen when a
+// write stalls for rtWriteTimeout, as before.
 //
 // What it costs: the stream's metrics (requests_total, the duration) and
 // the access log line of a middleware implementing StreamDetacher are
