@@ -300,25 +300,20 @@ func (m *metrics) begin(c *call) {
 	c.w = &c.mw
 }
 
-// end records a call once it is answered.
+// end records a call once it is answered. A change feed that took its
+// connection over (c.detached, realtime_idle.go) is recorded by routed
+// when the stream really ends.
 func (m *metrics) end(e *Engine, c *call) {
+	if c.detached {
+		return
+	}
 	elapsed := time.Since(c.start).Seconds()
 	status := c.mw.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	if c.rt != nil {
-		rm := c.rt.metrics
-		rm.duration.Observe(elapsed)
-		rm.counter(status).Inc()
-		switch rm.primitive {
-		case primitiveDocuments:
-			m.docsIn.Add(float64(c.bodyIn))
-			m.docsOut.Add(float64(c.mw.bytes))
-		case primitiveKV:
-			m.kvIn.Add(float64(c.bodyIn))
-			m.kvOut.Add(float64(c.mw.bytes))
-		}
+		m.routed(c.rt, elapsed, status, c.bodyIn, c.mw.bytes)
 		return
 	}
 	// Not routed (404, 405, a CORS preflight): the first route whose path
@@ -335,6 +330,21 @@ func (m *metrics) end(e *Engine, c *call) {
 	method := methodLabel(c.r.Method)
 	m.duration.WithLabelValues(route, method).Observe(elapsed)
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+}
+
+// routed records a call of route rt that took elapsed seconds.
+func (m *metrics) routed(rt *compiledRoute, elapsed float64, status int, bodyIn, bytesOut int64) {
+	rm := rt.metrics
+	rm.duration.Observe(elapsed)
+	rm.counter(status).Inc()
+	switch rm.primitive {
+	case primitiveDocuments:
+		m.docsIn.Add(float64(bodyIn))
+		m.docsOut.Add(float64(bytesOut))
+	case primitiveKV:
+		m.kvIn.Add(float64(bodyIn))
+		m.kvOut.Add(float64(bytesOut))
+	}
 }
 
 // backendError counts a backend failure; backend "" is none. A nil m counts

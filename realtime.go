@@ -77,12 +77,20 @@ type realtime struct {
 	tickMu sync.Mutex
 	tickCh chan struct{}
 	ticker bool
+
+	// closing is closed by Engine.CloseStreams: every stream ends.
+	closing     chan struct{}
+	closingOnce sync.Once
+	// idle serves the HTTP/1.1 streams without a goroutine each, once
+	// they have hijacked their connection (realtime_idle.go).
+	idle idleHub
 }
 
 // newRealtime picks the hub: in process on the embedded store (shared by
 // every engine over the same database), Redis Streams otherwise.
 func (e *Engine) newRealtime() *realtime {
-	rt := &realtime{heartbeat: rtHeartbeat, check: rtCheck, byTenant: map[string]int{}}
+	rt := &realtime{heartbeat: rtHeartbeat, check: rtCheck, byTenant: map[string]int{}, closing: make(chan struct{})}
+	rt.idle.e = e
 	if e.cfg.SQL != nil || e.cfg.Redis == nil {
 		rt.hub = memHubFor(e.cfg.SQL)
 	} else {
@@ -299,6 +307,9 @@ func (e *Engine) stream(c *call, f *feed) error {
 	if st == nil {
 		return err
 	}
+	if e.detach(c, st) {
+		return nil // served by the idle scheduler from now on
+	}
 	defer st.close()
 	e.follow(c, st)
 	return nil
@@ -315,7 +326,9 @@ type rtStream struct {
 	beats  int // heartbeat every beats ticks
 	ticks  int
 	finish func()
-	spare  []*rtEvent // an emptied queue of the hub's, for the next (see pending)
+	// release frees the stream's slot (part of finish).
+	release func()
+	spare   []*rtEvent // an emptied queue of the hub's, for the next (see pending)
 }
 
 // rtSpareQueue is the largest queue of events a stream keeps for reuse.
@@ -358,6 +371,7 @@ func (e *Engine) openStream(c *call, f *feed) (*rtStream, error) {
 		return nil, rtUnavailable(err)
 	}
 	st.sub = sub
+	st.release = release
 	rc := http.NewResponseController(c.w)
 	st.finish = func() {
 		sub.done()
@@ -386,6 +400,12 @@ func (e *Engine) openStream(c *call, f *feed) (*rtStream, error) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	if c.r.ProtoMajor == 1 && c.r.ProtoMinor == 1 {
+		// The stream will hijack its connection (realtime_idle.go) and
+		// close it after the last chunk: no client may reuse it for
+		// another request.
+		h.Set("Connection", "close")
+	}
 	c.w.WriteHeader(http.StatusOK)
 	// A stream has no request body and may last hours: no read deadline
 	// (a server's, or a middleware's such as httpserver's I/O timeout,
@@ -420,6 +440,8 @@ func (e *Engine) follow(c *call, st *rtStream) {
 		select {
 		case <-done:
 			return
+		case <-e.rt.closing:
+			return // Engine.CloseStreams: the handler's return ends the stream
 		case <-st.sub.wake:
 			if !e.pending(c, st) {
 				return
@@ -500,13 +522,19 @@ func (e *Engine) checkStream(c *call, st *rtStream) bool {
 // engine's clock, with the verifier's leeway), or the app no longer
 // declares the scope or is gone. A failing registry does not end it.
 func (e *Engine) streamRevoked(ctx context.Context, f *feed, exp time.Time, scope string) (Code, string) {
+	return e.streamRevokedBy(ctx, f, exp, scope, e.apps.lookup)
+}
+
+// streamRevokedBy is streamRevoked with lookup finding the app (the idle
+// scheduler's checker shares one lookup between the streams of an app).
+func (e *Engine) streamRevokedBy(ctx context.Context, f *feed, exp time.Time, scope string, lookup func(context.Context, string) (App, error)) (Code, string) {
 	if f.admin {
 		return "", "" // the admin tokens are the engine's configuration
 	}
 	if !exp.IsZero() && !e.now().Before(exp.Add(e.verifier.leeway)) {
 		return CodeInvalidToken, "the token expired: reconnect with a fresh token"
 	}
-	app, err := e.apps.lookup(ctx, f.id.App)
+	app, err := lookup(ctx, f.id.App)
 	if err != nil {
 		if ee := toError(err); ee.Code == CodeInvalidToken {
 			return ee.Code, ee.Message

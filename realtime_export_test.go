@@ -49,3 +49,14 @@ func IsRealtimePublish(cmd redis.Cmder) bool {
 	}
 	return false
 }
+
+// RealtimeHandoffs is how many writes or resyncs of hijacked streams the
+// idle scheduler gave a goroutine of their own (realtime_idle.go).
+func RealtimeHandoffs(e *Engine) int64 { return e.rt.idle.handoffs.Load() }
+
+// RealtimeHijacked is how many streams the idle scheduler serves.
+func RealtimeHijacked(e *Engine) int {
+	e.rt.idle.mu.Lock()
+	defer e.rt.idle.mu.Unlock()
+	return len(e.rt.idle.streams)
+}

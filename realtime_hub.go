@@ -116,6 +116,8 @@ type rtSub struct {
 	t    *rtTopic
 	wake chan struct{} // a token: events are queued, or the stream lagged
 	done func()
+	// notify, when set (setNotify), replaces wake.
+	notify func()
 
 	// Guarded by t.mu:
 	q      []*rtEvent // delivered, not yet taken by the stream
@@ -140,10 +142,33 @@ func (t *rtTopic) deliver(ev *rtEvent) {
 		} else {
 			s.q = append(s.q, ev)
 		}
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.signal()
+	}
+}
+
+// signal tells the stream that events are queued (or that it lagged).
+// Called with t.mu held.
+func (s *rtSub) signal() {
+	if s.notify != nil {
+		s.notify()
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setNotify makes f the stream's signal instead of wake (a stream served
+// by the idle scheduler, realtime_idle.go, has no goroutine waiting on
+// wake). f is called with the topic's lock held: it must not block. If
+// events are already queued, f is called at once.
+func (s *rtSub) setNotify(f func()) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	s.notify, s.wake = f, nil
+	if len(s.q) > 0 || s.lagged {
+		f()
 	}
 }
 

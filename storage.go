@@ -566,6 +566,10 @@ type call struct {
 	backendTimeout time.Duration // bounds a wait for the budget
 	held           int64
 	free           []func()
+	// detached: a change feed took the connection over and serves it
+	// after the handler returned (realtime_idle.go); it records its
+	// metrics itself when the stream ends.
+	detached bool
 
 	// hdr backs the header values the engine sets on every response
 	// (X-Request-Id, and those of json), so that they cost no allocation

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,6 +74,27 @@ func (a accessLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(r.Context())
 		r.Body = body
 	}
+	// A change feed that takes its connection over (storage.StreamDetacher)
+	// is logged when the stream ends, with its whole duration and bytes.
+	rw.detach = func() func(int64) {
+		reqID, method, path := w.Header().Get("X-Request-Id"), r.Method, loggedPath(r)
+		status, before, bytesIn := rw.status, rw.bytes, body.n.Load()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		log := a.log
+		return func(after int64) {
+			log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+				slog.String("request_id", reqID),
+				slog.String("method", method),
+				slog.String("path", path),
+				slog.Int("status", status),
+				slog.Int64("bytes", before+after),
+				slog.Int64("bytes_in", bytesIn),
+				slog.Duration("duration", time.Since(start)),
+			)
+		}
+	}
 	if a.ioTimeout > 0 {
 		deadline := start.Add(a.ioTimeout)
 		_ = rc.SetReadDeadline(deadline)
@@ -91,6 +113,9 @@ func (a accessLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					_, _ = io.WriteString(rw, `{"error":"internal","message":"internal error"}`+"\n")
 				}
 			}
+		}
+		if p == nil && rw.detached {
+			return // logged when the stream ends (see rw.detach)
 		}
 		status := rw.status
 		if status == 0 {
@@ -129,6 +154,17 @@ type responseWriter struct {
 	bytes      int64
 	lastExtend time.Time
 	aborted    bool
+	// detach makes the function that logs a detached stream's request;
+	// detached: the handler's return is not logged.
+	detach   func() func(int64)
+	detached bool
+}
+
+// DetachStream implements storage.StreamDetacher: a change feed took the
+// connection over, the line is logged when the stream ends.
+func (w *responseWriter) DetachStream() func(int64) {
+	w.detached = true
+	return w.detach()
 }
 
 func (w *responseWriter) WriteHeader(code int) {

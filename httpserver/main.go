@@ -78,6 +78,8 @@ type server struct {
 	ln       net.Listener
 	backends *backends
 	dir      *dataDir
+	// engine's change feeds are ended at shutdown (CloseStreams).
+	engine *storage.Engine
 	// stopBy is the shutdown deadline once a signal arrived: the backends
 	// stop by then too, whatever they are doing.
 	stopBy  time.Time
@@ -178,6 +180,7 @@ func start(cfg *serverConfig, log *slog.Logger, stderr io.Writer) (_ *server, er
 		return nil, err
 	}
 
+	s.engine = engine
 	var handler http.Handler = engine
 	if cfg.Console {
 		handler = consoleMux(cfg, engine, adminTokens, localSecret)
@@ -368,11 +371,24 @@ func (s *server) serve(signals chan os.Signal) int {
 		case <-ctx.Done():
 		}
 	}()
+	// The change feeds never end by themselves: they end now, with the
+	// last chunk, and their clients resume elsewhere with Last-Event-ID.
+	// Those on hijacked connections are not in-flight requests for
+	// Shutdown, which does not wait for them: CloseStreams does.
+	streamsClosed := make(chan struct{})
+	go func() {
+		defer close(streamsClosed)
+		if err := s.engine.CloseStreams(ctx); err != nil {
+			s.log.Warn("change feeds were cut off", "err", err)
+		}
+	}()
 	if err := s.http.Shutdown(ctx); err != nil {
 		s.log.Warn("in-flight requests were cut off", "err", err)
 		_ = s.http.Close()
+		<-streamsClosed
 		return 1
 	}
+	<-streamsClosed
 	<-errc
 	s.log.Info("stopped")
 	return 0

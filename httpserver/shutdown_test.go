@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -176,5 +177,80 @@ func TestShutdownDeadlineBusyDocuments(t *testing.T) {
 	srv.stop(t, syscall.SIGTERM)
 	if d := time.Since(began); d > 4*time.Second {
 		t.Fatalf("the process took %v to exit with -shutdown-timeout 1s:\n%s", d, srv.stderr)
+	}
+}
+
+// TestShutdownEndsStreams: a change feed open when SIGTERM arrives ends
+// cleanly (its chunked response's last chunk: the client reads io.EOF and
+// resumes elsewhere), the server exits 0 well before the shutdown timeout,
+// and the feed's access log line is written once, when it ended, with its
+// duration.
+func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "cpod-data")
+	srv := startServer(t, dataDir, "-shutdown-timeout", "20s")
+	token := setupApp(t, srv, dataDir)
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/storage/kv/changes", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 || len(res.TransferEncoding) != 1 || res.TransferEncoding[0] != "chunked" {
+		t.Fatalf("stream: status %d, transfer encoding %v", res.StatusCode, res.TransferEncoding)
+	}
+	rd := bufio.NewReader(res.Body)
+	if l, err := rd.ReadString('\n'); err != nil || l != ": ok\n" {
+		t.Fatalf("stream began %q (%v)", l, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the stream is idle
+	if strings.Contains(srv.stderr.String(), `"path":"/v1/storage/kv/changes"`) {
+		t.Fatal("the stream's access log line was written before it ended")
+	}
+	start := time.Now()
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, rd)
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("the stream ended with %v, want a clean end", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the stream was still open 10 s after SIGTERM:\n%s", srv.stderr)
+	}
+	if code := srv.wait(t); code != 0 {
+		t.Fatalf("exit code %d with a stream open at shutdown:\n%s", code, srv.stderr)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("shutdown took %v with a stream open", took)
+	}
+	var lines int
+	for _, l := range strings.Split(srv.stderr.String(), "\n") {
+		if !strings.Contains(l, `"path":"/v1/storage/kv/changes"`) {
+			continue
+		}
+		lines++
+		var rec struct {
+			Status   int
+			Bytes    int64
+			Duration int64
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("access log line %q: %v", l, err)
+		}
+		if rec.Status != 200 || rec.Bytes < int64(len(": ok\n\n")) || time.Duration(rec.Duration) < 300*time.Millisecond {
+			t.Fatalf("the stream's access log line: %s", l)
+		}
+	}
+	if lines != 1 {
+		t.Fatalf("%d access log lines for the stream, want 1:\n%s", lines, srv.stderr)
 	}
 }
