@@ -816,12 +816,8 @@ func (d *documents) handleDelete(c *call) error {
 	}
 	ctx, cancel := d.e.backendCtx(c)
 	defer cancel()
-	unlock, err := d.lockDocs(ctx, t, key)
-	if err != nil {
-		return err
-	}
+	old, unlock, err := d.lockOld(ctx, t, key)
 	defer unlock()
-	old, err := d.oldForUsage(ctx, t, key)
 	if err != nil {
 		return err
 	}

@@ -427,12 +427,8 @@ func (d *documents) handlePatch(c *call) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := d.lockDocs(ctx, t, key)
-	if err != nil {
-		return err
-	}
+	old, unlock, err := d.lockOld(ctx, t, key)
 	defer unlock()
-	old, err := d.oldForUsage(ctx, t, key)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,17 @@ func (d *documents) oldDoc(ctx context.Context, t target, key string) (oldValue,
 	return oldValue{size: int64(len(js)), existed: true}, nil
 }
 
+// lockOld takes the document's usage lock (lockDocs) and reads what it
+// holds (oldForUsage); the release is never nil.
+func (d *documents) lockOld(ctx context.Context, t target, key string) (oldValue, func(), error) {
+	unlock, err := d.lockDocs(ctx, t, key)
+	if err != nil {
+		return oldValue{}, noRelease, err
+	}
+	old, err := d.oldForUsage(ctx, t, key)
+	return old, unlock, err
+}
+
 // oldForUsage is oldDoc where the engine counts documents (MongoDB), and
 // nothing where the store does (SQLite).
 func (d *documents) oldForUsage(ctx context.Context, t target, key string) (oldValue, error) {
