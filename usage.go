@@ -25,16 +25,17 @@ import (
 //     database itself: triggers on cpod_documents and cpod_kv update
 //     cpod_usage in the same transaction as the write, so usage is exact
 //     even across a crash. Files (on S3) are added by the engine.
-//   - On MongoDB + Redis, in Redis (one hash per tenant): each write's
-//     driver reports what it replaced (the old size, read atomically with
-//     the write: SET ... GET, a script, findOneAndUpdate) and the engine
-//     adds the difference, one script and one round trip per write; a kv
-//     value with a TTL leaves usage when it expires (usage_redis.go).
-//   - Files: a write or delete of one file holds that file's lock (one
-//     writer of a file at a time; in Redis on MongoDB + Redis, in process on
-//     the embedded store, which one process owns) while it reads the old
-//     size, writes and adds the difference, so overwrites of one file in a
-//     race are counted once.
+//   - On MongoDB + Redis, in Redis (one hash per tenant): a kv write
+//     reports what it replaced, read atomically with the write (SET ...
+//     GET, GETDEL, or a script: kv_redis_usage.go), and the engine adds
+//     the difference, one more script and round trip per write; a kv value
+//     with a TTL leaves usage when it expires (usage_redis.go).
+//   - Files, and documents on MongoDB: a write or delete holds the key's
+//     lock (one writer of a file or document at a time, a batch all its
+//     keys at once; in Redis on MongoDB + Redis, in process on the
+//     embedded store, which one process owns) while it reads the old size,
+//     writes and adds the difference (usage_files.go, usage_documents.go),
+//     so racing writers of one key count it once.
 //
 // Quotas are per tenant (its own, else Config.DefaultQuota, field by
 // field; 0 is unlimited). A write is admitted before it reaches the
@@ -44,14 +45,17 @@ import (
 // is read and only the difference counts (so an overwrite at the limit
 // that does not grow still works). Refused: 507 quota_exceeded, nothing
 // stored. Deletes are never refused. The check and the write are not one
-// atomic step: writes in flight at the same moment were all admitted
-// against the same usage, so a tenant may overshoot a limit by at most
-// the writes in flight at that moment (at most Limits.MaxFileSize per
-// file upload, one document or value per document or kv write).
+// atomic step; the writes one process admits for a tenant are held against
+// each other until they are counted (inflight), so a tenant may overshoot
+// a limit by at most the writes in flight on other replicas at that moment
+// (each at most Limits.MaxFileSize per file upload, one document or value
+// per document or kv write).
 //
-// The usage a request reads is read at once from the store (no cache);
-// the quota is cached per process for quotaCacheTTL, so a quota PUT
-// through another replica applies within that time.
+// The usage a check reads is read at once from the store (no cache; on
+// Redis the quick read does not sweep expired kv values, so a check about
+// to refuse reads again with the sweeping read); the quota is cached per
+// process for quotaCacheTTL, so a quota PUT through another replica
+// applies within that time.
 
 // primitive is files, documents or kv.
 type primitive int
