@@ -117,7 +117,11 @@ func TestReadyzChecks(t *testing.T) {
 	t.Cleanup(func() { close(stuck) })
 	var hang atomic.Bool
 	srv := cpodtest.NewServer(t, cpodtest.WithConfig(func(c *storage.Config) {
-		c.BackendTimeout = 300 * time.Millisecond
+		// Short enough for the hanging check to end the answer well
+		// within 2 s; long enough for a backend's first ping under -race
+		// on a loaded machine (300 ms was not: CI run 6 of the third wave
+		// saw miniredis answer its first GET after it).
+		c.BackendTimeout = time.Second
 		c.ReadyChecks = map[string]storage.ReadyCheck{
 			"disk": func(ctx context.Context) (map[string]int64, error) {
 				f := free.Load()
