@@ -43,9 +43,9 @@ import (
 // storage routes.
 func (e *Engine) realtimeRoutes() []route {
 	return []route{
-		{"GET", "/v1/storage/db/{collection}/changes?tier&key", e.handleDocChanges},
-		{"GET", "/v1/storage/kv/changes?tier&prefix", e.handleKVChanges},
-		{"GET", "/v1/storage/files/changes?tier&prefix", e.handleFileChanges},
+		{"GET", "/v1/storage/db/{collection}/changes?tier&key", e.changes(e.docFeed)},
+		{"GET", "/v1/storage/kv/changes?tier&prefix", e.changes(e.kvFeed)},
+		{"GET", "/v1/storage/files/changes?tier&prefix", e.changes(e.fileFeed)},
 	}
 }
 
@@ -181,15 +181,17 @@ func (f *feed) wants(ev *rtEvent) bool {
 	}
 }
 
-// The handlers build the feed in a function of its own and then stream
-// it: what the building needed is off the stack while the stream waits
-// (see stream).
-func (e *Engine) handleDocChanges(c *call) error {
-	f, err := e.docFeed(c)
-	if err != nil {
-		return err
+// changes is the handler of a change feed: build makes the feed in a
+// function of its own, then it streams, so what the building needed is off
+// the stack while the stream waits (see stream).
+func (e *Engine) changes(build func(*call) (*feed, error)) func(*call) error {
+	return func(c *call) error {
+		f, err := build(c)
+		if err != nil {
+			return err
+		}
+		return e.stream(c, f)
 	}
-	return e.stream(c, f)
 }
 
 func (e *Engine) docFeed(c *call) (*feed, error) {
@@ -217,42 +219,22 @@ func (e *Engine) docFeed(c *call) (*feed, error) {
 	return &feed{topic: docTopic(loc.Prefix, coll), tier: tier, id: id, key: key, admin: c.as != nil}, nil
 }
 
-func (e *Engine) handleKVChanges(c *call) error {
-	f, err := e.kvFeed(c)
-	if err != nil {
-		return err
-	}
-	return e.stream(c, f)
-}
-
 func (e *Engine) kvFeed(c *call) (*feed, error) {
-	id, tier, err := e.authorizeCall(c, Read)
-	if err != nil {
-		return nil, err
-	}
-	prefix, err := queryParam(c.r, "prefix")
-	if err != nil {
-		return nil, err
-	}
-	if len(prefix) > maxKVKey || !validText(prefix) {
-		return nil, errorf(CodeInvalidRequest, "a kv prefix must be at most %d bytes of UTF-8 without control characters", maxKVKey)
-	}
-	loc, err := Resolve(id, tier, "")
-	if err != nil {
-		return nil, err
-	}
-	return &feed{topic: kvTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil}, nil
-}
-
-func (e *Engine) handleFileChanges(c *call) error {
-	f, err := e.fileFeed(c)
-	if err != nil {
-		return err
-	}
-	return e.stream(c, f)
+	return e.prefixFeed(c, kvTopic, func(prefix string) error {
+		if len(prefix) > maxKVKey || !validText(prefix) {
+			return errorf(CodeInvalidRequest, "a kv prefix must be at most %d bytes of UTF-8 without control characters", maxKVKey)
+		}
+		return nil
+	})
 }
 
 func (e *Engine) fileFeed(c *call) (*feed, error) {
+	return e.prefixFeed(c, fileTopic, checkListPrefix)
+}
+
+// prefixFeed is the feed of a whole location, kv's or files' (topic), with
+// an optional ?prefix= that check accepts.
+func (e *Engine) prefixFeed(c *call, topic func(loc string) string, check func(prefix string) error) (*feed, error) {
 	id, tier, err := e.authorizeCall(c, Read)
 	if err != nil {
 		return nil, err
@@ -261,14 +243,14 @@ func (e *Engine) fileFeed(c *call) (*feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkListPrefix(prefix); err != nil {
+	if err := check(prefix); err != nil {
 		return nil, err
 	}
 	loc, err := Resolve(id, tier, "")
 	if err != nil {
 		return nil, err
 	}
-	return &feed{topic: fileTopic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil}, nil
+	return &feed{topic: topic(loc.Prefix), tier: tier, id: id, prefix: prefix, admin: c.as != nil}, nil
 }
 
 // acceptsEventStream reports whether the Accept header lists

@@ -168,6 +168,12 @@ func usersPrefix(tenant string) string { return tenantPrefix(tenant) + "users/" 
 // decodes once more would turn tenant "t%2Fusers%2Fu1" into "t/users/u1",
 // another location. Without '%' no decoding can change an id, whatever a
 // proxy or an S3 implementation does.
+//
+// ValidID is the same rule, for the packages around the engine (the
+// console, httpserver's token command) that check ids before they mint a
+// token.
+func ValidID(s string) bool { return validID(s) }
+
 func validID(s string) bool {
 	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
 		return false

@@ -499,11 +499,23 @@ func (e *Engine) handleTenantUsage(c *call) error {
 	if err != nil {
 		return err
 	}
-	q, err := e.freshQuota(ctx, ids[0])
+	return e.answerQuota(c, ids[0], &u)
+}
+
+// answerQuota answers the tenant's effective quota, read afresh
+// (freshQuota), alone or, with u, after that usage (the admin usage
+// answer).
+func (e *Engine) answerQuota(c *call, tenant string, u *usageSet) error {
+	ctx, cancel := e.backendCtx(c)
+	defer cancel()
+	q, err := e.freshQuota(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	return c.json(http.StatusOK, tenantUsage{u, q})
+	if u == nil {
+		return c.json(http.StatusOK, q)
+	}
+	return c.json(http.StatusOK, tenantUsage{*u, q})
 }
 
 // freshQuota reads the tenant's quota from the store (the admin's view,
@@ -520,13 +532,7 @@ func (e *Engine) handleQuotaGet(c *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
-	defer cancel()
-	q, err := e.freshQuota(ctx, ids[0])
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, q)
+	return e.answerQuota(c, ids[0], nil)
 }
 
 // maxQuotaBody bounds a quota PUT's body.
@@ -629,13 +635,7 @@ func (e *Engine) handleRecount(c *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.backendCtx(c)
-	defer cancel()
-	q, err := e.freshQuota(ctx, ids[0])
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, tenantUsage{u, q})
+	return e.answerQuota(c, ids[0], &u)
 }
 
 // ParseQuota reads a quota written as comma-separated limits, such as

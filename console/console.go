@@ -40,6 +40,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	storage "github.com/cpod/storage"
 )
 
 //go:embed static
@@ -179,13 +181,6 @@ func (h *handler) admin(r *http.Request) bool {
 // maxTokenTTL caps a minted token's lifetime, as httpserver token does.
 const maxTokenTTL = 30 * 24 * time.Hour
 
-// scopes are the storage scope names a minted token may carry.
-var scopes = []string{
-	"storage.private.read", "storage.private.write",
-	"storage.user.read", "storage.user.write",
-	"storage.shared.read", "storage.shared.write",
-}
-
 func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !h.admin(r) {
@@ -195,7 +190,7 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	switch {
 	case name == "info" && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, map[string]any{"devTokens": h.o.MintToken != nil, "scopes": scopes})
+		writeJSON(w, http.StatusOK, map[string]any{"devTokens": h.o.MintToken != nil, "scopes": storage.Scopes})
 	case name == "token" && r.Method == http.MethodPost && h.o.MintToken != nil:
 		h.mint(w, r)
 	case name == "info" || (name == "token" && h.o.MintToken != nil):
@@ -223,7 +218,7 @@ func (h *handler) mint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bad := func(msg string) { writeError(w, http.StatusBadRequest, "invalid_request", msg) }
-	if !validID(req.Tenant) || !validID(req.App) || (req.User != "" && !validID(req.User)) {
+	if !storage.ValidID(req.Tenant) || !storage.ValidID(req.App) || (req.User != "" && !storage.ValidID(req.User)) {
 		bad("tenant, app and user must be 1 to 128 printable ASCII characters without '/', '\\' or '%', and not '.' or '..' (user may be empty: no user)")
 		return
 	}
@@ -232,8 +227,8 @@ func (h *handler) mint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range req.Scopes {
-		if !slices.Contains(scopes, s) {
-			bad("unknown scope; known scopes: " + strings.Join(scopes, ", "))
+		if !slices.Contains(storage.Scopes, s) {
+			bad("unknown scope; known scopes: " + strings.Join(storage.Scopes, ", "))
 			return
 		}
 	}
@@ -252,19 +247,6 @@ func (h *handler) mint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expiresAt": exp.UTC().Format(time.RFC3339)})
-}
-
-// validID is the engine's id rule (tiers.go).
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7E || c == '/' || c == '\\' || c == '%' {
-			return false
-		}
-	}
-	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

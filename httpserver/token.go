@@ -74,7 +74,7 @@ func tokenCommand(args []string, env environ, stdout, stderr io.Writer) int {
 		}
 	}
 	for name, id := range map[string]string{"--tenant": *tenant, "--app": *app, "--user": *user} {
-		if id != "" && !validID(id) {
+		if id != "" && !storage.ValidID(id) {
 			return fail("%s must be 1 to 128 printable ASCII characters without '/', '\\' or '%%', and not '.' or '..'", name)
 		}
 	}
@@ -127,18 +127,4 @@ func signDevToken(secret string, names storage.ClaimNames, iss, aud, tenant, app
 		claims["aud"] = aud
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
-}
-
-// validID is the engine's rule for tenant, app and user ids: 1 to 128 bytes
-// of printable ASCII except '/', '\' and '%', and not "." or "..".
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7E || c == '/' || c == '\\' || c == '%' {
-			return false
-		}
-	}
-	return true
 }
