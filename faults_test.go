@@ -13,6 +13,7 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/alicebob/miniredis/v2"
+	"github.com/cpod/storage/embedded"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
@@ -200,7 +201,7 @@ func newFaultRig(t *testing.T, opts ...cpodtest.Option) *faultRig {
 	r := &faultRig{}
 	var mongoURL, redisURL, s3URL string
 	if mongoURL = os.Getenv(cpodtest.EnvMongoURI); mongoURL == "" {
-		f, err := ferretdb.New(&ferretdb.Config{
+		f, err := embedded.NewFerretDB(&ferretdb.Config{
 			Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 			Handler:   "sqlite",
 			SQLiteURL: "file:" + t.TempDir() + "/",

@@ -219,6 +219,16 @@ type Backends struct {
 // ferretMu serialises ferretdb.New, which writes package-level state.
 var ferretMu sync.Mutex
 
+// NewFerretDB is ferretdb.New, serialised with every other FerretDB this
+// package starts: ferretdb.New writes package-level state, so two at once
+// race (seen under -race in httpserver's tests). Anything in the process
+// that starts a FerretDB of its own should start it through this.
+func NewFerretDB(c *ferretdb.Config) (*ferretdb.FerretDB, error) {
+	ferretMu.Lock()
+	defer ferretMu.Unlock()
+	return ferretdb.New(c)
+}
+
 // Start starts the backends and connects their clients, after importing
 // what an earlier version left in Dir (see Data directory). A ctx that
 // ends stops the start between backends (the ones started are closed).
@@ -421,14 +431,12 @@ func (b *Backends) startMongo(ctx context.Context, cfg Config, sockDir string) e
 	if sockDir != "" {
 		lc = ferretdb.ListenerConfig{Unix: filepath.Join(sockDir, "mongodb.sock")}
 	}
-	ferretMu.Lock()
-	f, err := ferretdb.New(&ferretdb.Config{
+	f, err := NewFerretDB(&ferretdb.Config{
 		Listener:  lc,
 		Handler:   "sqlite",
 		SQLiteURL: (&url.URL{Scheme: "file", Path: dir + "/"}).String(),
 		Logger:    ferretLog(cfg.Logger),
 	})
-	ferretMu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/alicebob/miniredis/v2"
+	"github.com/cpod/storage/embedded"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -37,7 +38,7 @@ func fakeBackends(t *testing.T) (s3URL, mongoURI, redisAddr string) {
 	t.Helper()
 	s3 := httptest.NewServer(gofakes3.New(s3mem.New(), gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
 	t.Cleanup(s3.Close)
-	f, err := ferretdb.New(&ferretdb.Config{
+	f, err := embedded.NewFerretDB(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + t.TempDir() + "/",
